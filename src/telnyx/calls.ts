@@ -1,0 +1,138 @@
+/**
+ * The two Telnyx REST calls this service makes, through the official SDK: place an outbound
+ * TeXML call, and hang a call up.
+ *
+ * @module
+ */
+import Telnyx from "telnyx";
+
+/** Settings for {@link TelnyxCalls}. */
+export interface TelnyxCallsOptions {
+  apiKey: string;
+  accountSid: string;
+  applicationSid: string;
+  fromNumber: string;
+  /** Overrides the SDK's default `https://api.telnyx.com/v2` (tests point it at a fake). */
+  baseURL?: string;
+  timeoutMs: number;
+}
+
+/** What Telnyx said when it refused or failed a request. */
+export class TelnyxRequestError extends Error {
+  constructor(
+    message: string,
+    /** HTTP status from Telnyx; undefined when it never answered. */
+    readonly status: number | undefined,
+    readonly kind: "refused" | "timeout" | "unreachable",
+  ) {
+    super(message);
+    this.name = "TelnyxRequestError";
+  }
+}
+
+/** A call Telnyx accepted. */
+export interface PlacedCall {
+  /** Telnyx's `call_sid`, which is the call-control id of the new call. */
+  callControlId: string | undefined;
+  status: string | undefined;
+}
+
+/** Places and ends calls on one Telnyx account. */
+export class TelnyxCalls {
+  readonly #client: Telnyx;
+
+  constructor(private readonly options: TelnyxCallsOptions) {
+    this.#client = new Telnyx({
+      apiKey: options.apiKey,
+      baseURL: options.baseURL,
+      timeout: options.timeoutMs,
+      // Set explicitly so stray TELNYX_CLIENT_ID/SECRET variables cannot switch the SDK to
+      // OAuth against a hard-coded host; the key is the only credential we use.
+      clientID: null,
+      clientSecret: null,
+      publicKey: null,
+    });
+  }
+
+  /**
+   * Dials `to`. When answered, Telnyx POSTs to `url` for TeXML.
+   *
+   * Retries are off for this request only: a retried create has no idempotency key, so a slow
+   * 5xx could ring the callee twice.
+   */
+  async placeCall(to: string, url: string, signal?: AbortSignal): Promise<PlacedCall> {
+    try {
+      const response = await this.#client.texml.accounts.calls.calls(
+        this.options.accountSid,
+        {
+          // The SDK sends only what is inside `body` for this endpoint.
+          body: {
+            ApplicationSid: this.options.applicationSid,
+            To: to,
+            From: this.options.fromNumber,
+            Url: url,
+            UrlMethod: "POST",
+          },
+        },
+        { maxRetries: 0, signal },
+      );
+      // `call_sid` is on the wire but not in the SDK's response type.
+      const raw = response as { call_sid?: unknown; status?: unknown };
+      return {
+        callControlId: typeof raw.call_sid === "string" ? raw.call_sid : undefined,
+        status: typeof raw.status === "string" ? raw.status : undefined,
+      };
+    } catch (error) {
+      throw toRequestError(error);
+    }
+  }
+
+  /**
+   * Hangs up `callControlId`. Resolves `"already_ended"` when Telnyx says the call is over
+   * (422 / code 90018), which is the outcome the caller wanted anyway.
+   */
+  async hangup(callControlId: string): Promise<"hung_up" | "already_ended"> {
+    try {
+      await this.#client.calls.actions.hangup(callControlId, {});
+      return "hung_up";
+    } catch (error) {
+      if (isCallAlreadyEnded(error)) return "already_ended";
+      throw toRequestError(error);
+    }
+  }
+}
+
+function isCallAlreadyEnded(error: unknown): boolean {
+  if (!(error instanceof Telnyx.APIError) || error.status !== 422) return false;
+  const errors = (error.error as { errors?: { code?: unknown }[] } | undefined)?.errors;
+  return Array.isArray(errors) && errors.some((e) => String(e?.code) === "90018");
+}
+
+function toRequestError(error: unknown): TelnyxRequestError {
+  if (error instanceof Telnyx.APIUserAbortError) throw error;
+  if (error instanceof Telnyx.APIConnectionTimeoutError) {
+    return new TelnyxRequestError("Telnyx did not answer in time", undefined, "timeout");
+  }
+  if (error instanceof Telnyx.APIConnectionError) {
+    return new TelnyxRequestError(
+      `Could not reach Telnyx: ${error.message}`,
+      undefined,
+      "unreachable",
+    );
+  }
+  if (error instanceof Telnyx.APIError) {
+    return new TelnyxRequestError(describeApiError(error), error.status, "refused");
+  }
+  throw error;
+}
+
+/** Telnyx's own words: `errors[].title: detail`, falling back to the status line. */
+function describeApiError(error: InstanceType<typeof Telnyx.APIError>): string {
+  const body = error.error as { errors?: { title?: string; detail?: string; code?: string }[] };
+  const parts = (Array.isArray(body?.errors) ? body.errors : [])
+    .map((e) => [e.code && `[${e.code}]`, e.title, e.detail].filter(Boolean).join(" "))
+    .filter(Boolean);
+  return parts.length > 0
+    ? `Telnyx ${error.status}: ${parts.join("; ")}`
+    : `Telnyx ${error.status}: ${error.message}`;
+}

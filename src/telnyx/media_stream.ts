@@ -1,0 +1,382 @@
+/**
+ * Frames on the Telnyx bidirectional media WebSocket (vendor reference §1.7): zod schemas for what
+ * Telnyx sends us, builders for what we send back, and schemas for the latter so tests and the
+ * fake Telnyx client can check our output.
+ *
+ * Inbound parsing is lenient where the real wire is known to vary (numbers vs strings, two
+ * spellings of the encoding, optional fields, extra fields) and strict only about what the app
+ * cannot work without. Outbound parsing is strict because it checks our own output.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+
+/**
+ * Longest inbound text frame we attempt to parse. A 20 ms PCMU frame is ~400 characters and even
+ * 30 s of audio is ~330 KB, so anything bigger is not a Telnyx frame and not worth a JSON.parse.
+ */
+export const MAX_INBOUND_FRAME_CHARS = 1_048_576;
+
+/** Longest `reason` returned by the parse functions; they end up in logs. */
+const MAX_REASON_CHARS = 200;
+
+// ---------------------------------------------------------------------------------------------
+// Shared field schemas
+
+/** Counters documented as strings; some senders emit numbers. Normalised to the documented string. */
+const CounterSchema = z.union([z.string(), z.number()]).transform((value) => String(value));
+
+/** Sample rate/channel counts are numbers in the docs; accept numeric strings too. */
+const CountSchema = z.union([
+  z.number().int().positive(),
+  z.string().regex(/^[1-9][0-9]{0,8}$/).transform(Number),
+]);
+
+/** Encodings the app can play and transcribe without transcoding. */
+export type TelephonyEncoding = "PCMU" | "PCMA";
+
+/**
+ * `media_format.encoding` after normalisation: `"PCMU"`/`"PCMA"` for any known spelling of G.711,
+ * otherwise the raw string (e.g. `"G722"`, `"OPUS"`) so the caller can log it and refuse the stream.
+ */
+// `string & {}` keeps the two literals visible to editors instead of collapsing into `string`.
+// deno-lint-ignore ban-types
+export type MediaEncoding = TelephonyEncoding | (string & {});
+
+const ENCODING_ALIASES: Readonly<Record<string, TelephonyEncoding>> = {
+  "pcmu": "PCMU",
+  "audio/x-mulaw": "PCMU",
+  "audio/pcmu": "PCMU",
+  "pcma": "PCMA",
+  "audio/x-alaw": "PCMA",
+  "audio/pcma": "PCMA",
+};
+
+/** Maps the spellings seen in current (`PCMU`) and older (`audio/x-mulaw`) docs onto one name. */
+function normaliseEncoding(raw: string): MediaEncoding {
+  // MIME spellings may carry parameters such as `;rate=8000`; they do not change the codec.
+  const mimeType = raw.split(";", 1)[0].trim().toLowerCase();
+  return ENCODING_ALIASES[mimeType] ?? raw;
+}
+
+/** True for the encodings the app handles; use it to refuse a stream in any other format. */
+export function isTelephonyEncoding(encoding: MediaEncoding): encoding is TelephonyEncoding {
+  return encoding === "PCMU" || encoding === "PCMA";
+}
+
+/**
+ * Whether `value` is standard-alphabet base64 that `Uint8Array.fromBase64` decodes. Checked with a
+ * flat regex plus length arithmetic rather than one grouped regex, which would backtrack per
+ * quartet on large payloads.
+ */
+function isDecodableBase64(value: string, requirePadding: boolean): boolean {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value)) return false;
+  const padding = value.endsWith("==") ? 2 : value.endsWith("=") ? 1 : 0;
+  const remainder = (value.length - padding) % 4;
+  if (remainder === 1) return false; // 6 bits cannot make a byte
+  if (padding === 0) return !requirePadding || remainder === 0;
+  return padding === 4 - remainder;
+}
+
+/** Base64 as Telnyx sends it: standard alphabet, padding optional. */
+const InboundBase64Schema = z.string().refine((value) => isDecodableBase64(value, false), {
+  message: "not base64",
+});
+
+// ---------------------------------------------------------------------------------------------
+// Inbound frames (Telnyx → app)
+
+/** First frame after the upgrade; carries no stream identity. */
+export const ConnectedFrameSchema = z.object({
+  event: z.literal("connected"),
+  version: z.string().optional(),
+});
+/** `{"event":"connected","version":"1.0.0"}` */
+export type ConnectedFrame = z.infer<typeof ConnectedFrameSchema>;
+
+/** Audio format of the call leg, announced once in `start`. */
+export const MediaFormatSchema = z.object({
+  encoding: z.string().min(1).transform(normaliseEncoding),
+  sample_rate: CountSchema,
+  channels: CountSchema.optional(),
+});
+/** Normalised `start.media_format`. */
+export type MediaFormat = z.infer<typeof MediaFormatSchema>;
+
+/**
+ * Stream metadata. `stream_id` and `media_format` are required because the app cannot route or
+ * decode the stream without them; everything else is optional because TeXML and Call-Control
+ * streams fill in different subsets.
+ */
+export const StartFrameSchema = z.object({
+  event: z.literal("start"),
+  sequence_number: CounterSchema.optional(),
+  stream_id: z.string().min(1),
+  start: z.object({
+    user_id: z.string().optional(),
+    call_control_id: z.string().optional(),
+    call_session_id: z.string().optional(),
+    from: z.string().optional(),
+    to: z.string().optional(),
+    tags: z.array(z.string()).optional(),
+    client_state: z.string().nullable().optional(),
+    custom_parameters: z.record(z.string(), z.string()).optional(),
+    media_format: MediaFormatSchema,
+  }),
+});
+/** The `start` frame, with `media_format.encoding` normalised. */
+export type StartFrame = z.infer<typeof StartFrameSchema>;
+
+// After `start`, `stream_id` is optional: the socket already identifies the stream, and an error
+// frame about a malformed message of ours may come without one.
+
+/** One chunk of call audio; `payload` is base64 of the RTP payload (no RTP header). */
+export const InboundMediaFrameSchema = z.object({
+  event: z.literal("media"),
+  sequence_number: CounterSchema.optional(),
+  stream_id: z.string().optional(),
+  media: z.object({
+    track: z.string().optional(),
+    chunk: CounterSchema.optional(),
+    timestamp: CounterSchema.optional(),
+    payload: InboundBase64Schema,
+  }),
+});
+/** Inbound `media` frame. */
+export type InboundMediaFrame = z.infer<typeof InboundMediaFrameSchema>;
+
+/** A key press on the call. */
+export const DtmfFrameSchema = z.object({
+  event: z.literal("dtmf"),
+  sequence_number: CounterSchema.optional(),
+  stream_id: z.string().optional(),
+  dtmf: z.object({
+    digit: z.string().min(1),
+    occurred_at: z.string().optional(),
+  }),
+});
+/** Inbound `dtmf` frame. */
+export type DtmfFrame = z.infer<typeof DtmfFrameSchema>;
+
+/** Echo of a mark we sent, once the audio queued before it has played (or was cleared). */
+export const InboundMarkFrameSchema = z.object({
+  event: z.literal("mark"),
+  sequence_number: CounterSchema.optional(),
+  stream_id: z.string().optional(),
+  mark: z.object({ name: z.string() }),
+});
+/** Inbound `mark` frame. */
+export type InboundMarkFrame = z.infer<typeof InboundMarkFrameSchema>;
+
+/** The stream ended; Telnyx closes the socket after it. */
+export const StopFrameSchema = z.object({
+  event: z.literal("stop"),
+  sequence_number: CounterSchema.optional(),
+  stream_id: z.string().optional(),
+  stop: z.object({
+    user_id: z.string().optional(),
+    call_control_id: z.string().optional(),
+  }).optional(),
+});
+/** Inbound `stop` frame. */
+export type StopFrame = z.infer<typeof StopFrameSchema>;
+
+/**
+ * Telnyx complaining about something we sent (e.g. `100003 malformed_frame`,
+ * `100005 rate_limit_reached`). Every detail is optional: the event alone is worth logging.
+ */
+export const ErrorFrameSchema = z.object({
+  event: z.literal("error"),
+  sequence_number: CounterSchema.optional(),
+  stream_id: z.string().optional(),
+  error: z.object({
+    title: z.string().optional(),
+    code: CounterSchema.optional(),
+    detail: z.string().optional(),
+  }).optional(),
+});
+/** Inbound `error` frame. */
+export type ErrorFrame = z.infer<typeof ErrorFrameSchema>;
+
+/** Every frame Telnyx sends on the media WebSocket, discriminated on `event`. */
+export const InboundFrameSchema = z.discriminatedUnion("event", [
+  ConnectedFrameSchema,
+  StartFrameSchema,
+  InboundMediaFrameSchema,
+  DtmfFrameSchema,
+  InboundMarkFrameSchema,
+  StopFrameSchema,
+  ErrorFrameSchema,
+]);
+/** Any inbound frame, after normalisation. */
+export type InboundFrame = z.infer<typeof InboundFrameSchema>;
+
+const INBOUND_SCHEMAS: Readonly<Record<InboundFrame["event"], z.ZodType<InboundFrame>>> = {
+  connected: ConnectedFrameSchema,
+  start: StartFrameSchema,
+  media: InboundMediaFrameSchema,
+  dtmf: DtmfFrameSchema,
+  mark: InboundMarkFrameSchema,
+  stop: StopFrameSchema,
+  error: ErrorFrameSchema,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Outbound frames (app → Telnyx)
+
+/** Padded standard base64, as `toBase64()` and Cartesia produce; empty audio is never sent. */
+const OutboundBase64Schema = z.string().min(1).refine((value) => isDecodableBase64(value, true), {
+  message: "not padded base64",
+});
+
+/** Audio for Telnyx to play; in RTP mode each frame must hold 20 ms – 30 s of audio. */
+export const OutboundMediaFrameSchema = z.strictObject({
+  event: z.literal("media"),
+  media: z.strictObject({ payload: OutboundBase64Schema }),
+});
+/** Outbound `media` frame. */
+export type OutboundMediaFrame = z.infer<typeof OutboundMediaFrameSchema>;
+
+/** Asks Telnyx to echo `name` once everything queued before it has played. */
+export const OutboundMarkFrameSchema = z.strictObject({
+  event: z.literal("mark"),
+  mark: z.strictObject({ name: z.string() }),
+});
+/** Outbound `mark` frame. */
+export type OutboundMarkFrame = z.infer<typeof OutboundMarkFrameSchema>;
+
+/** Drops queued audio (barge-in); queued marks are echoed. */
+export const ClearFrameSchema = z.strictObject({ event: z.literal("clear") });
+/** Outbound `clear` frame. */
+export type ClearFrame = z.infer<typeof ClearFrameSchema>;
+
+/** Every frame the app sends, discriminated on `event`. Extra fields are rejected. */
+export const OutboundFrameSchema = z.discriminatedUnion("event", [
+  OutboundMediaFrameSchema,
+  OutboundMarkFrameSchema,
+  ClearFrameSchema,
+]);
+/** Any outbound frame. */
+export type OutboundFrame = z.infer<typeof OutboundFrameSchema>;
+
+const OUTBOUND_SCHEMAS: Readonly<Record<OutboundFrame["event"], z.ZodType<OutboundFrame>>> = {
+  media: OutboundMediaFrameSchema,
+  mark: OutboundMarkFrameSchema,
+  clear: ClearFrameSchema,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+/** Result of {@link parseInboundFrame} / {@link parseOutboundFrame}; `reason` is short and loggable. */
+export type FrameParseResult<Frame> = { ok: true; frame: Frame } | { ok: false; reason: string };
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** First few issues as `path: message`; keys and messages come from the input, so each is capped. */
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => {
+      const path = issue.path.map((key) => truncate(String(key), 32)).join(".");
+      return `${path.length > 0 ? path : "(frame)"}: ${truncate(issue.message, 80)}`;
+    })
+    .join("; ");
+}
+
+/**
+ * Shared pipeline: size guard, JSON, object check, `event` dispatch, schema. Dispatching on `event`
+ * ourselves gives "unknown event" a clear reason and validates against one member only.
+ */
+function parseFrame<Frame>(
+  text: string,
+  direction: "inbound" | "outbound",
+  schemas: Readonly<Record<string, z.ZodType<Frame>>>,
+): FrameParseResult<Frame> {
+  const fail = (reason: string): FrameParseResult<Frame> => ({
+    ok: false,
+    reason: truncate(`${direction} frame: ${reason}`, MAX_REASON_CHARS),
+  });
+  if (typeof text !== "string") return fail(`not text but ${typeof text}`);
+  if (text.length > MAX_INBOUND_FRAME_CHARS) return fail(`too large (${text.length} chars)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    // SyntaxError messages quote the input; keep only their start.
+    return fail(`invalid JSON (${truncate(String((error as Error).message), 80)})`);
+  }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    return fail(
+      `not a JSON object but ${
+        json === null ? "null" : Array.isArray(json) ? "an array" : typeof json
+      }`,
+    );
+  }
+  const event = (json as { event?: unknown }).event;
+  if (event === undefined) return fail("missing event");
+  if (typeof event !== "string") return fail(`event is ${typeof event}, not a string`);
+  if (!Object.hasOwn(schemas, event)) {
+    return fail(`unknown event ${JSON.stringify(truncate(event, 40))}`);
+  }
+  const parsed = schemas[event].safeParse(json);
+  if (!parsed.success) return fail(`${event}: ${describeIssues(parsed.error)}`);
+  return { ok: true, frame: parsed.data };
+}
+
+/**
+ * Parses one text frame received from Telnyx. Never throws: invalid JSON, non-objects, unknown
+ * events and schema mismatches all come back as `ok: false` with a reason of at most 200 chars
+ * that never echoes the whole payload.
+ */
+export function parseInboundFrame(text: string): FrameParseResult<InboundFrame> {
+  return parseFrame(text, "inbound", INBOUND_SCHEMAS);
+}
+
+/**
+ * Parses one text frame the app sent to Telnyx (for tests and the fake Telnyx client). Never
+ * throws; same result shape as {@link parseInboundFrame}. Unknown fields are errors here.
+ */
+export function parseOutboundFrame(text: string): FrameParseResult<OutboundFrame> {
+  return parseFrame(text, "outbound", OUTBOUND_SCHEMAS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders and payload codecs
+
+/** JSON text of a `media` frame carrying already-base64 audio (e.g. Cartesia's `pcm_mulaw`). */
+export function mediaFrame(payloadBase64: string): string {
+  return JSON.stringify({ event: "media", media: { payload: payloadBase64 } });
+}
+
+/**
+ * JSON text of a `media` frame carrying `bytes` (encoded audio in the stream's codec). Only the
+ * bytes in view are sent, so subarrays of a larger buffer are fine.
+ */
+export function mediaFrameFromBytes(bytes: Uint8Array): string {
+  // V8's native encoder: one pass, no per-byte intermediate strings.
+  return mediaFrame(bytes.toBase64());
+}
+
+/** JSON text of a `mark` frame; Telnyx echoes it once the audio queued before it has played. */
+export function markFrame(name: string): string {
+  return JSON.stringify({ event: "mark", mark: { name } });
+}
+
+/** JSON text of a `clear` frame, which drops audio Telnyx has queued but not yet played. */
+export function clearFrame(): string {
+  return JSON.stringify({ event: "clear" });
+}
+
+/**
+ * Decodes an inbound `media.payload` to the raw codec bytes. Padding is optional, as on the wire.
+ *
+ * @throws {SyntaxError} if `base64` is not valid base64; payloads that passed
+ * {@link parseInboundFrame} always decode.
+ */
+export function decodeMediaPayload(base64: string): Uint8Array {
+  return Uint8Array.fromBase64(base64);
+}

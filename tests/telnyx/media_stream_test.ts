@@ -1,0 +1,456 @@
+import assert from "node:assert/strict";
+import {
+  clearFrame,
+  decodeMediaPayload,
+  type FrameParseResult,
+  type InboundFrame,
+  InboundFrameSchema,
+  isTelephonyEncoding,
+  markFrame,
+  MAX_INBOUND_FRAME_CHARS,
+  mediaFrame,
+  mediaFrameFromBytes,
+  type OutboundFrame,
+  OutboundFrameSchema,
+  parseInboundFrame,
+  parseOutboundFrame,
+} from "../../src/telnyx/media_stream.ts";
+
+/** Mulberry32: tiny seeded PRNG so the random cases are reproducible. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomBytes(random: () => number, length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = Math.floor(random() * 256);
+  return bytes;
+}
+
+/** Reference encoder independent of the one under test. */
+function referenceBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+function expectOk<Frame>(result: FrameParseResult<Frame>): Frame {
+  if (!result.ok) assert.fail(`expected ok, got: ${result.reason}`);
+  return result.frame;
+}
+
+/** Asserts failure with a short reason that mentions `reasonPattern`. */
+function expectRejected<Frame>(result: FrameParseResult<Frame>, reasonPattern: RegExp): string {
+  if (result.ok) assert.fail(`expected rejection, got ${JSON.stringify(result.frame)}`);
+  assert.match(result.reason, reasonPattern);
+  assert.ok(result.reason.length <= 200, `reason too long (${result.reason.length})`);
+  return result.reason;
+}
+
+const STREAM_ID = "32de0dea-53cb-4b21-89a4-9ed1a2a1b2a3";
+const CALL_CONTROL_ID = "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg";
+const PCMU_SILENCE_20MS = referenceBase64(new Uint8Array(160).fill(0xff));
+
+/** Frames exactly as §1.7 of the vendor reference shows them. */
+const DOCUMENTED = {
+  connected: '{"event":"connected","version":"1.0.0"}',
+  start: JSON.stringify({
+    event: "start",
+    sequence_number: "1",
+    stream_id: STREAM_ID,
+    start: {
+      user_id: "3e6f995f-85f7-4705-9741-53b116d28237",
+      call_control_id: CALL_CONTROL_ID,
+      call_session_id: "ff55a038-6f3d-11ef-9692-02420a0d7e15",
+      from: "+13122010094",
+      to: "+13122123456",
+      tags: ["campaign-7"],
+      client_state: "aGF2ZSBhIG5pY2UgZGF5ID1d",
+      custom_parameters: { session: "sess-42" },
+      media_format: { encoding: "PCMU", sample_rate: 8000, channels: 1 },
+    },
+  }),
+  media: JSON.stringify({
+    event: "media",
+    sequence_number: "4",
+    stream_id: STREAM_ID,
+    media: { track: "inbound", chunk: "2", timestamp: "5", payload: PCMU_SILENCE_20MS },
+  }),
+  dtmf: JSON.stringify({
+    event: "dtmf",
+    sequence_number: "5",
+    stream_id: STREAM_ID,
+    dtmf: { digit: "5" },
+  }),
+  mark: JSON.stringify({
+    event: "mark",
+    sequence_number: "6",
+    stream_id: STREAM_ID,
+    mark: { name: "utt-17" },
+  }),
+  error: JSON.stringify({
+    event: "error",
+    sequence_number: "6",
+    stream_id: STREAM_ID,
+    error: { title: "rate_limit_reached", code: "100005", detail: "Too many requests" },
+  }),
+  stop: JSON.stringify({
+    event: "stop",
+    sequence_number: "5",
+    stream_id: STREAM_ID,
+    stop: { user_id: "3e6f995f-85f7-4705-9741-53b116d28237", call_control_id: CALL_CONTROL_ID },
+  }),
+};
+
+Deno.test("parseInboundFrame accepts the documented frames", async (t) => {
+  await t.step("connected", () => {
+    assert.deepEqual(expectOk(parseInboundFrame(DOCUMENTED.connected)), {
+      event: "connected",
+      version: "1.0.0",
+    });
+  });
+
+  await t.step("start keeps every documented field", () => {
+    const frame = expectOk(parseInboundFrame(DOCUMENTED.start));
+    assert.equal(frame.event, "start");
+    if (frame.event !== "start") return;
+    assert.equal(frame.stream_id, STREAM_ID);
+    assert.equal(frame.sequence_number, "1");
+    assert.equal(frame.start.call_control_id, CALL_CONTROL_ID);
+    assert.equal(frame.start.from, "+13122010094");
+    assert.equal(frame.start.to, "+13122123456");
+    assert.deepEqual(frame.start.tags, ["campaign-7"]);
+    assert.equal(frame.start.client_state, "aGF2ZSBhIG5pY2UgZGF5ID1d");
+    assert.deepEqual(frame.start.custom_parameters, { session: "sess-42" });
+    assert.deepEqual(frame.start.media_format, {
+      encoding: "PCMU",
+      sample_rate: 8000,
+      channels: 1,
+    });
+  });
+
+  await t.step("media", () => {
+    const frame = expectOk(parseInboundFrame(DOCUMENTED.media));
+    assert.deepEqual(frame, {
+      event: "media",
+      sequence_number: "4",
+      stream_id: STREAM_ID,
+      media: { track: "inbound", chunk: "2", timestamp: "5", payload: PCMU_SILENCE_20MS },
+    });
+  });
+
+  await t.step("dtmf, mark, error, stop", () => {
+    const dtmf = expectOk(parseInboundFrame(DOCUMENTED.dtmf));
+    assert.ok(dtmf.event === "dtmf" && dtmf.dtmf.digit === "5");
+    const mark = expectOk(parseInboundFrame(DOCUMENTED.mark));
+    assert.ok(mark.event === "mark" && mark.mark.name === "utt-17");
+    const error = expectOk(parseInboundFrame(DOCUMENTED.error));
+    assert.deepEqual(error, {
+      event: "error",
+      sequence_number: "6",
+      stream_id: STREAM_ID,
+      error: { title: "rate_limit_reached", code: "100005", detail: "Too many requests" },
+    });
+    const stop = expectOk(parseInboundFrame(DOCUMENTED.stop));
+    assert.ok(stop.event === "stop" && stop.stop?.call_control_id === CALL_CONTROL_ID);
+  });
+
+  await t.step("the exported union schema agrees with parseInboundFrame", () => {
+    for (const text of Object.values(DOCUMENTED)) {
+      const viaSchema = InboundFrameSchema.parse(JSON.parse(text));
+      assert.deepEqual(viaSchema, expectOk(parseInboundFrame(text)));
+    }
+  });
+});
+
+Deno.test("parseInboundFrame is lenient where the wire varies", async (t) => {
+  const startWith = (mediaFormat: unknown, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      event: "start",
+      stream_id: STREAM_ID,
+      start: { media_format: mediaFormat },
+      ...extra,
+    });
+
+  await t.step("normalises every G.711 encoding spelling", () => {
+    const cases: Array<[string, string]> = [
+      ["PCMU", "PCMU"],
+      ["audio/x-mulaw", "PCMU"],
+      ["pcmu", "PCMU"],
+      ["audio/x-mulaw;rate=8000", "PCMU"],
+      ["PCMA", "PCMA"],
+      ["audio/x-alaw", "PCMA"],
+      ["Audio/X-ALAW", "PCMA"],
+    ];
+    for (const [raw, expected] of cases) {
+      const frame = expectOk(parseInboundFrame(startWith({ encoding: raw, sample_rate: 8000 })));
+      assert.ok(frame.event === "start");
+      assert.equal(frame.start.media_format.encoding, expected, raw);
+      assert.ok(isTelephonyEncoding(frame.start.media_format.encoding));
+    }
+  });
+
+  await t.step("keeps other encodings raw so the caller can refuse them", () => {
+    for (const raw of ["G722", "OPUS", "AMR-WB", "L16"]) {
+      const frame = expectOk(parseInboundFrame(startWith({ encoding: raw, sample_rate: 16000 })));
+      assert.ok(frame.event === "start");
+      assert.equal(frame.start.media_format.encoding, raw);
+      assert.equal(isTelephonyEncoding(frame.start.media_format.encoding), false);
+    }
+  });
+
+  await t.step("accepts numbers for counters and numeric strings for rates, consistently", () => {
+    const start = expectOk(
+      parseInboundFrame(
+        startWith({ encoding: "PCMU", sample_rate: "8000", channels: "1" }, { sequence_number: 1 }),
+      ),
+    );
+    assert.ok(start.event === "start");
+    assert.equal(start.sequence_number, "1");
+    assert.equal(start.start.media_format.sample_rate, 8000);
+    assert.equal(start.start.media_format.channels, 1);
+
+    const media = expectOk(
+      parseInboundFrame(JSON.stringify({
+        event: "media",
+        sequence_number: 4,
+        stream_id: STREAM_ID,
+        media: { track: "inbound", chunk: 2, timestamp: 5, payload: PCMU_SILENCE_20MS },
+      })),
+    );
+    assert.deepEqual(media, expectOk(parseInboundFrame(DOCUMENTED.media)));
+
+    const error = expectOk(parseInboundFrame('{"event":"error","error":{"code":100003}}'));
+    assert.ok(error.event === "error" && error.error?.code === "100003");
+  });
+
+  await t.step("optional fields may be missing; client_state may be null", () => {
+    const start = expectOk(
+      parseInboundFrame(
+        JSON.stringify({
+          event: "start",
+          stream_id: STREAM_ID,
+          start: { client_state: null, media_format: { encoding: "PCMU", sample_rate: 8000 } },
+        }),
+      ),
+    );
+    assert.ok(start.event === "start" && start.start.client_state === null);
+    assert.equal(start.start.custom_parameters, undefined);
+    assert.ok(expectOk(parseInboundFrame('{"event":"connected"}')).event === "connected");
+    assert.ok(expectOk(parseInboundFrame('{"event":"stop"}')).event === "stop");
+    assert.ok(expectOk(parseInboundFrame('{"event":"error"}')).event === "error");
+    const media = expectOk(parseInboundFrame('{"event":"media","media":{"payload":"/w"}}'));
+    assert.ok(media.event === "media" && media.media.payload === "/w");
+  });
+
+  await t.step("unknown extra fields are dropped, never an error", () => {
+    const frame = expectOk(
+      parseInboundFrame(JSON.stringify({
+        event: "dtmf",
+        stream_id: STREAM_ID,
+        brand_new: { nested: [1, 2, 3] },
+        dtmf: { digit: "#", occurred_at: "2024-01-01T00:00:00Z", duration_ms: 80 },
+      })),
+    );
+    assert.deepEqual(frame, {
+      event: "dtmf",
+      stream_id: STREAM_ID,
+      dtmf: { digit: "#", occurred_at: "2024-01-01T00:00:00Z" },
+    });
+  });
+});
+
+Deno.test("parseInboundFrame rejects malformed frames with a short reason", async (t) => {
+  const cases: Array<[name: string, text: string, reason: RegExp]> = [
+    ["invalid JSON", '{"event":"media",', /invalid JSON/],
+    ["empty text", "", /invalid JSON/],
+    ["array", "[]", /not a JSON object but an array/],
+    ["null", "null", /not a JSON object but null/],
+    ["number", "42", /not a JSON object but number/],
+    ["string", '"media"', /not a JSON object but string/],
+    ["missing event", '{"media":{"payload":"AA=="}}', /missing event/],
+    ["non-string event", '{"event":7}', /event is number/],
+    ["unknown event", '{"event":"transcription"}', /unknown event "transcription"/],
+    ["prototype key as event", '{"event":"__proto__"}', /unknown event/],
+    ["outbound-only event", '{"event":"clear"}', /unknown event "clear"/],
+    ["media without payload", '{"event":"media","media":{"track":"inbound"}}', /media\.payload/],
+    ["media without media", '{"event":"media"}', /media/],
+    ["media with non-base64 payload", '{"event":"media","media":{"payload":"%%%"}}', /not base64/],
+    ["media with 4n+1 payload", '{"event":"media","media":{"payload":"AAAAA"}}', /not base64/],
+    [
+      "start without stream_id",
+      '{"event":"start","start":{"media_format":{"encoding":"PCMU","sample_rate":8000}}}',
+      /stream_id/,
+    ],
+    ["start without media_format", `{"event":"start","stream_id":"s","start":{}}`, /media_format/],
+    [
+      "start with zero sample rate",
+      '{"event":"start","stream_id":"s","start":{"media_format":{"encoding":"PCMU","sample_rate":0}}}',
+      /sample_rate/,
+    ],
+    ["mark without name", '{"event":"mark","mark":{}}', /mark\.name/],
+    ["dtmf with empty digit", '{"event":"dtmf","dtmf":{"digit":""}}', /dtmf\.digit/],
+    ["counter of the wrong type", '{"event":"stop","sequence_number":true}', /sequence_number/],
+  ];
+  for (const [name, text, reason] of cases) {
+    await t.step(name, () => {
+      expectRejected(parseInboundFrame(text), reason);
+    });
+  }
+
+  await t.step("huge strings never make it into the reason", () => {
+    const huge = "x".repeat(100_000);
+    const reasons = [
+      expectRejected(parseInboundFrame(huge), /invalid JSON/),
+      expectRejected(parseInboundFrame(JSON.stringify({ event: huge })), /unknown event/),
+      expectRejected(
+        parseInboundFrame(JSON.stringify({ event: "media", media: { payload: `${huge}!` } })),
+        /not base64/,
+      ),
+      expectRejected(
+        parseInboundFrame(JSON.stringify({ event: "mark", mark: { [huge]: 1 } })),
+        /mark\.name/,
+      ),
+      expectRejected(
+        parseInboundFrame(
+          JSON.stringify({
+            event: "start",
+            stream_id: "s",
+            start: { custom_parameters: { [huge]: 1 } },
+          }),
+        ),
+        /start/,
+      ),
+    ];
+    for (const reason of reasons) assert.ok(!reason.includes("x".repeat(100)), reason);
+  });
+
+  await t.step("frames above the size cap are refused before parsing", () => {
+    const oversized = JSON.stringify({
+      event: "media",
+      media: { payload: "A".repeat(MAX_INBOUND_FRAME_CHARS) },
+    });
+    expectRejected(parseInboundFrame(oversized), /too large/);
+  });
+
+  await t.step("never throws, even for non-string input from untyped callers", () => {
+    const untyped = parseInboundFrame as (text: unknown) => FrameParseResult<InboundFrame>;
+    for (const value of [undefined, null, 42, {}, new Uint8Array(3)]) {
+      expectRejected(untyped(value), /not text/);
+    }
+  });
+});
+
+Deno.test("inbound payload validation agrees with the decoder", () => {
+  // Any string the schema accepts must decode; any it rejects must fail to decode.
+  const random = seededRandom(7);
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  let accepted = 0;
+  for (let i = 0; i < 400; i++) {
+    let payload = "";
+    const length = Math.floor(random() * 12);
+    for (let j = 0; j < length; j++) payload += alphabet[Math.floor(random() * alphabet.length)];
+    payload += "=".repeat(Math.floor(random() * 3));
+    const result = parseInboundFrame(JSON.stringify({ event: "media", media: { payload } }));
+    let decodes = true;
+    try {
+      decodeMediaPayload(payload);
+    } catch {
+      decodes = false;
+    }
+    assert.equal(result.ok, decodes, JSON.stringify(payload));
+    if (result.ok) accepted++;
+  }
+  // Both branches must actually have been exercised.
+  assert.ok(accepted > 50 && accepted < 350, `accepted ${accepted} of 400`);
+});
+
+Deno.test("outbound builders", async (t) => {
+  await t.step("produce exactly the documented JSON", () => {
+    assert.equal(mediaFrame("/38="), '{"event":"media","media":{"payload":"/38="}}');
+    assert.equal(
+      mediaFrameFromBytes(new Uint8Array([0xff, 0x7f])),
+      '{"event":"media","media":{"payload":"/38="}}',
+    );
+    assert.equal(markFrame("utt-17"), '{"event":"mark","mark":{"name":"utt-17"}}');
+    assert.equal(clearFrame(), '{"event":"clear"}');
+  });
+
+  await t.step("output parses back with parseOutboundFrame and the union schema", () => {
+    const cases: Array<[string, OutboundFrame]> = [
+      [mediaFrame(PCMU_SILENCE_20MS), { event: "media", media: { payload: PCMU_SILENCE_20MS } }],
+      [markFrame('we"ird \\ name ✓'), { event: "mark", mark: { name: 'we"ird \\ name ✓' } }],
+      [markFrame(""), { event: "mark", mark: { name: "" } }],
+      [clearFrame(), { event: "clear" }],
+    ];
+    for (const [text, expected] of cases) {
+      assert.deepEqual(expectOk(parseOutboundFrame(text)), expected);
+      assert.deepEqual(OutboundFrameSchema.parse(JSON.parse(text)), expected);
+    }
+  });
+
+  await t.step("mediaFrameFromBytes encodes only the bytes in view", () => {
+    const buffer = new Uint8Array([1, 2, 3, 4, 5, 6]);
+    const frame = expectOk(parseOutboundFrame(mediaFrameFromBytes(buffer.subarray(2, 5))));
+    assert.ok(frame.event === "media");
+    assert.deepEqual(decodeMediaPayload(frame.media.payload), new Uint8Array([3, 4, 5]));
+  });
+
+  await t.step("parseOutboundFrame is strict about our own output", () => {
+    const cases: Array<[string, RegExp]> = [
+      ['{"event":"media","media":{"payload":"/38="},"stream_id":"s"}', /stream_id/],
+      ['{"event":"media","media":{"payload":""}}', /media\.payload/],
+      ['{"event":"media","media":{"payload":"/38"}}', /not padded base64/],
+      ['{"event":"mark","mark":{"name":1}}', /mark\.name/],
+      ['{"event":"clear","extra":true}', /extra/],
+      ['{"event":"start"}', /unknown event "start"/],
+      ["not json", /invalid JSON/],
+      ["[]", /array/],
+    ];
+    for (const [text, reason] of cases) {
+      const message = expectRejected(parseOutboundFrame(text), reason);
+      assert.match(message, /^outbound frame: /);
+    }
+  });
+});
+
+Deno.test("base64 payload round trip for random bytes of every length 0..1000", () => {
+  const random = seededRandom(0xb64);
+  for (let length = 0; length <= 1000; length++) {
+    const bytes = randomBytes(random, length);
+    const text = mediaFrameFromBytes(bytes);
+    if (length === 0) {
+      // We never send empty audio, but the inbound side tolerates it.
+      expectRejected(parseOutboundFrame(text), /media\.payload/);
+    } else {
+      const frame = expectOk(parseOutboundFrame(text));
+      assert.ok(frame.event === "media");
+      assert.equal(frame.media.payload, referenceBase64(bytes), `length ${length}`);
+    }
+    // The same text is also a valid inbound media frame; decoding it must give the bytes back.
+    const inbound = expectOk(parseInboundFrame(text));
+    assert.ok(inbound.event === "media");
+    assert.deepEqual(decodeMediaPayload(inbound.media.payload), bytes, `length ${length}`);
+  }
+});
+
+Deno.test("decodeMediaPayload", async (t) => {
+  await t.step("accepts payloads with and without padding", () => {
+    assert.deepEqual(decodeMediaPayload("/38="), new Uint8Array([0xff, 0x7f]));
+    assert.deepEqual(decodeMediaPayload("/38"), new Uint8Array([0xff, 0x7f]));
+    assert.deepEqual(decodeMediaPayload(""), new Uint8Array(0));
+  });
+
+  await t.step("throws SyntaxError on garbage", () => {
+    for (const garbage of ["%%%%", "AAAAA", "AA=A", "-_8="]) {
+      assert.throws(() => decodeMediaPayload(garbage), SyntaxError, garbage);
+    }
+  });
+});
