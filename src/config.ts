@@ -1,0 +1,161 @@
+/**
+ * Every environment variable the service reads, parsed once by one zod schema.
+ *
+ * Missing secrets never stop the server: the feature that needs them answers 503 naming the
+ * variable (see {@link missingFor}). Values that are present but wrong (`ENV=prod`, `PORT=abc`)
+ * stop start-up, because running with a silently different setting is worse than not running.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+/** Empty strings in `.env` files mean "not set". */
+const optionalString = z.preprocess(
+  (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+  z.string().trim().optional(),
+);
+
+const optionalUrl = z.preprocess(
+  (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+  z.url({ protocol: /^https?$/, error: "must be an http(s) URL, e.g. https://example.com" })
+    .transform((u) => u.replace(/\/+$/, ""))
+    .optional(),
+);
+
+function integer(defaultValue: number, min: number, max: number) {
+  return z.preprocess(
+    (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+    z.coerce.number({ error: `must be an integer between ${min} and ${max}` })
+      .int({ error: `must be an integer between ${min} and ${max}` })
+      .min(min, { error: `must be an integer between ${min} and ${max}` })
+      .max(max, { error: `must be an integer between ${min} and ${max}` })
+      .default(defaultValue),
+  );
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T, defaultValue: T[number]) {
+  return z.preprocess(
+    (v) => (typeof v === "string" ? (v.trim() === "" ? undefined : v.trim().toLowerCase()) : v),
+    z.enum(values, { error: `must be one of: ${values.join(", ")}` }).default(defaultValue),
+  );
+}
+
+/** Pipecat Cloud regions and their media-stream hosts (the original example's list). */
+export const PIPECAT_REGIONS = {
+  "us-west": "api.pipecat.daily.co",
+  "us-east": "us-east.api.pipecat.daily.co",
+  "eu-central": "eu-central.api.pipecat.daily.co",
+  "ap-south": "ap-south.api.pipecat.daily.co",
+} as const;
+
+const regionNames = Object.keys(PIPECAT_REGIONS) as [keyof typeof PIPECAT_REGIONS];
+
+/** The environment schema; the README's configuration table mirrors it. */
+export const EnvSchema = z.object({
+  PORT: integer(7860, 0, 65535),
+  HOST: optionalString.default("0.0.0.0"),
+  ENV: oneOf(["local", "production"], "local"),
+  LOG_LEVEL: oneOf(["debug", "info", "warn", "error"], "info"),
+  LOG_FORMAT: z.preprocess(
+    (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+    z.enum(["json", "pretty"], { error: "must be one of: json, pretty" }).optional(),
+  ),
+
+  TELNYX_API_KEY: optionalString,
+  TELNYX_ACCOUNT_SID: optionalString,
+  TELNYX_APPLICATION_SID: optionalString,
+  TELNYX_PHONE_NUMBER: optionalString,
+  TELNYX_PUBLIC_KEY: optionalString,
+  TELNYX_BASE_URL: optionalUrl,
+  TELNYX_TIMEOUT_MS: integer(10_000, 100, 120_000),
+
+  OPENAI_API_KEY: optionalString,
+  OPENAI_BASE_URL: optionalUrl,
+  DEEPGRAM_API_KEY: optionalString,
+  DEEPGRAM_BASE_URL: z.preprocess(
+    (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+    z.url({ protocol: /^(https?|wss?)$/, error: "must be an http(s) or ws(s) URL" })
+      .transform((u) => u.replace(/\/+$/, ""))
+      .optional(),
+  ),
+  CARTESIA_API_KEY: optionalString,
+  CARTESIA_BASE_URL: optionalUrl,
+
+  AGENT_NAME: optionalString,
+  ORGANIZATION_NAME: optionalString,
+  PIPECAT_REGION: oneOf(regionNames, "us-west"),
+
+  PUBLIC_BASE_URL: optionalUrl,
+  API_TOKEN: optionalString,
+  BODY_SIGNING_SECRET: optionalString,
+  SIGNED_URL_TTL_SECONDS: integer(3600, 30, 86_400),
+  MAX_BODY_BYTES: integer(4096, 16, 65_536),
+  CORS_ORIGINS: optionalString.default("*"),
+  SHUTDOWN_GRACE_SECONDS: integer(10, 0, 3600),
+});
+
+/** The parsed configuration. */
+export type Config = z.infer<typeof EnvSchema>;
+
+/** Thrown when a variable is set to a value the service cannot run with. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Parses the environment. Throws {@link ConfigError} naming every bad variable and what it
+ * accepts; never throws for a variable that is merely missing.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const result = EnvSchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const name = String(issue.path[0] ?? "environment");
+        const given = env[name];
+        return `${name}=${JSON.stringify(given ?? "")}: ${issue.message}`;
+      }),
+    );
+  }
+  const config = result.data;
+  if (config.ENV === "production" && !config.API_TOKEN) {
+    // A public production endpoint without a token lets anyone dial any number on the account.
+    throw new ConfigError([
+      "API_TOKEN is required when ENV=production: without it anyone who finds the URL can place " +
+      "calls on your Telnyx account. Set API_TOKEN to a long random string " +
+      "(e.g. `openssl rand -hex 32`).",
+    ]);
+  }
+  return config;
+}
+
+/** The features that depend on optional variables. */
+export type Feature = "start_call" | "production_stream";
+
+const REQUIRED: Record<Feature, readonly (keyof Config)[]> = {
+  start_call: [
+    "TELNYX_API_KEY",
+    "TELNYX_ACCOUNT_SID",
+    "TELNYX_APPLICATION_SID",
+    "TELNYX_PHONE_NUMBER",
+  ],
+  production_stream: ["AGENT_NAME", "ORGANIZATION_NAME"],
+};
+
+/** Names of the variables a feature needs that are not set (empty when it can run). */
+export function missingFor(config: Config, feature: Feature): string[] {
+  if (feature === "production_stream" && config.ENV !== "production") return [];
+  return REQUIRED[feature].filter((name) => config[name] === undefined);
+}
+
+/** Every variable some feature needs but that is unset, for the start-up log line. */
+export function allMissing(config: Config): string[] {
+  const names = new Set<string>();
+  for (const feature of Object.keys(REQUIRED) as Feature[]) {
+    for (const name of missingFor(config, feature)) names.add(name);
+  }
+  return [...names];
+}

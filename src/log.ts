@@ -1,0 +1,92 @@
+/**
+ * Structured logging: JSON lines in production (for log shippers), one readable line locally.
+ *
+ * Every call-scoped logger carries the call id so a whole call can be grepped out of a busy
+ * server. Secrets are redacted here, at the single exit point, so no caller can forget.
+ *
+ * @module
+ */
+
+/** Severity, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+/** Fields attached to a log line. */
+export type LogFields = Record<string, unknown>;
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Where lines go; tests capture them. */
+export type LogSink = (line: string, level: LogLevel) => void;
+
+const consoleSink: LogSink = (line, level) => {
+  if (level === "error" || level === "warn") console.error(line);
+  else console.log(line);
+};
+
+/** Options for {@link createLogger}. */
+export interface LoggerOptions {
+  level: LogLevel;
+  format: "json" | "pretty";
+  /** Values that must never appear in a log line (API keys, tokens). */
+  secrets?: readonly (string | undefined)[];
+  sink?: LogSink;
+}
+
+/** A logger bound to a set of context fields. */
+export class Logger {
+  readonly #min: number;
+  readonly #secrets: string[];
+
+  constructor(
+    private readonly options: LoggerOptions,
+    private readonly context: LogFields = {},
+  ) {
+    this.#min = LEVELS[options.level];
+    // Short values would redact innocent text; real keys are long.
+    this.#secrets = (options.secrets ?? []).filter((s): s is string => !!s && s.length >= 8);
+  }
+
+  /** A logger whose lines all carry `fields` (e.g. `{ call: id }`). */
+  child(fields: LogFields): Logger {
+    return new Logger(this.options, { ...this.context, ...fields });
+  }
+
+  /** True when lines at `level` are written; guards building expensive fields. */
+  enabled(level: LogLevel): boolean {
+    return LEVELS[level] >= this.#min;
+  }
+
+  debug(msg: string, fields?: LogFields): void {
+    this.#write("debug", msg, fields);
+  }
+  info(msg: string, fields?: LogFields): void {
+    this.#write("info", msg, fields);
+  }
+  warn(msg: string, fields?: LogFields): void {
+    this.#write("warn", msg, fields);
+  }
+  error(msg: string, fields?: LogFields): void {
+    this.#write("error", msg, fields);
+  }
+
+  #write(level: LogLevel, msg: string, fields?: LogFields): void {
+    if (!this.enabled(level)) return;
+    const all = { ...this.context, ...fields };
+    let line: string;
+    if (this.options.format === "json") {
+      line = JSON.stringify({ time: new Date().toISOString(), level, msg, ...all }, errorReplacer);
+    } else {
+      const extra = Object.entries(all)
+        .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v, errorReplacer)}`)
+        .join(" ");
+      const time = new Date().toISOString().slice(11, 23);
+      line = `${time} ${level.toUpperCase().padEnd(5)} ${msg}${extra ? ` ${extra}` : ""}`;
+    }
+    for (const secret of this.#secrets) line = line.replaceAll(secret, "[redacted]");
+    (this.options.sink ?? consoleSink)(line, level);
+  }
+}
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return { name: value.name, message: value.message };
+  return value;
+}

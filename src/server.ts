@@ -1,0 +1,133 @@
+/**
+ * Assembles the service from its configuration and runs it: builds the dependencies, serves
+ * HTTP, and drains calls on shutdown.
+ *
+ * @module
+ */
+import denoJson from "../deno.json" with { type: "json" };
+import { createApp } from "./app.ts";
+import { allMissing, type Config } from "./config.ts";
+import { Logger, type LogSink } from "./log.ts";
+import { UrlSigner } from "./security/url_signature.ts";
+import { WebhookVerifier } from "./security/webhook_signature.ts";
+import { CallRegistry } from "./session/call_registry.ts";
+import type { CallSession } from "./session/call_session.ts";
+import { TelnyxCalls } from "./telnyx/calls.ts";
+
+/** The service's version, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+/** A running server. */
+export interface RunningServer {
+  /** Base URL it listens on, e.g. `http://127.0.0.1:7860`. */
+  url: string;
+  registry: CallRegistry;
+  /**
+   * Stops placing calls, lets live calls run for SHUTDOWN_GRACE_SECONDS, hangs up the rest,
+   * then closes the listener. Idempotent.
+   */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has fully stopped. */
+  finished: Promise<void>;
+}
+
+/** Options for {@link startServer}. */
+export interface StartServerOptions {
+  logger?: Logger;
+  onSession?: (session: CallSession) => void;
+}
+
+/** The logger the configuration asks for, with every secret redacted. */
+export function loggerFor(config: Config, sink?: LogSink): Logger {
+  return new Logger({
+    sink,
+    level: config.LOG_LEVEL,
+    format: config.LOG_FORMAT ?? (config.ENV === "production" ? "json" : "pretty"),
+    secrets: [
+      config.TELNYX_API_KEY,
+      config.OPENAI_API_KEY,
+      config.DEEPGRAM_API_KEY,
+      config.CARTESIA_API_KEY,
+      config.API_TOKEN,
+      config.BODY_SIGNING_SECRET,
+    ],
+  });
+}
+
+/** Starts serving `config`. */
+export async function startServer(
+  config: Config,
+  options: StartServerOptions = {},
+): Promise<RunningServer> {
+  const logger = options.logger ?? loggerFor(config);
+  const registry = new CallRegistry();
+
+  const secret = config.BODY_SIGNING_SECRET ?? config.TELNYX_API_KEY;
+  const signer = secret
+    ? await UrlSigner.create(secret, {
+      ttlSeconds: config.SIGNED_URL_TTL_SECONDS,
+      derive: !config.BODY_SIGNING_SECRET,
+    })
+    : undefined;
+  const calls = config.TELNYX_API_KEY && config.TELNYX_ACCOUNT_SID &&
+      config.TELNYX_APPLICATION_SID && config.TELNYX_PHONE_NUMBER
+    ? new TelnyxCalls({
+      apiKey: config.TELNYX_API_KEY,
+      accountSid: config.TELNYX_ACCOUNT_SID,
+      applicationSid: config.TELNYX_APPLICATION_SID,
+      fromNumber: config.TELNYX_PHONE_NUMBER,
+      baseURL: config.TELNYX_BASE_URL,
+      timeoutMs: config.TELNYX_TIMEOUT_MS,
+    })
+    : undefined;
+  const webhookVerifier = config.TELNYX_PUBLIC_KEY
+    ? new WebhookVerifier(config.TELNYX_PUBLIC_KEY)
+    : undefined;
+
+  let draining = false;
+  const app = createApp({
+    config,
+    logger,
+    registry,
+    version: VERSION,
+    signer,
+    webhookVerifier,
+    calls,
+    isDraining: () => draining,
+    onSession: options.onSession,
+  });
+
+  const missing = allMissing(config);
+  if (missing.length > 0) {
+    logger.warn(`not configured: ${missing.join(", ")} (the features needing them answer 503)`);
+  }
+  if (!config.API_TOKEN) {
+    logger.warn("API_TOKEN is not set: anyone who can reach /start can place calls");
+  }
+
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    port: config.PORT,
+    hostname: config.HOST,
+    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+  }, app.fetch);
+  const addr = await listening.promise;
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const url = `http://${host === "0.0.0.0" ? "localhost" : host}:${addr.port}`;
+  logger.info("listening", { url, env: config.ENV, version: VERSION });
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () =>
+    stopping ??= (async () => {
+      draining = true;
+      logger.info("shutting down", {
+        active_calls: registry.active,
+        grace_seconds: config.SHUTDOWN_GRACE_SECONDS,
+      });
+      const result = await registry.drain(config.SHUTDOWN_GRACE_SECONDS * 1000);
+      await server.shutdown();
+      logger.info("shut down", { finished_calls: result.finished, hung_up_calls: result.hungUp });
+    })();
+
+  return { url, registry, shutdown, finished: server.finished };
+}

@@ -1,0 +1,249 @@
+/**
+ * The CallSession actor: one per answered call, owner of everything that call uses.
+ *
+ * Events from the media socket go into a mailbox and are handled one at a time, in order, so
+ * no two handlers ever race on the call's state. Every task of the call hangs off one
+ * `AbortController`; ending the session aborts it, which is how sockets, generators and timers
+ * of the call all stop the same way, whatever ended the call.
+ *
+ * @module
+ */
+import type { CustomData } from "../telnyx/body_param.ts";
+import type { Logger } from "../log.ts";
+import { clearFrame } from "../telnyx/media_stream.ts";
+import { codecFor, type G711Codec } from "../audio/g711.ts";
+
+/** Lifecycle of a call, in the only order it moves. */
+export type SessionState = "connecting" | "active" | "ending" | "ended";
+
+/** Why a session ended. */
+export type EndReason =
+  | "callee_hung_up" // Telnyx sent `stop`
+  | "socket_closed" // the media socket went away without `stop`
+  | "bot_hung_up" // the conversation decided to end the call
+  | "shutdown" // the server is stopping
+  | "error";
+
+/** The media format Telnyx announced in `start`. */
+export interface MediaFormat {
+  encoding: "PCMU" | "PCMA";
+  sampleRate: number;
+  channels: number;
+}
+
+/** What a session knows about its call when it is created (from the `start` frame). */
+export interface CallInfo {
+  streamId: string;
+  callControlId: string;
+  mediaFormat: MediaFormat;
+  from?: string;
+  to?: string;
+  /** The custom data given to `/start`, decoded from the signed `body` parameter. */
+  body: CustomData;
+}
+
+/** Events the media socket delivers to a session. */
+export type SessionEvent =
+  | { type: "media"; payload: Uint8Array }
+  | { type: "dtmf"; digit: string }
+  | { type: "mark"; name: string }
+  | { type: "stop" }
+  | { type: "stream_error"; code?: string; title?: string }
+  | { type: "socket_closed"; code: number; reason: string };
+
+/** How the session talks back to Telnyx over the media socket. */
+export interface MediaChannel {
+  /** Sends one JSON text frame; a no-op once the socket is closed. */
+  send(frame: string): void;
+  close(code: number, reason: string): void;
+}
+
+/** Hangs up a call through the Telnyx REST API. */
+export type HangupCall = (callControlId: string) => Promise<"hung_up" | "already_ended">;
+
+/** Counters kept for logs and tests. */
+export interface SessionStats {
+  mediaFrames: number;
+  mediaBytes: number;
+  dtmf: string[];
+  marks: string[];
+  ignoredEvents: number;
+}
+
+/** Dependencies of a session. */
+export interface CallSessionDeps {
+  channel: MediaChannel;
+  hangupCall: HangupCall;
+  logger: Logger;
+}
+
+/** One call's actor. Construct it, then {@link CallSession.start}. */
+export class CallSession {
+  readonly info: CallInfo;
+  /** Codec of the call's audio, picked from the announced media format. */
+  readonly codec: G711Codec;
+  readonly stats: SessionStats = {
+    mediaFrames: 0,
+    mediaBytes: 0,
+    dtmf: [],
+    marks: [],
+    ignoredEvents: 0,
+  };
+  readonly startedAt = Date.now();
+
+  #state: SessionState = "connecting";
+  #endReason: EndReason | undefined;
+  readonly #abort = new AbortController();
+  readonly #mailbox: SessionEvent[] = [];
+  #wake: (() => void) | undefined;
+  #hangup: Promise<void> | undefined;
+  readonly #ended: PromiseWithResolvers<void> = Promise.withResolvers();
+  readonly #deps: CallSessionDeps;
+  readonly #log: Logger;
+
+  constructor(info: CallInfo, deps: CallSessionDeps) {
+    this.info = info;
+    this.codec = codecFor(info.mediaFormat.encoding);
+    this.#deps = deps;
+    this.#log = deps.logger.child({ call: info.callControlId, stream: info.streamId });
+  }
+
+  /** Current lifecycle state. */
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** Why the session ended (undefined while it runs). */
+  get endReason(): EndReason | undefined {
+    return this.#endReason;
+  }
+
+  /** Aborted when the call ends; every task of the call listens to it. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Resolves once the session has released everything. */
+  get ended(): Promise<void> {
+    return this.#ended.promise;
+  }
+
+  /** This call's logger (carries the call id on every line). */
+  get log(): Logger {
+    return this.#log;
+  }
+
+  /** Runs the mailbox until the call ends. */
+  start(): void {
+    if (this.#state !== "connecting") return;
+    this.#state = "active";
+    this.#log.info("call session started", {
+      encoding: this.info.mediaFormat.encoding,
+      sample_rate: this.info.mediaFormat.sampleRate,
+      body_keys: Object.keys(this.info.body),
+    });
+    if (this.#log.enabled("debug")) this.#log.debug("custom data", { body: this.info.body });
+    this.#run().catch((error) => {
+      this.#log.error("call session failed", { error });
+      void this.hangUp("error");
+    });
+  }
+
+  /** Queues an event; ignored once the session is ending. */
+  deliver(event: SessionEvent): void {
+    if (this.#state === "ending" || this.#state === "ended") {
+      this.stats.ignoredEvents++;
+      return;
+    }
+    this.#mailbox.push(event);
+    this.#wake?.();
+  }
+
+  /** Sends a frame to Telnyx (media, mark or clear) while the call is live. */
+  send(frame: string): void {
+    if (this.#state === "active") this.#deps.channel.send(frame);
+  }
+
+  /** Drops audio queued at Telnyx (barge-in). */
+  clearPlayback(): void {
+    this.send(clearFrame());
+  }
+
+  /**
+   * Ends the call: stops every task of the call, hangs up through Telnyx (at most once, whoever
+   * asks and however often), closes the media socket and resolves {@link ended}. Telnyx's "call
+   * already ended" answer counts as success, so this is also how a callee hang-up is confirmed.
+   */
+  hangUp(reason: EndReason = "bot_hung_up"): Promise<void> {
+    this.#hangup ??= this.#end(reason);
+    return this.#hangup;
+  }
+
+  async #end(reason: EndReason): Promise<void> {
+    this.#state = "ending";
+    this.#endReason = reason;
+    this.#abort.abort(new DOMException(`call ended: ${reason}`, "AbortError"));
+    this.#mailbox.length = 0;
+    this.#wake?.();
+    try {
+      const outcome = await this.#deps.hangupCall(this.info.callControlId);
+      this.#log.info("hang-up confirmed", { outcome, reason });
+    } catch (error) {
+      // The call may still be up; say so loudly, but still release our side.
+      this.#log.error("hang-up failed", { error, reason });
+    }
+    this.#deps.channel.close(1000, reason);
+    this.#state = "ended";
+    this.#log.info("call session ended", {
+      reason,
+      duration_ms: Date.now() - this.startedAt,
+      media_frames: this.stats.mediaFrames,
+      media_bytes: this.stats.mediaBytes,
+      dtmf: this.stats.dtmf.join(""),
+    });
+    this.#ended.resolve();
+  }
+
+  async #run(): Promise<void> {
+    while (this.#state === "active") {
+      const event = this.#mailbox.shift();
+      if (!event) {
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        this.#wake = undefined;
+        continue;
+      }
+      await this.#handle(event);
+    }
+  }
+
+  async #handle(event: SessionEvent): Promise<void> {
+    switch (event.type) {
+      case "media":
+        this.stats.mediaFrames++;
+        this.stats.mediaBytes += event.payload.length;
+        return;
+      case "dtmf":
+        this.stats.dtmf.push(event.digit);
+        this.#log.info("dtmf", { digit: event.digit });
+        return;
+      case "mark":
+        this.stats.marks.push(event.name);
+        return;
+      case "stream_error":
+        this.#log.warn("telnyx reported a stream error", { code: event.code, title: event.title });
+        return;
+      case "stop":
+        this.#log.info("telnyx stopped the stream");
+        await this.hangUp("callee_hung_up");
+        return;
+      case "socket_closed":
+        // Without a `stop` the call may still be up with nobody talking: end it properly.
+        this.#log.warn("media socket closed before stop", {
+          code: event.code,
+          reason: event.reason,
+        });
+        await this.hangUp("socket_closed");
+        return;
+    }
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * A loopback fake of the Telnyx REST API (the parts this service uses), answering like the real
+ * one so the real npm:telnyx client can be pointed at it with `TELNYX_BASE_URL`.
+ *
+ * - `POST /v2/texml/Accounts/:account/Calls` (JSON body) → `{from, to, status, call_sid}`
+ * - `POST /v2/calls/:id/actions/hangup` → `{data: {result: "ok"}}`, or 422 / code 90018 once the
+ *   call has ended
+ *
+ * It also signs TeXML callbacks with Ed25519 the way Telnyx does, for `/answer` tests.
+ *
+ * @module
+ */
+
+/** One request the fake received. */
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  /** Parsed JSON body, or the raw text when it was not JSON. */
+  body: unknown;
+}
+
+/** How the fake answers the next create-call request. */
+export type CreateBehaviour =
+  | { kind: "ok" }
+  | { kind: "error"; status: number; code: string; title: string; detail?: string }
+  | { kind: "hang" };
+
+/** Fake Telnyx API server on 127.0.0.1. */
+export class FakeTelnyxApi {
+  readonly requests: RecordedRequest[] = [];
+  /** Queue of behaviours for create-call requests; `ok` when empty. */
+  readonly createBehaviours: CreateBehaviour[] = [];
+  /** Calls that have ended: hanging them up yields 422 / 90018. */
+  readonly endedCalls = new Set<string>();
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #closing = new AbortController();
+  #callCounter = 0;
+
+  private constructor(readonly apiKey: string, readonly accountSid: string) {
+    this.#server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      (req) => this.#handle(req),
+    );
+  }
+
+  /** Starts the fake; `apiKey` is the only key it accepts. */
+  static start(options: { apiKey: string; accountSid: string }): FakeTelnyxApi {
+    return new FakeTelnyxApi(options.apiKey, options.accountSid);
+  }
+
+  /** Value for `TELNYX_BASE_URL` (includes `/v2`, as the SDK expects). */
+  get baseURL(): string {
+    return `http://127.0.0.1:${this.#server.addr.port}/v2`;
+  }
+
+  /** Create-call requests received. */
+  get createRequests(): RecordedRequest[] {
+    return this.requests.filter((r) => r.path.endsWith("/Calls"));
+  }
+
+  /** Hang-up requests received, by call-control id. */
+  hangupRequests(callControlId?: string): RecordedRequest[] {
+    return this.requests.filter((r) =>
+      r.path.endsWith("/actions/hangup") &&
+      (callControlId === undefined ||
+        r.path === `/v2/calls/${callControlId}/actions/hangup`)
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#closing.abort();
+    await this.#server.shutdown();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const text = await req.text();
+    let body: unknown = text;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch { /* keep raw text */ }
+    this.requests.push({
+      method: req.method,
+      path: url.pathname,
+      headers: Object.fromEntries(req.headers),
+      body,
+    });
+
+    if (req.headers.get("authorization") !== `Bearer ${this.apiKey}`) {
+      return errors(401, "10009", "Authentication failed", "The API key is invalid.");
+    }
+    const create = /^\/v2\/texml\/Accounts\/([^/]+)\/Calls$/.exec(url.pathname);
+    if (req.method === "POST" && create) return await this.#createCall(create[1], body);
+    const hangup = /^\/v2\/calls\/([^/]+)\/actions\/hangup$/.exec(url.pathname);
+    if (req.method === "POST" && hangup) return this.#hangup(decodeURIComponent(hangup[1]));
+    return errors(404, "10005", "Resource not found", `No route ${req.method} ${url.pathname}`);
+  }
+
+  async #createCall(account: string, body: unknown): Promise<Response> {
+    const behaviour = this.createBehaviours.shift() ?? { kind: "ok" };
+    if (behaviour.kind === "hang") {
+      // Never answers while the fake is up, like a Telnyx that has stopped responding.
+      await new Promise<void>((resolve) => {
+        this.#closing.signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      return new Response(null, { status: 499 });
+    }
+    if (behaviour.kind === "error") {
+      return errors(behaviour.status, behaviour.code, behaviour.title, behaviour.detail);
+    }
+    if (account !== this.accountSid) {
+      return errors(404, "10005", "Resource not found", "Account not found.");
+    }
+    const fields = (body ?? {}) as Record<string, unknown>;
+    for (const name of ["To", "From", "ApplicationSid", "Url"]) {
+      if (typeof fields[name] !== "string" || fields[name] === "") {
+        return errors(422, "10032", "Missing required parameter", `${name} is required.`);
+      }
+    }
+    const callSid = `v3:fake-call-${++this.#callCounter}`;
+    return Response.json({
+      call_sid: callSid,
+      from: fields.From,
+      to: fields.To,
+      status: "queued",
+    });
+  }
+
+  #hangup(callControlId: string): Response {
+    if (this.endedCalls.has(callControlId)) {
+      return errors(
+        422,
+        "90018",
+        "Call has already ended",
+        "This call is no longer active and can't receive commands.",
+      );
+    }
+    this.endedCalls.add(callControlId);
+    return Response.json({ data: { result: "ok" } });
+  }
+}
+
+function errors(status: number, code: string, title: string, detail?: string): Response {
+  return Response.json({ errors: [{ code, title, detail }] }, { status });
+}
+
+/** Signs webhook bodies as Telnyx does (Ed25519 over `timestamp|body`). */
+export class TelnyxWebhookSigner {
+  private constructor(private readonly privateKey: CryptoKey, readonly publicKeyBase64: string) {}
+
+  static async create(): Promise<TelnyxWebhookSigner> {
+    const pair = (await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
+      "sign",
+      "verify",
+    ])) as CryptoKeyPair;
+    const raw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+    return new TelnyxWebhookSigner(pair.privateKey, raw.toBase64());
+  }
+
+  /** The two signature headers for `body`, stamped `timestamp` (unix seconds, default now). */
+  async headers(body: string, timestamp = Math.floor(Date.now() / 1000)): Promise<{
+    "telnyx-timestamp": string;
+    "telnyx-signature-ed25519": string;
+  }> {
+    const signature = await crypto.subtle.sign(
+      "Ed25519",
+      this.privateKey,
+      new TextEncoder().encode(`${timestamp}|${body}`),
+    );
+    return {
+      "telnyx-timestamp": String(timestamp),
+      "telnyx-signature-ed25519": new Uint8Array(signature).toBase64(),
+    };
+  }
+}
+
+/**
+ * POSTs the TeXML instruction fetch Telnyx makes when the callee answers, form-encoded as on the
+ * wire, optionally signed.
+ */
+export async function fetchAnswer(
+  answerUrl: string,
+  options: { callSid: string; from?: string; to?: string; signer?: TelnyxWebhookSigner } = {
+    callSid: "v3:fake",
+  },
+): Promise<{ status: number; contentType: string | null; text: string }> {
+  const form = new URLSearchParams({
+    AccountSid: "fake-account",
+    ApiVersion: "2010-04-01",
+    CallSid: options.callSid,
+    CallSidLegacy: options.callSid,
+    CallStatus: "in-progress",
+    ConnectionId: "fake-connection",
+    From: options.from ?? "+15550000000",
+    To: options.to ?? "+15551234567",
+  }).toString();
+  const headers: Record<string, string> = {
+    "content-type": "application/x-www-form-urlencoded",
+    ...(options.signer ? await options.signer.headers(form) : {}),
+  };
+  const response = await fetch(answerUrl, { method: "POST", headers, body: form });
+  return {
+    status: response.status,
+    contentType: response.headers.get("content-type"),
+    text: await response.text(),
+  };
+}

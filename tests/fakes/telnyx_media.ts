@@ -1,0 +1,202 @@
+/**
+ * A fake of Telnyx's side of the bidirectional media WebSocket: it connects to the Stream URL
+ * from our TeXML as Telnyx does, sends `connected`/`start`/`media`/`dtmf`/`stop` frames, and
+ * models playback of what the app sends: audio plays at 8000 bytes/s, `mark`s are echoed when
+ * the audio before them has played, `clear` drops queued audio and echoes the queued marks.
+ *
+ * @module
+ */
+import { type OutboundFrame, parseOutboundFrame } from "../../src/telnyx/media_stream.ts";
+
+/** Options for {@link TelnyxMediaClient.connect}. */
+export interface MediaClientOptions {
+  streamId?: string;
+  callControlId?: string;
+  encoding?: string;
+  /** Extra headers on the upgrade request. */
+  headers?: Record<string, string>;
+}
+
+/** PCMU bytes per 20 ms frame at 8 kHz. */
+export const FRAME_BYTES = 160;
+
+/** One connected fake Telnyx media stream. */
+export class TelnyxMediaClient {
+  /** Every frame the app sent, parsed (unparseable ones are kept in `invalidFrames`). */
+  readonly received: OutboundFrame[] = [];
+  readonly invalidFrames: string[] = [];
+  /** Bytes of bot audio that have "played" on the callee's phone. */
+  playedBytes = 0;
+  readonly #queue: ({ kind: "audio"; bytes: number } | { kind: "mark"; name: string })[] = [];
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #sequence = 0;
+  #chunk = 0;
+  readonly closed: Promise<CloseEvent>;
+
+  private constructor(
+    readonly socket: WebSocket,
+    readonly streamId: string,
+    readonly callControlId: string,
+  ) {
+    this.closed = new Promise((resolve) => {
+      socket.addEventListener("close", (event) => {
+        this.#stopClock();
+        resolve(event);
+      });
+    });
+    socket.addEventListener("message", (event) => this.#onMessage(event.data));
+  }
+
+  /** Opens the socket; resolves once it is open (or rejects if the upgrade fails). */
+  static async connect(url: string, options: MediaClientOptions = {}): Promise<TelnyxMediaClient> {
+    // Deno's WebSocket takes a non-standard options bag that really sends headers.
+    const socket = new (WebSocket as unknown as new (
+      url: string,
+      options: { headers?: Record<string, string> },
+    ) => WebSocket)(url, { headers: options.headers });
+    const client = new TelnyxMediaClient(
+      socket,
+      options.streamId ?? crypto.randomUUID(),
+      options.callControlId ?? `v3:${crypto.randomUUID()}`,
+    );
+    await new Promise<void>((resolve, reject) => {
+      socket.addEventListener("open", () => resolve(), { once: true });
+      socket.addEventListener("error", () => reject(new Error("upgrade failed")), { once: true });
+    });
+    return client;
+  }
+
+  /** Sends a raw text or binary frame (for garbage tests). */
+  sendRaw(data: string | Uint8Array<ArrayBuffer>): void {
+    this.socket.send(data);
+  }
+
+  #send(frame: Record<string, unknown>): void {
+    this.socket.send(JSON.stringify({ ...frame, sequence_number: String(++this.#sequence) }));
+  }
+
+  /** The `connected` then `start` frames Telnyx opens every stream with. */
+  start(encoding = "PCMU"): void {
+    this.socket.send(JSON.stringify({ event: "connected", version: "1.0.0" }));
+    this.#send({
+      event: "start",
+      stream_id: this.streamId,
+      start: {
+        user_id: crypto.randomUUID(),
+        call_control_id: this.callControlId,
+        call_session_id: crypto.randomUUID(),
+        from: "+15550000000",
+        to: "+15551234567",
+        tags: [],
+        client_state: null,
+        custom_parameters: {},
+        media_format: { encoding, sample_rate: 8000, channels: 1 },
+      },
+    });
+    this.#startClock();
+  }
+
+  /** One inbound `media` frame of callee audio. */
+  media(payload: Uint8Array): void {
+    this.#chunk++;
+    this.#send({
+      event: "media",
+      stream_id: this.streamId,
+      media: {
+        track: "inbound",
+        chunk: String(this.#chunk),
+        timestamp: String(this.#chunk * 20),
+        payload: payload.toBase64(),
+      },
+    });
+  }
+
+  dtmf(digit: string): void {
+    this.#send({ event: "dtmf", stream_id: this.streamId, dtmf: { digit } });
+  }
+
+  /** The callee hung up: `stop`, then Telnyx closes the socket. */
+  stop(): void {
+    this.#send({
+      event: "stop",
+      stream_id: this.streamId,
+      stop: { user_id: crypto.randomUUID(), call_control_id: this.callControlId },
+    });
+  }
+
+  /** Closes the socket from Telnyx's side. */
+  close(code = 1000, reason = ""): Promise<CloseEvent> {
+    if (this.socket.readyState <= WebSocket.OPEN) this.socket.close(code, reason);
+    return this.closed;
+  }
+
+  /** Frames of one kind the app sent. */
+  framesOf<E extends OutboundFrame["event"]>(event: E): Extract<OutboundFrame, { event: E }>[] {
+    return this.received.filter((f): f is Extract<OutboundFrame, { event: E }> =>
+      f.event === event
+    );
+  }
+
+  #onMessage(data: unknown): void {
+    if (typeof data !== "string") {
+      this.invalidFrames.push("(binary)");
+      return;
+    }
+    const parsed = parseOutboundFrame(data);
+    if (!parsed.ok) {
+      this.invalidFrames.push(data);
+      return;
+    }
+    const frame = parsed.frame;
+    this.received.push(frame);
+    if (frame.event === "media") {
+      this.#queue.push({ kind: "audio", bytes: Uint8Array.fromBase64(frame.media.payload).length });
+    } else if (frame.event === "mark") {
+      this.#queue.push({ kind: "mark", name: frame.mark.name });
+      this.#drainMarks();
+    } else {
+      // clear: unplayed audio is dropped; its marks are still echoed, as Telnyx does.
+      for (const item of this.#queue.splice(0)) {
+        if (item.kind === "mark") this.#echoMark(item.name);
+      }
+    }
+  }
+
+  /** Plays 20 ms of queued audio per tick, echoing marks as they are reached. */
+  #startClock(): void {
+    this.#timer = setInterval(() => {
+      let budget = FRAME_BYTES;
+      while (budget > 0 && this.#queue.length > 0) {
+        const head = this.#queue[0];
+        if (head.kind === "mark") {
+          this.#queue.shift();
+          this.#echoMark(head.name);
+          continue;
+        }
+        const take = Math.min(budget, head.bytes);
+        head.bytes -= take;
+        budget -= take;
+        this.playedBytes += take;
+        if (head.bytes === 0) this.#queue.shift();
+      }
+      this.#drainMarks();
+    }, 20);
+  }
+
+  #drainMarks(): void {
+    while (this.#queue[0]?.kind === "mark") {
+      const mark = this.#queue.shift() as { kind: "mark"; name: string };
+      this.#echoMark(mark.name);
+    }
+  }
+
+  #echoMark(name: string): void {
+    if (this.socket.readyState !== WebSocket.OPEN) return;
+    this.#send({ event: "mark", stream_id: this.streamId, mark: { name } });
+  }
+
+  #stopClock(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}

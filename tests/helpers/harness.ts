@@ -1,0 +1,87 @@
+/**
+ * Starts the real server on an ephemeral loopback port against the fake Telnyx API, with logs
+ * captured, for integration tests.
+ *
+ * @module
+ */
+import { type Config, loadConfig } from "../../src/config.ts";
+import { loggerFor, type RunningServer, startServer } from "../../src/server.ts";
+import type { CallSession } from "../../src/session/call_session.ts";
+import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
+
+export const TEST_API_KEY = "KEYtest_0123456789abcdef";
+export const TEST_ACCOUNT = "acct-test-1";
+export const TEST_APP = "app-test-1";
+export const TEST_FROM = "+15550001111";
+
+/** A running server plus its fakes. */
+export interface Harness {
+  server: RunningServer;
+  telnyx: FakeTelnyxApi;
+  config: Config;
+  /** Sessions in creation order. */
+  sessions: CallSession[];
+  /** Captured log lines. */
+  logs: string[];
+  /** POSTs `/start`. */
+  start(payload: unknown, init?: { headers?: Record<string, string> }): Promise<Response>;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Starts a harness; `env` overrides the defaults (use "" to unset a variable). */
+export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+  const telnyx = FakeTelnyxApi.start({ apiKey: TEST_API_KEY, accountSid: TEST_ACCOUNT });
+  const config = loadConfig({
+    PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "debug",
+    LOG_FORMAT: "json",
+    TELNYX_API_KEY: TEST_API_KEY,
+    TELNYX_ACCOUNT_SID: TEST_ACCOUNT,
+    TELNYX_APPLICATION_SID: TEST_APP,
+    TELNYX_PHONE_NUMBER: TEST_FROM,
+    TELNYX_BASE_URL: telnyx.baseURL,
+    TELNYX_TIMEOUT_MS: "1500",
+    SHUTDOWN_GRACE_SECONDS: "1",
+    ...env,
+  });
+  const logs: string[] = [];
+  const sessions: CallSession[] = [];
+  const server = await startServer(config, {
+    logger: loggerFor(config, (line) => logs.push(line)),
+    onSession: (s) => sessions.push(s),
+  });
+  const close = async () => {
+    await server.shutdown();
+    await telnyx.close();
+  };
+  return {
+    server,
+    telnyx,
+    config,
+    sessions,
+    logs,
+    start: (payload, init) =>
+      fetch(`${server.url}/start`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...init?.headers },
+        body: typeof payload === "string" ? payload : JSON.stringify(payload),
+      }),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** Polls `condition` every 5 ms until it holds; fails after `timeoutMs` (a hang guard, not a timing assertion). */
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 5000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
