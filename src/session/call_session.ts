@@ -192,7 +192,8 @@ export class CallSession {
       // The call may still be up; say so loudly, but still release our side.
       this.#log.error("hang-up failed", { error, reason });
     }
-    this.#deps.channel.close(1000, reason);
+    // 1001 "going away" tells Telnyx the server, not the call, is why the stream stopped.
+    this.#deps.channel.close(reason === "shutdown" ? 1001 : 1000, reason);
     this.#state = "ended";
     this.#log.info("call session ended", {
       reason,

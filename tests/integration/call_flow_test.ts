@@ -3,12 +3,11 @@
  * API → `/answer` fetched as Telnyx would → the Stream URL opened → media frames → hang-up.
  */
 import assert from "node:assert/strict";
-import { DOMParser } from "npm:@xmldom/xmldom@0.9.12";
 import { decodeBodyParam } from "../../src/telnyx/body_param.ts";
 import { fetchAnswer } from "../fakes/telnyx_api.ts";
 import { FRAME_BYTES, TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { CUSTOM_DATA, placeAndAnswer, readTeXml } from "../helpers/call_driver.ts";
 import {
-  type Harness,
   startHarness,
   TEST_ACCOUNT,
   TEST_API_KEY,
@@ -16,40 +15,6 @@ import {
   TEST_FROM,
   waitFor,
 } from "../helpers/harness.ts";
-
-const CUSTOM_DATA = { name: "Zoë", account: { tier: "premium" }, note: "a & b < c > d \" ' +/=" };
-
-/** Parses TeXML and returns the `<Stream>` attributes and the pause length. */
-export function readTeXml(text: string): { stream: Record<string, string>; pause?: string } {
-  const doc = new DOMParser({ onError: (level, msg) => assert.fail(`${level}: ${msg}`) })
-    .parseFromString(text, "text/xml");
-  const stream = doc.getElementsByTagName("Stream")[0];
-  assert.ok(stream, `no <Stream> in ${text}`);
-  const attrs: Record<string, string> = {};
-  for (let i = 0; i < stream.attributes.length; i++) {
-    const a = stream.attributes.item(i)!;
-    attrs[a.name] = a.value;
-  }
-  assert.equal(stream.parentNode?.nodeName, "Connect");
-  const pause = doc.getElementsByTagName("Pause")[0]?.getAttribute("length") ?? undefined;
-  return { stream: attrs, pause };
-}
-
-/** Places a call through `/start` and answers it as Telnyx would; returns the Stream URL. */
-export async function placeAndAnswer(
-  h: Harness,
-  body: Record<string, unknown> | undefined = CUSTOM_DATA,
-): Promise<{ callSid: string; streamUrl: string; answerUrl: string }> {
-  const res = await h.start({ phone_number: "+15551234567", ...(body ? { body } : {}) });
-  assert.equal(res.status, 200, await res.clone().text());
-  const json = await res.json();
-  const created = h.telnyx.createRequests.at(-1)!;
-  const answerUrl = (created.body as { Url: string }).Url;
-  const answer = await fetchAnswer(answerUrl, { callSid: json.call_control_id });
-  assert.equal(answer.status, 200);
-  const { stream } = readTeXml(answer.text);
-  return { callSid: json.call_control_id, streamUrl: stream.url, answerUrl };
-}
 
 Deno.test("a call from /start to hang-up", async (t) => {
   await using h = await startHarness();

@@ -1,0 +1,49 @@
+/**
+ * Drives the Telnyx side of call set-up in tests: reads our TeXML and answers calls as Telnyx
+ * would.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { DOMParser } from "npm:@xmldom/xmldom@0.9.12";
+import { fetchAnswer } from "../fakes/telnyx_api.ts";
+import type { Harness } from "./harness.ts";
+
+/** Custom data with every character that could break a URL, base64 or XML. */
+export const CUSTOM_DATA = {
+  name: "Zoë",
+  account: { tier: "premium" },
+  note: "a & b < c > d \" ' +/=",
+};
+
+/** Parses TeXML and returns the `<Stream>` attributes and the pause length. */
+export function readTeXml(text: string): { stream: Record<string, string>; pause?: string } {
+  const doc = new DOMParser({ onError: (level, msg) => assert.fail(`${level}: ${msg}`) })
+    .parseFromString(text, "text/xml");
+  const stream = doc.getElementsByTagName("Stream")[0];
+  assert.ok(stream, `no <Stream> in ${text}`);
+  const attrs: Record<string, string> = {};
+  for (let i = 0; i < stream.attributes.length; i++) {
+    const a = stream.attributes.item(i)!;
+    attrs[a.name] = a.value;
+  }
+  assert.equal(stream.parentNode?.nodeName, "Connect");
+  const pause = doc.getElementsByTagName("Pause")[0]?.getAttribute("length") ?? undefined;
+  return { stream: attrs, pause };
+}
+
+/** Places a call through `/start` and answers it as Telnyx would; returns the Stream URL. */
+export async function placeAndAnswer(
+  h: Harness,
+  body: Record<string, unknown> | undefined = CUSTOM_DATA,
+): Promise<{ callSid: string; streamUrl: string; answerUrl: string }> {
+  const res = await h.start({ phone_number: "+15551234567", ...(body ? { body } : {}) });
+  assert.equal(res.status, 200, await res.clone().text());
+  const json = await res.json();
+  const created = h.telnyx.createRequests.at(-1)!;
+  const answerUrl = (created.body as { Url: string }).Url;
+  const answer = await fetchAnswer(answerUrl, { callSid: json.call_control_id });
+  assert.equal(answer.status, 200);
+  const { stream } = readTeXml(answer.text);
+  return { callSid: json.call_control_id, streamUrl: stream.url, answerUrl };
+}
