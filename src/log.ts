@@ -22,7 +22,7 @@ const consoleSink: LogSink = (line, level) => {
   else console.log(line);
 };
 
-/** Options for {@link createLogger}. */
+/** Options for {@link Logger}. */
 export interface LoggerOptions {
   level: LogLevel;
   format: "json" | "pretty";
@@ -41,8 +41,16 @@ export class Logger {
     private readonly context: LogFields = {},
   ) {
     this.#min = LEVELS[options.level];
-    // Short values would redact innocent text; real keys are long.
-    this.#secrets = (options.secrets ?? []).filter((s): s is string => !!s && s.length >= 8);
+    // Short values would redact innocent text; real keys are long. Each secret is also matched
+    // in its JSON-escaped form (a `"` or `\\` in a token is escaped by JSON.stringify), and the
+    // longest go first so one secret that prefixes another cannot leave the other's tail behind.
+    this.#secrets = [
+      ...new Set(
+        (options.secrets ?? [])
+          .filter((s): s is string => !!s && s.length >= 8)
+          .flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]),
+      ),
+    ].sort((a, b) => b.length - a.length);
   }
 
   /** A logger whose lines all carry `fields` (e.g. `{ call: id }`). */
@@ -73,7 +81,8 @@ export class Logger {
     const all = { ...this.context, ...fields };
     let line: string;
     if (this.options.format === "json") {
-      line = JSON.stringify({ time: new Date().toISOString(), level, msg, ...all }, errorReplacer);
+      // Core keys last, so a field can never pass itself off as the level or message.
+      line = JSON.stringify({ ...all, time: new Date().toISOString(), level, msg }, errorReplacer);
     } else {
       const extra = Object.entries(all)
         .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v, errorReplacer)}`)

@@ -21,6 +21,7 @@ export function timingSafeEqual(a: string, b: string): boolean {
 
 /** True when the `Authorization` header carries exactly `Bearer <token>`. */
 export function hasBearerToken(header: string | undefined | null, token: string): boolean {
+  if (token === "") return false; // an unset token must never match an empty header
   const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header ?? "");
   return timingSafeEqual(match?.[1] ?? "", token);
 }

@@ -1,0 +1,19 @@
+# telnyx-outbound: docker build -t telnyx-outbound . && docker run --env-file .env -p 7860:7860 telnyx-outbound
+FROM denoland/deno:2.9.6
+
+WORKDIR /app
+
+# Dependencies get their own layer: editing the source does not download them again.
+COPY deno.json deno.lock ./
+RUN deno install --frozen
+
+COPY main.ts ./
+COPY src/ ./src/
+RUN deno cache --frozen main.ts
+
+# The official image ships an unprivileged `deno` user.
+USER deno
+
+ENV PORT=7860 HOST=0.0.0.0
+EXPOSE 7860
+CMD ["task", "start"]
