@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { DOMParser } from "npm:@xmldom/xmldom@0.9.12";
+import { DOMParser } from "@xmldom/xmldom";
 import { fetchAnswer } from "../fakes/telnyx_api.ts";
 import type { Harness } from "./harness.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DOMParser } from "npm:@xmldom/xmldom@0.9.12";
+import { DOMParser } from "@xmldom/xmldom";
 import { buildHangupTeXml, buildStreamTeXml, escapeXmlAttribute } from "../../src/telnyx/texml.ts";
 
 /** XML 1.0 `Char`; xmldom does not police it, so the tests do. */

@@ -1,0 +1,536 @@
+/**
+ * Cartesia streaming text-to-speech over its WebSocket: one socket per call, reused across turns,
+ * one Cartesia context per bot response. Output is raw mu-law at 8 kHz, exactly what the Telnyx
+ * media stream plays, so no transcoding happens anywhere.
+ *
+ * The SDK's `TTSWS` is used for the wire format, but connection lifecycle is ours because the
+ * SDK's own is unsafe for a long-running server (vendor-protocols.md §4.2):
+ * - an error with no `on("error")` listener becomes an unhandled rejection that kills the
+ *   process, so each `TTSWS` is constructed directly and gets its listener before `connect()`;
+ * - a socket that drops mid-response never ends `receive()`, and the next send silently
+ *   reconnects and discards every context, so we route events ourselves, fail in-flight responses
+ *   on `close`, never send on a socket that is not open, and open a fresh `TTSWS` for the next
+ *   response instead.
+ *
+ * @module
+ */
+import Cartesia from "@cartesia/cartesia-js";
+import { type ContextOptions, TTSWS, TTSWSContext } from "@cartesia/cartesia-js/resources/tts/ws";
+import type { WebsocketResponse } from "@cartesia/cartesia-js/resources/tts";
+import { z } from "zod";
+import { phrases } from "./phrases.ts";
+
+/** The original bot's model. */
+export const DEFAULT_TTS_MODEL = "sonic-3";
+/** The original bot's voice. */
+export const DEFAULT_TTS_VOICE_ID = "71a7ad14-091c-4e8e-a314-022ece01c121";
+
+/** Validated configuration of a {@link CartesiaSpeaker}. */
+export const TtsConfigSchema = z.object({
+  apiKey: z.string().min(1),
+  /**
+   * e.g. `https://api.cartesia.ai`; the SDK forces `wss:` for the socket. Unset: the SDK reads
+   * `CARTESIA_BASE_URL`, then falls back to the public API.
+   */
+  baseURL: z.url().optional(),
+  model: z.string().min(1).default(DEFAULT_TTS_MODEL),
+  voiceId: z.string().min(1).default(DEFAULT_TTS_VOICE_ID),
+  language: z.string().min(2).default("en"),
+  /**
+   * Cartesia's own text buffering before it starts generating. We already send whole phrases,
+   * so waiting (the server default is 3000 ms) would only add latency to the first word.
+   */
+  maxBufferDelayMs: z.number().int().min(0).max(5000).default(0),
+  /** Per attempt: TLS + WebSocket handshake. */
+  connectTimeoutMs: z.number().int().positive().default(5000),
+  /** Attempts per (re)connection before the speaker reports {@link TtsUnavailableError}. */
+  connectAttempts: z.number().int().positive().default(2),
+  /** Pause before a further attempt (multiplied by the attempt number). */
+  reconnectDelayMs: z.number().int().min(0).default(200),
+  /** After all text is sent, silence from the server longer than this fails the response. */
+  stallTimeoutMs: z.number().int().positive().default(10_000),
+});
+
+/** Configuration after defaults are applied. */
+export type TtsConfig = z.infer<typeof TtsConfigSchema>;
+
+/** Structured log sink; the speaker never logs text content, only ids and reasons. */
+export type TtsLog = (
+  level: "debug" | "info" | "warn" | "error",
+  message: string,
+  fields?: Record<string, unknown>,
+) => void;
+
+/** Constructor options: {@link TtsConfigSchema} input plus an optional log sink. */
+export type TtsOptions = z.input<typeof TtsConfigSchema> & { log?: TtsLog };
+
+/** Why a response (or the speaker) failed. */
+export type TtsFailureReason =
+  /** Cartesia sent an error frame for this context; the socket stays usable. */
+  | "server"
+  /** The socket closed while the response was in flight; the next response reconnects. */
+  | "dropped"
+  /** Cartesia went silent before finishing the response. */
+  | "timeout"
+  /** No socket could be (re)established: see {@link TtsUnavailableError}. */
+  | "unavailable"
+  /** The speaker was closed. */
+  | "closed";
+
+/** A response could not be synthesised; only that response is affected unless `unavailable`. */
+export class TtsError extends Error {
+  override name = "TtsError";
+  /** What went wrong, for metrics and the caller's recovery choice. */
+  readonly reason: TtsFailureReason;
+  /** Cartesia's `error_code`, for `server` failures. */
+  readonly errorCode?: string;
+  /** Cartesia's `status_code`, for `server` failures. */
+  readonly statusCode?: number;
+  /** The Cartesia context of the failed response, when there was one. */
+  readonly contextId?: string;
+
+  /** Creates an error; `details.cause` keeps the underlying error. */
+  constructor(
+    message: string,
+    reason: TtsFailureReason,
+    details: { errorCode?: string; statusCode?: number; contextId?: string; cause?: unknown } = {},
+  ) {
+    super(message, { cause: details.cause });
+    this.reason = reason;
+    this.errorCode = details.errorCode;
+    this.statusCode = details.statusCode;
+    this.contextId = details.contextId;
+  }
+}
+
+/** Cartesia cannot be reached at all: the call cannot talk and should end politely. */
+export class TtsUnavailableError extends TtsError {
+  override name = "TtsUnavailableError";
+
+  /** Creates the error with the last connection failure as `cause`. */
+  constructor(message: string, cause?: unknown) {
+    super(message, "unavailable", { cause });
+  }
+}
+
+const OUTPUT_FORMAT = { container: "raw", encoding: "pcm_mulaw", sample_rate: 8000 } as const;
+
+/**
+ * Speaks bot responses for one call. Create one per call, `connect()` when the call starts so
+ * the greeting does not pay the TLS handshake, `speak()` once per response, `close()` at hang-up.
+ */
+export class CartesiaSpeaker {
+  readonly #config: TtsConfig;
+  readonly #log: TtsLog;
+  readonly #client: Cartesia;
+  readonly #lifetime = new AbortController();
+  #connection: Connection | undefined;
+  #connecting: Promise<Connection> | undefined;
+  #charactersSent = 0;
+
+  /** Validates options; opens nothing yet. */
+  constructor(options: TtsOptions) {
+    const { log, ...config } = options;
+    this.#config = TtsConfigSchema.parse(config);
+    this.#log = log ?? (() => {});
+    // apiKey must be explicit: the SDK ignores CARTESIA_API_KEY.
+    this.#client = new Cartesia({ apiKey: this.#config.apiKey, baseURL: this.#config.baseURL });
+  }
+
+  /** Transcript characters sent to Cartesia so far (what Cartesia bills). */
+  get charactersSent(): number {
+    return this.#charactersSent;
+  }
+
+  /**
+   * Opens the socket ahead of the first response.
+   * @throws {TtsUnavailableError} when no connection can be established.
+   * @throws the signal's reason when it aborts first.
+   */
+  async connect(signal: AbortSignal): Promise<void> {
+    await untilAborted(this.#openConnection(), signal);
+  }
+
+  /**
+   * Synthesises one response. Text pieces are forwarded as phrases complete (never waiting for
+   * the whole answer); yields raw mu-law 8 kHz audio as it arrives. Aborting the signal (or
+   * leaving the loop early) cancels the Cartesia context and ends the generator without error.
+   *
+   * @throws {TtsError} for a failure of this response (the next one may still work).
+   * @throws {TtsUnavailableError} when no socket can be (re)established.
+   * @throws whatever `text` throws, after cancelling the context.
+   *
+   * When the response ends early (abort, failure, consumer leaving) `text` is closed with
+   * `return()` at its next delta, so an LLM stream feeding it stops too.
+   */
+  async *speak(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+    if (signal.aborted) return;
+    let connection: Connection;
+    try {
+      connection = await untilAborted(this.#openConnection(), signal);
+    } catch (error) {
+      if (signal.aborted) return;
+      throw error;
+    }
+
+    const contextId = crypto.randomUUID();
+    const inbox = new ResponseInbox(contextId);
+    connection.responses.set(contextId, inbox);
+    const context = new TTSWSContext(connection.ws, {
+      contextId,
+      model_id: this.#config.model,
+      voice: { mode: "id", id: this.#config.voiceId },
+      output_format: OUTPUT_FORMAT,
+      language: this.#config.language as ContextOptions["language"],
+      max_buffer_delay_ms: this.#config.maxBufferDelayMs,
+    });
+    const onAbort = () => inbox.stop();
+    signal.addEventListener("abort", onAbort, { once: true });
+    void this.#streamText(text, connection, context, inbox);
+    try {
+      for (;;) {
+        const audio = await inbox.next();
+        if (audio === undefined) return;
+        yield audio;
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      connection.responses.delete(contextId);
+      if (!inbox.finishedByServer) {
+        inbox.stop();
+        // The SDK's ctx.cancel() would silently reconnect on a closed socket; send only if open.
+        if (connection.isOpen()) {
+          void connection.ws.cancelContext(contextId);
+          this.#log("debug", "tts context cancelled", { contextId });
+        }
+      }
+    }
+  }
+
+  /** Closes the socket and ends in-flight responses with a `closed` {@link TtsError}. */
+  async close(): Promise<void> {
+    if (this.#lifetime.signal.aborted) return;
+    this.#lifetime.abort();
+    await this.#connecting?.catch(() => {});
+    const connection = this.#connection;
+    this.#connection = undefined;
+    await connection?.close();
+  }
+
+  async #streamText(
+    text: AsyncIterable<string>,
+    connection: Connection,
+    context: TTSWSContext,
+    inbox: ResponseInbox,
+  ): Promise<void> {
+    try {
+      for await (const phrase of phrases(text)) {
+        if (inbox.settled) return;
+        await connection.send(() => context.push({ transcript: phrase }));
+        this.#charactersSent += phrase.length;
+      }
+      if (inbox.settled) return;
+      await connection.send(() => context.no_more_inputs());
+      inbox.watchForStall(this.#config.stallTimeoutMs);
+    } catch (error) {
+      inbox.fail(error);
+    }
+  }
+
+  /** The open connection, or a fresh one; concurrent callers share one attempt. */
+  #openConnection(): Promise<Connection> {
+    if (this.#lifetime.signal.aborted) {
+      return Promise.reject(new TtsError("speaker is closed", "closed"));
+    }
+    if (this.#connection?.isOpen()) return Promise.resolve(this.#connection);
+    this.#connecting ??= this.#establish().finally(() => this.#connecting = undefined);
+    return this.#connecting;
+  }
+
+  async #establish(): Promise<Connection> {
+    const lifetime = this.#lifetime.signal;
+    for (let attempt = 1;; attempt++) {
+      try {
+        const connection = await Connection.open(this.#client, this.#config, this.#log, lifetime);
+        connection.onClose = () => {
+          if (this.#connection === connection) this.#connection = undefined;
+        };
+        this.#connection = connection;
+        this.#log("info", "tts connected", { attempt });
+        return connection;
+      } catch (error) {
+        if (lifetime.aborted) throw new TtsError("speaker is closed", "closed", { cause: error });
+        this.#log("warn", "tts connect failed", { attempt, error: describe(error) });
+        if (attempt >= this.#config.connectAttempts) {
+          throw new TtsUnavailableError(
+            `cannot connect to Cartesia after ${attempt} attempt(s): ${describe(error)}`,
+            error,
+          );
+        }
+        await sleep(this.#config.reconnectDelayMs * attempt, lifetime).catch(() => {});
+      }
+    }
+  }
+}
+
+/** One `TTSWS` and its one socket; never reused after that socket closes. */
+class Connection {
+  readonly ws: TTSWS;
+  /** In-flight responses by context id. */
+  readonly responses = new Map<string, ResponseInbox>();
+  /** Called once when the socket has closed. */
+  onClose: () => void = () => {};
+  readonly #socket: TTSWS["socket"];
+  readonly #log: TtsLog;
+  readonly #closed: Promise<void>;
+  #isClosed = false;
+  #closing = false;
+
+  private constructor(ws: TTSWS, log: TtsLog) {
+    this.ws = ws;
+    this.#socket = ws.socket;
+    this.#log = log;
+    this.#closed = new Promise((resolve) => {
+      this.#socket.addEventListener("close", (event: CloseEvent) => {
+        this.#isClosed = true;
+        const reason = this.#closing ? "closed" : "dropped";
+        if (!this.#closing) {
+          this.#log("warn", "tts socket closed", { code: event.code, reason: event.reason });
+        }
+        for (const inbox of this.responses.values()) {
+          inbox.fail(
+            new TtsError(`Cartesia socket closed (code ${event.code})`, reason, {
+              contextId: inbox.contextId,
+            }),
+          );
+        }
+        this.responses.clear();
+        this.onClose();
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Connects one `TTSWS`, with its error listener attached before the handshake can fail.
+   * Rejects on handshake failure, timeout or `lifetime` abort, always after the socket closed.
+   */
+  static async open(
+    client: Cartesia,
+    config: TtsConfig,
+    log: TtsLog,
+    lifetime: AbortSignal,
+  ): Promise<Connection> {
+    const ws = new TTSWS(client);
+    const connection = new Connection(ws, log);
+    ws.on("error", (error) => log("debug", "tts socket error", { error: error.message }));
+    ws.on("event", (event) => connection.#route(event));
+    const ready = ws.connect();
+    // A timer we clear ourselves: AbortSignal.timeout() would outlive a fast handshake.
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new Error(`handshake timed out after ${config.connectTimeoutMs} ms`)),
+      config.connectTimeoutMs,
+    );
+    try {
+      await untilAborted(ready, AbortSignal.any([lifetime, timeout.signal]));
+      return connection;
+    } catch (error) {
+      ready.catch(() => {}); // still pending after a timeout; its later rejection is expected
+      await connection.close();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** True while sending on this socket cannot trigger the SDK's silent reconnect. */
+  isOpen(): boolean {
+    return !this.#isClosed && this.ws.socket === this.#socket &&
+      this.#socket.readyState === WebSocket.OPEN;
+  }
+
+  /**
+   * Runs an SDK send only if the socket is open. The SDK checks `readyState` synchronously at
+   * the start of its send, in the same tick as our check, so it can never reconnect behind us.
+   */
+  send(sdkSend: () => Promise<void>): Promise<void> {
+    if (!this.isOpen()) {
+      return Promise.reject(new TtsError("Cartesia socket is not open", "dropped"));
+    }
+    return sdkSend();
+  }
+
+  /** Closes the socket (if needed) and waits until it is closed. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    if (!this.#isClosed) this.ws.close({ code: 1000, reason: "call ended" });
+    await this.#closed;
+  }
+
+  #route(event: WebsocketResponse): void {
+    const contextId = "context_id" in event ? event.context_id : undefined;
+    const inbox = contextId === undefined ? undefined : this.responses.get(contextId);
+    if (!inbox) {
+      if (event.type === "error") {
+        this.#log("warn", "tts error outside any response", {
+          contextId,
+          title: event.title,
+          message: event.message,
+        });
+      }
+      return;
+    }
+    switch (event.type) {
+      case "chunk":
+        inbox.push(event.audio ?? Uint8Array.from(atob(event.data), (c) => c.charCodeAt(0)));
+        break;
+      case "done":
+        inbox.finish();
+        break;
+      case "error":
+        inbox.fail(
+          new TtsError(`Cartesia: ${event.title}: ${event.message}`, "server", {
+            errorCode: event.error_code,
+            statusCode: event.status_code,
+            contextId,
+          }),
+        );
+        break;
+      default:
+        break; // timestamps and flush_done carry no audio
+    }
+  }
+}
+
+/** Audio of one response, handed from socket events to the `speak()` generator. */
+class ResponseInbox {
+  readonly contextId: string;
+  #chunks: Uint8Array[] = [];
+  #ended = false;
+  #finishedByServer = false;
+  #error: unknown = undefined;
+  #wake: (() => void) | undefined;
+  #stallMs: number | undefined;
+  #stallTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(contextId: string) {
+    this.contextId = contextId;
+  }
+
+  /** No more audio will be yielded (done, failed or stopped). */
+  get settled(): boolean {
+    return this.#ended || this.#error !== undefined;
+  }
+
+  /** Cartesia completed or rejected the context, so there is nothing to cancel. */
+  get finishedByServer(): boolean {
+    return this.#finishedByServer;
+  }
+
+  push(audio: Uint8Array): void {
+    if (this.settled) return;
+    this.#chunks.push(audio);
+    this.#restartStallTimer();
+    this.#notify();
+  }
+
+  finish(): void {
+    this.#finishedByServer = true;
+    this.#end();
+  }
+
+  /** Ends early by our choice (abort, consumer left): pending audio is discarded. */
+  stop(): void {
+    this.#chunks.length = 0;
+    this.#end();
+  }
+
+  fail(error: unknown): void {
+    if (this.settled) return;
+    if (error instanceof TtsError && error.reason === "server") this.#finishedByServer = true;
+    this.#error = error;
+    this.#clearStallTimer();
+    this.#notify();
+  }
+
+  /** Starts failing the response if the server stays silent for `ms`. */
+  watchForStall(ms: number): void {
+    this.#stallMs = ms;
+    this.#restartStallTimer();
+  }
+
+  /** Next audio chunk; `undefined` at the end. Throws the failure, after queued audio. */
+  async next(): Promise<Uint8Array | undefined> {
+    for (;;) {
+      const chunk = this.#chunks.shift();
+      if (chunk) return chunk;
+      if (this.#error !== undefined) throw this.#error;
+      if (this.#ended) return undefined;
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+  }
+
+  #end(): void {
+    if (this.settled) return;
+    this.#ended = true;
+    this.#clearStallTimer();
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #restartStallTimer(): void {
+    if (this.#stallMs === undefined || this.settled) return;
+    this.#clearStallTimer();
+    const ms = this.#stallMs;
+    this.#stallTimer = setTimeout(
+      () =>
+        this.fail(
+          new TtsError(`no audio from Cartesia for ${ms} ms`, "timeout", {
+            contextId: this.contextId,
+          }),
+        ),
+      ms,
+    );
+  }
+
+  #clearStallTimer(): void {
+    clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+  }
+}
+
+/** Resolves like `promise`, or rejects with the signal's reason once it aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (error instanceof Event) return (error as ErrorEvent).message ?? error.type;
+  return String(error);
+}

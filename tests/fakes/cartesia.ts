@@ -1,0 +1,551 @@
+/**
+ * Loopback fake of Cartesia's streaming TTS WebSocket (`wss://…/tts/websocket`), speaking the wire
+ * protocol of vendor-protocols.md §4.3 so the real `@cartesia/cartesia-js` SDK can be tested
+ * against it. TLS is mandatory because the SDK forces `wss://`; the test process must trust
+ * `tests/fakes/tls/ca.pem` (`deno test --cert tests/fakes/tls/ca.pem`).
+ *
+ * Audio is deterministic: every transcript character becomes `bytesPerChar` bytes of a mu-law
+ * tone whose pitch identifies the context, so tests can compare bytes end to end.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+const TLS_DIR = new URL("./tls/", import.meta.url);
+
+/** API key the fake accepts unless another one is configured. */
+export const FAKE_CARTESIA_API_KEY = "test-cartesia-key";
+
+const MULAW_SAMPLE_RATE = 8000;
+const RAW_ENCODINGS = ["pcm_f32le", "pcm_s16le", "pcm_mulaw", "pcm_alaw"];
+const SAMPLE_RATES = [8000, 16000, 22050, 24000, 44100, 48000];
+
+const VoiceSchema = z.union([z.string().min(1), z.looseObject({ id: z.string().min(1) })]);
+
+const OutputFormatSchema = z.looseObject({
+  container: z.string(),
+  encoding: z.string().optional(),
+  sample_rate: z.number(),
+});
+
+/** A generation request frame as the SDK sends it (`push`, `no_more_inputs`, `flush`). */
+export const GenerationFrameSchema = z.looseObject({
+  model_id: z.string(),
+  voice: VoiceSchema,
+  output_format: OutputFormatSchema,
+  transcript: z.string(),
+  context_id: z.string().optional(),
+  continue: z.boolean().optional(),
+  flush: z.boolean().optional(),
+  language: z.string().optional(),
+  max_buffer_delay_ms: z.number().optional(),
+  add_timestamps: z.boolean().optional(),
+});
+
+/** A generation request frame. */
+export type GenerationFrame = z.infer<typeof GenerationFrameSchema>;
+
+const CancelFrameSchema = z.object({ cancel: z.literal(true), context_id: z.string() });
+
+/** A connection as the fake saw its upgrade request. */
+export interface FakeCartesiaConnection {
+  /** 1-based, in order of arrival. */
+  readonly id: number;
+  /** `api_key` query parameter, else `X-API-Key` header, else `Authorization: Bearer`. */
+  readonly apiKey: string | null;
+  /** `cartesia_version` query parameter, else `Cartesia-Version` header. */
+  readonly cartesiaVersion: string | null;
+  /** `cartesia_client` query parameter (the SDK's self-identification). */
+  readonly client: string | null;
+}
+
+/** One text frame the fake received, parsed. */
+export interface FakeCartesiaMessage {
+  /** Id of the connection it came on. */
+  readonly connection: number;
+  /** The parsed JSON. */
+  readonly json: Record<string, unknown>;
+}
+
+/** One transcript piece of a context. */
+export interface FakeTranscriptPiece {
+  readonly transcript: string;
+  /** `continue` as sent; `undefined` when the frame omitted it (one-shot request). */
+  readonly continue: boolean | undefined;
+}
+
+/** Everything the fake knows about one context. */
+export interface FakeCartesiaContext {
+  readonly id: string;
+  readonly connection: number;
+  /** 0-based order of first appearance across all connections; picks the tone. */
+  readonly ordinal: number;
+  /** The first generation frame, i.e. the context's model/voice/format. */
+  readonly request: GenerationFrame;
+  /** Every non-flush generation frame's transcript, in order (includes the final `""`). */
+  readonly pieces: FakeTranscriptPiece[];
+  /** Each audio chunk as sent, in order. */
+  readonly audioChunks: Uint8Array[];
+  /** A `continue:false` (or one-shot) frame arrived. */
+  inputFinished: boolean;
+  /** The client cancelled the context. */
+  cancelled: boolean;
+  /** `done` was sent. */
+  done: boolean;
+  /** The error frame sent for this context, if any. */
+  error: ErrorFrame | undefined;
+}
+
+/** Server error frame, API-version 2026 shape. */
+export interface ErrorFrame {
+  type: "error";
+  context_id?: string;
+  status_code: number;
+  done: true;
+  title: string;
+  message: string;
+  error_code: string;
+  request_id: string;
+}
+
+/** Fault: the next new context fails with an error frame after `afterChunks` audio chunks. */
+export interface ContextErrorFault {
+  afterChunks?: number;
+  statusCode?: number;
+  title?: string;
+  message?: string;
+  errorCode?: string;
+}
+
+/** Options of {@link CartesiaFake.start}. */
+export interface CartesiaFakeOptions {
+  /** Key to accept; anything else gets HTTP 401 at the upgrade. */
+  apiKey?: string;
+  /** Audio bytes generated per transcript character (80 = 10 ms of mu-law 8 kHz). */
+  bytesPerChar?: number;
+  /** Maximum bytes per `chunk` frame. */
+  chunkBytes?: number;
+  /** Delay before each chunk; 0 streams instantly. Mutable later via `chunkDelayMs`. */
+  chunkDelayMs?: number;
+}
+
+type OutboundItem =
+  | { kind: "audio"; bytes: Uint8Array }
+  | { kind: "flush_done"; flushId: number }
+  | { kind: "done" };
+
+interface ContextRuntime {
+  record: FakeCartesiaContext;
+  socket: WebSocket;
+  outbox: OutboundItem[];
+  running: boolean;
+  samplesGenerated: number;
+  flushes: number;
+  errorFault: ContextErrorFault | undefined;
+  dropAfterChunks: number | undefined;
+}
+
+/**
+ * The fake server. Start with {@link CartesiaFake.start}; always `await fake.close()`.
+ */
+export class CartesiaFake {
+  /** `https://127.0.0.1:<port>` — pass as the SDK's `baseURL`. */
+  readonly baseURL: string;
+  /** Upgrade requests accepted, in order. */
+  readonly connections: FakeCartesiaConnection[] = [];
+  /** Every text frame received, in order. */
+  readonly messages: FakeCartesiaMessage[] = [];
+  /** Contexts by id, in order of first appearance. */
+  readonly contexts = new Map<string, FakeCartesiaContext>();
+  /** When true, upgrades are answered with HTTP 503 so the handshake fails. */
+  refuseConnections = false;
+  /** Delay before each chunk in ms; 0 streams instantly. */
+  chunkDelayMs: number;
+
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #apiKey: string;
+  readonly #bytesPerChar: number;
+  readonly #chunkBytes: number;
+  readonly #sockets = new Map<WebSocket, Promise<void>>();
+  readonly #runtimes = new Map<string, ContextRuntime>();
+  readonly #sleeps = new Set<{ timer: ReturnType<typeof setTimeout>; wake: () => void }>();
+  readonly #errorFaults: ContextErrorFault[] = [];
+  readonly #dropFaults: number[] = [];
+  #closed = false;
+
+  private constructor(tls: { cert: string; key: string }, options: CartesiaFakeOptions) {
+    this.#server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, ...tls, onListen: () => {} },
+      (request) => this.#handle(request),
+    );
+    this.baseURL = `https://127.0.0.1:${this.#server.addr.port}`;
+    this.#apiKey = options.apiKey ?? FAKE_CARTESIA_API_KEY;
+    this.#bytesPerChar = options.bytesPerChar ?? 80;
+    this.#chunkBytes = options.chunkBytes ?? 800;
+    this.chunkDelayMs = options.chunkDelayMs ?? 0;
+  }
+
+  /** Listens with TLS on an ephemeral loopback port. */
+  static async start(options: CartesiaFakeOptions = {}): Promise<CartesiaFake> {
+    const [cert, key] = await Promise.all([
+      Deno.readTextFile(new URL("cert.pem", TLS_DIR)),
+      Deno.readTextFile(new URL("key.pem", TLS_DIR)),
+    ]);
+    return new CartesiaFake({ cert, key }, options);
+  }
+
+  /** The next new context gets an error frame instead of (the rest of) its audio. */
+  failNextContext(fault: ContextErrorFault = {}): void {
+    this.#errorFaults.push(fault);
+  }
+
+  /** The next new context's socket is closed by the server after `afterChunks` audio chunks. */
+  dropNextContext(afterChunks = 1): void {
+    this.#dropFaults.push(afterChunks);
+  }
+
+  /** Closes every open socket, as a network drop between responses would; resolves once closed. */
+  async dropAllConnections(): Promise<void> {
+    for (const socket of this.#sockets.keys()) closeQuietly(socket, 1011, "fake drop");
+    await Promise.all(this.#sockets.values());
+  }
+
+  /** Contexts in order of first appearance. */
+  contextList(): FakeCartesiaContext[] {
+    return [...this.contexts.values()];
+  }
+
+  /** A context's transcript as received (pieces joined). */
+  transcriptOf(contextId: string): string {
+    return (this.contexts.get(contextId)?.pieces ?? []).map((p) => p.transcript).join("");
+  }
+
+  /** All audio bytes sent for a context, concatenated. */
+  audioOf(contextId: string): Uint8Array {
+    return concatBytes(this.contexts.get(contextId)?.audioChunks ?? []);
+  }
+
+  /** Stops the server and closes every socket, timer and pending send. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const sleep of this.#sleeps) {
+      clearTimeout(sleep.timer);
+      sleep.wake();
+    }
+    this.#sleeps.clear();
+    for (const socket of this.#sockets.keys()) closeQuietly(socket, 1001, "fake closing");
+    await Promise.all(this.#sockets.values());
+    await this.#server.shutdown();
+  }
+
+  #handle(request: Request): Response {
+    const url = new URL(request.url);
+    if (url.pathname !== "/tts/websocket") return new Response("not found", { status: 404 });
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("expected a WebSocket upgrade", { status: 426 });
+    }
+    if (this.refuseConnections || this.#closed) {
+      return new Response("service unavailable", { status: 503 });
+    }
+    const bearer = request.headers.get("authorization")?.match(/^Bearer (.+)$/)?.[1];
+    const apiKey = url.searchParams.get("api_key") ?? request.headers.get("x-api-key") ??
+      bearer ?? null;
+    if (apiKey !== this.#apiKey) {
+      return Response.json({ error: "Invalid API key" }, { status: 401 });
+    }
+    const connection: FakeCartesiaConnection = {
+      id: this.connections.length + 1,
+      apiKey,
+      cartesiaVersion: url.searchParams.get("cartesia_version") ??
+        request.headers.get("cartesia-version"),
+      client: url.searchParams.get("cartesia_client"),
+    };
+    this.connections.push(connection);
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    this.#sockets.set(
+      socket,
+      new Promise((resolve) => socket.addEventListener("close", () => resolve())),
+    );
+    socket.addEventListener("close", () => {
+      this.#sockets.delete(socket);
+      for (const [id, runtime] of this.#runtimes) {
+        if (runtime.socket === socket) this.#runtimes.delete(id);
+      }
+    });
+    socket.addEventListener("message", (event) => {
+      if (typeof event.data === "string") this.#onFrame(socket, connection.id, event.data);
+    });
+    return response;
+  }
+
+  #onFrame(socket: WebSocket, connection: number, raw: string): void {
+    let json: Record<string, unknown>;
+    try {
+      json = JSON.parse(raw);
+    } catch {
+      this.#send(socket, errorFrame(undefined, 400, "Invalid JSON", raw, "invalid_json"));
+      return;
+    }
+    this.messages.push({ connection, json });
+
+    const cancel = CancelFrameSchema.safeParse(json);
+    if (cancel.success) {
+      const runtime = this.#runtimes.get(cancel.data.context_id);
+      if (runtime) {
+        runtime.record.cancelled = true;
+        runtime.outbox.length = 0;
+        this.#runtimes.delete(cancel.data.context_id);
+      }
+      return;
+    }
+
+    const parsed = GenerationFrameSchema.safeParse(json);
+    const contextId = typeof json.context_id === "string" ? json.context_id : crypto.randomUUID();
+    if (!parsed.success) {
+      this.#send(
+        socket,
+        errorFrame(contextId, 400, "Invalid request", parsed.error.message, "invalid_request"),
+      );
+      return;
+    }
+    const frame = parsed.data;
+    const formatProblem = describeFormatProblem(frame);
+    if (formatProblem) {
+      this.#send(
+        socket,
+        errorFrame(contextId, 400, "Invalid output format", formatProblem, "invalid_output_format"),
+      );
+      return;
+    }
+
+    let runtime = this.#runtimes.get(contextId);
+    if (!runtime) {
+      if (this.contexts.has(contextId)) return; // finished, cancelled or failed: ignore late input
+      runtime = this.#openContext(socket, connection, contextId, frame);
+    }
+    const record = runtime.record;
+    if (record.inputFinished) return;
+
+    if (frame.flush) {
+      runtime.flushes += 1;
+      runtime.outbox.push({ kind: "flush_done", flushId: runtime.flushes });
+    } else {
+      record.pieces.push({ transcript: frame.transcript, continue: frame.continue });
+      const bytes = this.#synthesize(runtime, frame.transcript.length * this.#bytesPerChar);
+      for (let at = 0; at < bytes.length; at += this.#chunkBytes) {
+        runtime.outbox.push({ kind: "audio", bytes: bytes.subarray(at, at + this.#chunkBytes) });
+      }
+      if (frame.continue !== true) {
+        record.inputFinished = true;
+        runtime.outbox.push({ kind: "done" });
+      }
+    }
+    void this.#run(runtime);
+  }
+
+  #openContext(
+    socket: WebSocket,
+    connection: number,
+    contextId: string,
+    frame: GenerationFrame,
+  ): ContextRuntime {
+    const record: FakeCartesiaContext = {
+      id: contextId,
+      connection,
+      ordinal: this.contexts.size,
+      request: frame,
+      pieces: [],
+      audioChunks: [],
+      inputFinished: false,
+      cancelled: false,
+      done: false,
+      error: undefined,
+    };
+    this.contexts.set(contextId, record);
+    const runtime: ContextRuntime = {
+      record,
+      socket,
+      outbox: [],
+      running: false,
+      samplesGenerated: 0,
+      flushes: 0,
+      errorFault: this.#errorFaults.shift(),
+      dropAfterChunks: this.#dropFaults.shift(),
+    };
+    this.#runtimes.set(contextId, runtime);
+    return runtime;
+  }
+
+  /** Sends a context's queued items in order; one runner per context so contexts interleave. */
+  async #run(runtime: ContextRuntime): Promise<void> {
+    if (runtime.running) return;
+    runtime.running = true;
+    try {
+      while (this.#isLive(runtime)) {
+        const record = runtime.record;
+        const fault = runtime.errorFault;
+        if (fault && record.audioChunks.length >= (fault.afterChunks ?? 0)) {
+          record.error = errorFrame(
+            record.id,
+            fault.statusCode ?? 500,
+            fault.title ?? "Internal error",
+            fault.message ?? "The fake was told to fail this context",
+            fault.errorCode ?? "internal_error",
+          );
+          this.#send(runtime.socket, record.error);
+          this.#runtimes.delete(record.id);
+          return;
+        }
+        if (
+          runtime.dropAfterChunks !== undefined &&
+          record.audioChunks.length >= runtime.dropAfterChunks
+        ) {
+          this.#runtimes.delete(record.id);
+          closeQuietly(runtime.socket, 1011, "fake drop");
+          return;
+        }
+        const item = runtime.outbox.shift();
+        if (!item) return;
+        if (item.kind === "audio") {
+          if (this.chunkDelayMs > 0) await this.#sleep(this.chunkDelayMs);
+          if (!this.#isLive(runtime)) return;
+          record.audioChunks.push(item.bytes);
+          this.#send(runtime.socket, {
+            type: "chunk",
+            context_id: record.id,
+            status_code: 206,
+            done: false,
+            data: encodeBase64(item.bytes),
+            step_time: 1,
+            ...(runtime.flushes > 0 ? { flush_id: runtime.flushes } : {}),
+          });
+        } else if (item.kind === "flush_done") {
+          this.#send(runtime.socket, {
+            type: "flush_done",
+            context_id: record.id,
+            status_code: 206,
+            done: false,
+            flush_done: true,
+            flush_id: item.flushId,
+          });
+        } else {
+          record.done = true;
+          this.#send(runtime.socket, {
+            type: "done",
+            context_id: record.id,
+            status_code: 206,
+            done: true,
+          });
+          this.#runtimes.delete(record.id);
+          return;
+        }
+      }
+    } finally {
+      runtime.running = false;
+    }
+  }
+
+  #isLive(runtime: ContextRuntime): boolean {
+    return !this.#closed && this.#runtimes.get(runtime.record.id) === runtime &&
+      runtime.socket.readyState === WebSocket.OPEN;
+  }
+
+  /** A continuous mu-law tone; pitch 300–1000 Hz chosen by the context's ordinal. */
+  #synthesize(runtime: ContextRuntime, length: number): Uint8Array {
+    const hz = 300 + 100 * (runtime.record.ordinal % 8);
+    const bytes = new Uint8Array(length);
+    for (let i = 0; i < length; i++) {
+      const t = (runtime.samplesGenerated + i) / MULAW_SAMPLE_RATE;
+      bytes[i] = encodeMulaw(Math.round(8000 * Math.sin(2 * Math.PI * hz * t)));
+    }
+    runtime.samplesGenerated += length;
+    return bytes;
+  }
+
+  #send(socket: WebSocket, message: unknown): void {
+    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const sleep = {
+        timer: setTimeout(() => {
+          this.#sleeps.delete(sleep);
+          resolve();
+        }, ms),
+        wake: resolve,
+      };
+      this.#sleeps.add(sleep);
+    });
+  }
+}
+
+function describeFormatProblem(frame: GenerationFrame): string | undefined {
+  const format = frame.output_format;
+  if (format.container !== "raw") return `container ${format.container} is not streamable`;
+  if (!RAW_ENCODINGS.includes(format.encoding ?? "")) return `unknown encoding ${format.encoding}`;
+  if (!SAMPLE_RATES.includes(format.sample_rate)) return `bad sample_rate ${format.sample_rate}`;
+  if (format.encoding !== "pcm_mulaw" || format.sample_rate !== MULAW_SAMPLE_RATE) {
+    // The fake only synthesises what this service asks for; anything else is a test bug.
+    return `the fake only produces pcm_mulaw at 8000 Hz`;
+  }
+  return undefined;
+}
+
+function errorFrame(
+  contextId: string | undefined,
+  statusCode: number,
+  title: string,
+  message: string,
+  errorCode: string,
+): ErrorFrame {
+  return {
+    type: "error",
+    ...(contextId === undefined ? {} : { context_id: contextId }),
+    status_code: statusCode,
+    done: true,
+    title,
+    message,
+    error_code: errorCode,
+    request_id: crypto.randomUUID(),
+  };
+}
+
+function closeQuietly(socket: WebSocket, code: number, reason: string): void {
+  if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
+    socket.close(code, reason);
+  }
+}
+
+/** G.711 mu-law encoding of one 16-bit linear sample. */
+export function encodeMulaw(sample: number): number {
+  const BIAS = 0x84;
+  const CLIP = 32635;
+  const sign = sample < 0 ? 0x80 : 0;
+  let magnitude = Math.min(Math.abs(sample), CLIP) + BIAS;
+  let exponent = 7;
+  for (let mask = 0x4000; (magnitude & mask) === 0 && exponent > 0; mask >>= 1) exponent--;
+  const mantissa = (magnitude >> (exponent + 3)) & 0x0f;
+  magnitude = sign | (exponent << 4) | mantissa;
+  return ~magnitude & 0xff;
+}
+
+/** Concatenates byte arrays. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+function encodeBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}

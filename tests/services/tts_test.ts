@@ -1,0 +1,477 @@
+/**
+ * The Cartesia adapter, driven through the real `@cartesia/cartesia-js` SDK against the loopback
+ * TLS fake. Needs the test CA: `deno test --cert tests/fakes/tls/ca.pem …`.
+ */
+import assert from "node:assert/strict";
+import { TTSWS } from "@cartesia/cartesia-js/resources/tts/ws";
+import Cartesia from "@cartesia/cartesia-js";
+import {
+  CartesiaFake,
+  type CartesiaFakeOptions,
+  concatBytes,
+  FAKE_CARTESIA_API_KEY,
+} from "../fakes/cartesia.ts";
+import {
+  CartesiaSpeaker,
+  DEFAULT_TTS_MODEL,
+  DEFAULT_TTS_VOICE_ID,
+  TtsError,
+  type TtsOptions,
+  TtsUnavailableError,
+} from "../../src/services/tts.ts";
+import { PhraseChunker, phrases } from "../../src/services/phrases.ts";
+
+// Any unhandled rejection anywhere in this file is a defect: the SDK's unlistened errors would
+// kill the production process. preventDefault() keeps the test runner alive so we can assert.
+const unhandledRejections: unknown[] = [];
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  unhandledRejections.push(event.reason);
+});
+
+const BYTES_PER_CHAR = 80;
+
+/** A text stream the test feeds by hand, to prove audio flows before the answer is complete. */
+class TextChannel implements AsyncIterable<string> {
+  #queue: string[] = [];
+  #ended = false;
+  #wake: (() => void) | undefined;
+
+  push(text: string): void {
+    this.#queue.push(text);
+    this.#notify();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<string> {
+    for (;;) {
+      const text = this.#queue.shift();
+      if (text !== undefined) yield text;
+      else if (this.#ended) return;
+      else await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+  }
+
+  #notify(): void {
+    this.#wake?.();
+    this.#wake = undefined;
+  }
+}
+
+async function* textOf(...deltas: string[]): AsyncGenerator<string> {
+  for (const delta of deltas) {
+    await Promise.resolve();
+    yield delta;
+  }
+}
+
+async function collect(audio: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of audio) chunks.push(chunk);
+  return concatBytes(chunks);
+}
+
+/** Waits for a condition driven by socket traffic; the bound only turns a hang into a failure. */
+async function waitFor(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+/** Lets pending rejections surface as `unhandledrejection` events. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+async function withFake(
+  fakeOptions: CartesiaFakeOptions,
+  speakerOptions: Partial<TtsOptions>,
+  body: (fake: CartesiaFake, speaker: CartesiaSpeaker) => Promise<void>,
+): Promise<void> {
+  const fake = await CartesiaFake.start(fakeOptions);
+  const speaker = new CartesiaSpeaker({
+    apiKey: FAKE_CARTESIA_API_KEY,
+    baseURL: fake.baseURL,
+    ...speakerOptions,
+  });
+  try {
+    await body(fake, speaker);
+  } finally {
+    await speaker.close();
+    await fake.close();
+  }
+}
+
+/** A loopback port with nothing listening: connections are refused. */
+function unusedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+Deno.test("phrase chunker", async (t) => {
+  await t.step("releases sentences as soon as they complete, keeping the space", () => {
+    const chunker = new PhraseChunker();
+    assert.deepEqual(chunker.push("Hel"), []);
+    assert.deepEqual(chunker.push("lo there"), []);
+    assert.deepEqual(chunker.push("! How are"), ["Hello there! "]);
+    assert.deepEqual(chunker.push(" you? I'm fine."), ["How are you? "]);
+    assert.equal(chunker.flush(), "I'm fine.");
+    assert.equal(chunker.flush(), "");
+  });
+
+  await t.step("keeps decimals and short clauses together", () => {
+    const chunker = new PhraseChunker({ minClauseChars: 24 });
+    assert.deepEqual(chunker.push("It costs 3.5 dollars, "), []);
+    assert.deepEqual(chunker.push("which is cheap, and it ships today."), [
+      "It costs 3.5 dollars, which is cheap, ",
+    ]);
+    assert.equal(chunker.flush(), "and it ships today.");
+  });
+
+  await t.step("cuts an endless run-on sentence at a space", () => {
+    const chunker = new PhraseChunker({ maxChars: 20 });
+    assert.deepEqual(chunker.push("one two three four five six seven"), ["one two three four "]);
+    assert.equal(chunker.flush(), "five six seven");
+  });
+
+  await t.step("phrases() re-chunks a stream and drops pure whitespace at the end", async () => {
+    const out: string[] = [];
+    for await (const phrase of phrases(textOf("Hi", ". ", "Bye", "!", "  "))) out.push(phrase);
+    assert.deepEqual(out, ["Hi. ", "Bye! "]);
+  });
+});
+
+Deno.test("speak streams phrases with continue:true, then continue:false, and returns the audio", async () => {
+  await withFake({ bytesPerChar: BYTES_PER_CHAR }, {}, async (fake, speaker) => {
+    await speaker.connect(AbortSignal.timeout(10_000));
+    const text = new TextChannel();
+    const audio = speaker.speak(text, new AbortController().signal)[Symbol.asyncIterator]();
+
+    // Audio must start while the LLM is still producing the answer.
+    text.push("Hel");
+    text.push("lo there. How");
+    const first = await audio.next();
+    assert.equal(first.done, false);
+    const [context] = fake.contextList();
+    assert.deepEqual(context.pieces, [{ transcript: "Hello there. ", continue: true }]);
+
+    text.push(" are you today?");
+    text.end();
+    const chunks = [first.value as Uint8Array];
+    for (let r = await audio.next(); !r.done; r = await audio.next()) chunks.push(r.value);
+
+    const connection = fake.connections[0];
+    assert.equal(fake.connections.length, 1);
+    assert.equal(connection.apiKey, FAKE_CARTESIA_API_KEY);
+    assert.match(connection.cartesiaVersion ?? "", /^\d{4}-\d{2}-\d{2}$/);
+    assert.match(connection.client ?? "", /^cartesia-js\//);
+
+    assert.equal(fake.contexts.size, 1);
+    assert.equal(context.request.model_id, DEFAULT_TTS_MODEL);
+    assert.deepEqual(context.request.voice, { mode: "id", id: DEFAULT_TTS_VOICE_ID });
+    assert.deepEqual(context.request.output_format, {
+      container: "raw",
+      encoding: "pcm_mulaw",
+      sample_rate: 8000,
+    });
+    assert.equal(context.request.language, "en");
+    assert.deepEqual(context.pieces, [
+      { transcript: "Hello there. ", continue: true },
+      { transcript: "How are you today?", continue: true },
+      { transcript: "", continue: false },
+    ]);
+    assert.ok(context.done);
+
+    const spoken = "Hello there. How are you today?";
+    const received = concatBytes(chunks);
+    assert.equal(received.length, spoken.length * BYTES_PER_CHAR);
+    assert.deepEqual(received, fake.audioOf(context.id));
+    assert.equal(speaker.charactersSent, spoken.length);
+  });
+});
+
+Deno.test("model, voice and language are configurable", async () => {
+  const options = { model: "sonic-3.5", voiceId: "voice-123", language: "de" };
+  await withFake({}, options, async (fake, speaker) => {
+    await collect(speaker.speak(textOf("Guten Tag."), new AbortController().signal));
+    const [context] = fake.contextList();
+    assert.equal(context.request.model_id, "sonic-3.5");
+    assert.deepEqual(context.request.voice, { mode: "id", id: "voice-123" });
+    assert.equal(context.request.language, "de");
+  });
+});
+
+Deno.test("sequential responses reuse one socket, one context each", async () => {
+  await withFake({}, {}, async (fake, speaker) => {
+    const signal = new AbortController().signal;
+    const first = await collect(speaker.speak(textOf("First answer."), signal));
+    const second = await collect(speaker.speak(textOf("Second ", "answer!"), signal));
+
+    assert.equal(fake.connections.length, 1);
+    const [a, b] = fake.contextList();
+    assert.notEqual(a.id, b.id);
+    assert.equal(fake.transcriptOf(a.id), "First answer.");
+    assert.equal(fake.transcriptOf(b.id), "Second answer!");
+    assert.deepEqual(first, fake.audioOf(a.id));
+    assert.deepEqual(second, fake.audioOf(b.id));
+    assert.notDeepEqual(first.subarray(0, 400), second.subarray(0, 400)); // different tones
+    assert.equal(speaker.charactersSent, "First answer.Second answer!".length);
+  });
+});
+
+Deno.test("interleaved responses on one socket each get only their own audio", async () => {
+  await withFake({ chunkDelayMs: 1, chunkBytes: 160 }, {}, async (fake, speaker) => {
+    const signal = new AbortController().signal;
+    const [one, two] = await Promise.all([
+      collect(speaker.speak(textOf("The first of two parallel answers."), signal)),
+      collect(speaker.speak(textOf("And the second one, also parallel."), signal)),
+    ]);
+    assert.equal(fake.connections.length, 1);
+    const [a, b] = fake.contextList();
+    const byText = new Map([[fake.transcriptOf(a.id), a.id], [fake.transcriptOf(b.id), b.id]]);
+    assert.deepEqual(one, fake.audioOf(byText.get("The first of two parallel answers.")!));
+    assert.deepEqual(two, fake.audioOf(byText.get("And the second one, also parallel.")!));
+  });
+});
+
+Deno.test("abort mid-response cancels the context and stops the audio", async () => {
+  await withFake({ chunkDelayMs: 2, chunkBytes: 160 }, {}, async (fake, speaker) => {
+    const controller = new AbortController();
+    const long = "This answer is long enough to take a while to stream out. ".repeat(4);
+    const audio = speaker.speak(textOf(long), controller.signal)[Symbol.asyncIterator]();
+    const first = await audio.next();
+    assert.equal(first.done, false);
+
+    controller.abort();
+    assert.equal((await audio.next()).done, true); // ends quietly, no error
+
+    const [context] = fake.contextList();
+    await waitFor(() => context.cancelled, "the cancel frame");
+    assert.deepEqual(fake.messages.at(-1)?.json, { cancel: true, context_id: context.id });
+    assert.equal(context.done, false);
+    assert.ok(context.audioChunks.length < (long.length * BYTES_PER_CHAR) / 160);
+
+    // The socket is still good for the next response.
+    const next = await collect(
+      speaker.speak(textOf("Sorry, go on."), new AbortController().signal),
+    );
+    assert.equal(next.length, "Sorry, go on.".length * BYTES_PER_CHAR);
+    assert.equal(fake.connections.length, 1);
+  });
+});
+
+Deno.test("leaving the loop early also cancels the context", async () => {
+  await withFake({ chunkDelayMs: 2, chunkBytes: 160 }, {}, async (fake, speaker) => {
+    for await (
+      const _ of speaker.speak(
+        textOf("Enough audio for many chunks here."),
+        new AbortController().signal,
+      )
+    ) break;
+    const [context] = fake.contextList();
+    await waitFor(() => context.cancelled, "the cancel frame");
+    assert.equal(context.done, false);
+  });
+});
+
+Deno.test("an aborted signal before speaking sends nothing", async () => {
+  await withFake({}, {}, async (fake, speaker) => {
+    const controller = new AbortController();
+    controller.abort();
+    assert.equal((await collect(speaker.speak(textOf("Hi."), controller.signal))).length, 0);
+    assert.equal(fake.connections.length, 0);
+  });
+});
+
+Deno.test("an error frame fails that response only; the socket stays usable", async () => {
+  await withFake({}, {}, async (fake, speaker) => {
+    fake.failNextContext({
+      statusCode: 400,
+      title: "Invalid voice",
+      message: "voice not found",
+      errorCode: "voice_not_found",
+    });
+    const signal = new AbortController().signal;
+    await assert.rejects(collect(speaker.speak(textOf("Hello."), signal)), (error) => {
+      assert.ok(error instanceof TtsError);
+      assert.ok(!(error instanceof TtsUnavailableError));
+      assert.equal(error.reason, "server");
+      assert.equal(error.errorCode, "voice_not_found");
+      assert.equal(error.statusCode, 400);
+      assert.equal(error.contextId, fake.contextList()[0].id);
+      return true;
+    });
+
+    const audio = await collect(speaker.speak(textOf("Hello again."), signal));
+    assert.equal(audio.length, "Hello again.".length * BYTES_PER_CHAR);
+    assert.equal(fake.connections.length, 1);
+    // Cartesia already closed the failed context: no cancel is sent for it.
+    assert.ok(fake.messages.every((m) => m.json.cancel === undefined));
+  });
+});
+
+Deno.test("a drop mid-response fails it with a typed error; the next response reconnects", async () => {
+  await withFake({ chunkBytes: 160 }, {}, async (fake, speaker) => {
+    fake.dropNextContext(2);
+    const signal = new AbortController().signal;
+    const received: Uint8Array[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of speaker.speak(textOf("A sentence that will be cut."), signal)) {
+          received.push(chunk);
+        }
+      })(),
+      (error) => error instanceof TtsError && error.reason === "dropped",
+    );
+    assert.equal(received.length, 2);
+
+    const audio = await collect(speaker.speak(textOf("Back again."), signal));
+    assert.equal(audio.length, "Back again.".length * BYTES_PER_CHAR);
+    assert.equal(fake.connections.length, 2);
+    assert.equal(fake.contextList()[1].connection, 2);
+  });
+});
+
+Deno.test("a drop between responses is healed by the next response", async () => {
+  await withFake({}, {}, async (fake, speaker) => {
+    const signal = new AbortController().signal;
+    await collect(speaker.speak(textOf("One."), signal));
+    await fake.dropAllConnections();
+    const audio = await collect(speaker.speak(textOf("Two."), signal));
+    assert.equal(audio.length, "Two.".length * BYTES_PER_CHAR);
+    assert.equal(fake.connections.length, 2);
+  });
+});
+
+Deno.test("a silent server fails the response with a timeout", async () => {
+  await withFake({ chunkDelayMs: 60_000 }, { stallTimeoutMs: 50 }, async (fake, speaker) => {
+    await assert.rejects(
+      collect(speaker.speak(textOf("Hello?"), new AbortController().signal)),
+      (error) => error instanceof TtsError && error.reason === "timeout",
+    );
+    const [context] = fake.contextList();
+    await waitFor(() => context.cancelled, "the cancel frame"); // free Cartesia's context
+  });
+});
+
+Deno.test("a text source failure cancels the context and surfaces the same error", async () => {
+  await withFake({ chunkDelayMs: 2 }, {}, async (fake, speaker) => {
+    const llmFailure = new Error("LLM stream broke");
+    async function* failing(): AsyncGenerator<string> {
+      yield "Let me check that for you. ";
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      throw llmFailure;
+    }
+    await assert.rejects(collect(speaker.speak(failing(), new AbortController().signal)), (e) => {
+      return e === llmFailure;
+    });
+    const [context] = fake.contextList();
+    await waitFor(() => context.cancelled, "the cancel frame");
+  });
+});
+
+Deno.test("close() ends an in-flight response with a closed TtsError", async () => {
+  await withFake({ chunkDelayMs: 2, chunkBytes: 160 }, {}, async (_fake, speaker) => {
+    const audio = speaker.speak(textOf("Some words to say slowly."), new AbortController().signal)[
+      Symbol.asyncIterator
+    ]();
+    await audio.next();
+    await speaker.close();
+    await assert.rejects(
+      (async () => {
+        for (let r = await audio.next(); !r.done; r = await audio.next());
+      })(),
+      (error) => error instanceof TtsError && error.reason === "closed",
+    );
+    await assert.rejects(
+      collect(speaker.speak(textOf("Hi."), new AbortController().signal)),
+      (error) => error instanceof TtsError && error.reason === "closed",
+    );
+  });
+});
+
+Deno.test("unreachable Cartesia: TtsUnavailableError and no unhandled rejection", async (t) => {
+  await t.step("control: a bare TTSWS without an error listener does cause one", async () => {
+    const before = unhandledRejections.length;
+    const client = new Cartesia({
+      apiKey: "k",
+      baseURL: `https://127.0.0.1:${unusedPort()}`,
+    });
+    const ws = new TTSWS(client);
+    await assert.rejects(ws.connect());
+    await settle();
+    assert.ok(unhandledRejections.length > before, "the detector must see the SDK's rejection");
+    unhandledRejections.length = before;
+  });
+
+  await t.step("connection refused", async () => {
+    const speaker = new CartesiaSpeaker({
+      apiKey: FAKE_CARTESIA_API_KEY,
+      baseURL: `https://127.0.0.1:${unusedPort()}`,
+      reconnectDelayMs: 1,
+    });
+    try {
+      await assert.rejects(
+        speaker.connect(new AbortController().signal),
+        (error) => error instanceof TtsUnavailableError && error.reason === "unavailable",
+      );
+      await assert.rejects(
+        collect(speaker.speak(textOf("Hello?"), new AbortController().signal)),
+        TtsUnavailableError,
+      );
+    } finally {
+      await speaker.close();
+    }
+  });
+
+  await t.step("handshake refused with HTTP 503, then service comes back", async () => {
+    await withFake({}, { reconnectDelayMs: 1 }, async (fake, speaker) => {
+      fake.refuseConnections = true;
+      const signal = new AbortController().signal;
+      await assert.rejects(collect(speaker.speak(textOf("Hi."), signal)), TtsUnavailableError);
+      fake.refuseConnections = false;
+      const audio = await collect(speaker.speak(textOf("Hi."), signal));
+      assert.equal(audio.length, 3 * BYTES_PER_CHAR);
+    });
+  });
+
+  await t.step("wrong API key", async () => {
+    await withFake({}, { apiKey: "wrong", reconnectDelayMs: 1 }, async (fake, speaker) => {
+      await assert.rejects(speaker.connect(new AbortController().signal), TtsUnavailableError);
+      assert.equal(fake.connections.length, 0);
+    });
+  });
+
+  await t.step("TLS handshake never completes: connect times out", async () => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const held: Deno.Conn[] = [];
+    const accepting = (async () => {
+      for await (const conn of listener) held.push(conn); // accept, then say nothing
+    })();
+    const speaker = new CartesiaSpeaker({
+      apiKey: "k",
+      baseURL: `https://127.0.0.1:${listener.addr.port}`,
+      connectTimeoutMs: 50,
+      connectAttempts: 1,
+    });
+    try {
+      await assert.rejects(speaker.connect(new AbortController().signal), TtsUnavailableError);
+    } finally {
+      await speaker.close();
+      listener.close();
+      await accepting;
+      for (const conn of held) conn.close();
+    }
+  });
+
+  await settle();
+  assert.deepEqual(unhandledRejections, []);
+});
