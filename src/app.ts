@@ -175,7 +175,9 @@ export function createApp(deps: AppDeps): Hono {
     if (logger.enabled("debug")) log.debug("custom data", { body: request.body });
     let placed;
     try {
-      placed = await deps.calls.placeCall(to, answerUrl, c.req.raw.signal);
+      // Not tied to the client's connection: once Telnyx has the request, the phone may ring
+      // whether or not the client is still there to hear the answer.
+      placed = await deps.calls.placeCall(to, answerUrl);
     } catch (error) {
       if (!(error instanceof TelnyxRequestError)) throw error;
       log.warn("telnyx refused the call", { status: error.status, error: error.message });
