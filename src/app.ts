@@ -133,6 +133,8 @@ export function createApp(deps: AppDeps): Hono {
     const missing = [
       ...missingFor(config, "start_call"),
       ...missingFor(config, "production_stream"),
+      // A phone that rings with nobody able to talk is worse than a refused request.
+      ...missingFor(config, "voice_agent"),
     ];
     if (missing.length > 0 || !deps.calls || !deps.signer) {
       throw new ApiError(

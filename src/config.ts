@@ -81,6 +81,18 @@ export const EnvSchema = z.object({
   CARTESIA_API_KEY: optionalString,
   CARTESIA_BASE_URL: optionalUrl,
 
+  SYSTEM_PROMPT: optionalString,
+  GREETING: optionalString,
+  FIRST_SPEAKER: oneOf(["callee", "bot"], "callee"),
+  OPENAI_MODEL: optionalString.default("gpt-4.1-mini"),
+  LLM_TIMEOUT_MS: integer(10_000, 500, 120_000),
+  STT_ENGINE: oneOf(["nova", "flux"], "nova"),
+  DEEPGRAM_MODEL: optionalString,
+  CARTESIA_MODEL: optionalString.default("sonic-3"),
+  CARTESIA_VOICE_ID: optionalString.default("71a7ad14-091c-4e8e-a314-022ece01c121"),
+  MAX_CALL_SECONDS: integer(600, 5, 14_400),
+  IDLE_TIMEOUT_SECONDS: integer(15, 3, 600),
+
   AGENT_NAME: optionalString,
   ORGANIZATION_NAME: optionalString,
   PIPECAT_REGION: oneOf(regionNames, "us-west"),
@@ -133,7 +145,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
 }
 
 /** The features that depend on optional variables. */
-export type Feature = "start_call" | "production_stream";
+export type Feature = "start_call" | "production_stream" | "voice_agent";
 
 const REQUIRED: Record<Feature, readonly (keyof Config)[]> = {
   start_call: [
@@ -143,11 +155,14 @@ const REQUIRED: Record<Feature, readonly (keyof Config)[]> = {
     "TELNYX_PHONE_NUMBER",
   ],
   production_stream: ["AGENT_NAME", "ORGANIZATION_NAME"],
+  voice_agent: ["OPENAI_API_KEY", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY"],
 };
 
 /** Names of the variables a feature needs that are not set (empty when it can run). */
 export function missingFor(config: Config, feature: Feature): string[] {
   if (feature === "production_stream" && config.ENV !== "production") return [];
+  // In production the Pipecat Cloud agent talks to the callee, with its own keys.
+  if (feature === "voice_agent" && config.ENV === "production") return [];
   return REQUIRED[feature].filter((name) => config[name] === undefined);
 }
 

@@ -13,6 +13,11 @@ import { WebhookVerifier } from "./security/webhook_signature.ts";
 import { CallRegistry } from "./session/call_registry.ts";
 import type { CallSession } from "./session/call_session.ts";
 import { TelnyxCalls } from "./telnyx/calls.ts";
+import { createVad } from "./audio/vad.ts";
+import { createChatStreamer } from "./services/llm.ts";
+import { openLiveTranscriber } from "./services/stt.ts";
+import { CartesiaSpeaker } from "./services/tts.ts";
+import { VoiceAgent } from "./session/voice_agent.ts";
 
 /** The service's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -35,6 +40,65 @@ export interface RunningServer {
 export interface StartServerOptions {
   logger?: Logger;
   onSession?: (session: CallSession) => void;
+}
+
+/**
+ * Starts a voice agent on each new call (local mode with the AI keys set). Any failure to start
+ * ends that call, never the process.
+ */
+export function voiceAgentStarter(
+  config: Config,
+  onAgent?: (agent: VoiceAgent) => void,
+): ((session: CallSession) => void) | undefined {
+  const { OPENAI_API_KEY, DEEPGRAM_API_KEY, CARTESIA_API_KEY } = config;
+  if (config.ENV === "production" || !OPENAI_API_KEY || !DEEPGRAM_API_KEY || !CARTESIA_API_KEY) {
+    return undefined;
+  }
+  // One HTTP client for all calls: the LLM is stateless per request.
+  const llm = createChatStreamer({
+    apiKey: OPENAI_API_KEY,
+    baseURL: config.OPENAI_BASE_URL,
+    model: config.OPENAI_MODEL,
+    timeoutMs: config.LLM_TIMEOUT_MS,
+  });
+  return (session) => {
+    const log = session.log;
+    const start = async () => {
+      const vad = await createVad();
+      const agent = new VoiceAgent(session, {
+        llm,
+        speaker: new CartesiaSpeaker({
+          apiKey: CARTESIA_API_KEY,
+          baseURL: config.CARTESIA_BASE_URL,
+          model: config.CARTESIA_MODEL,
+          voiceId: config.CARTESIA_VOICE_ID,
+          log: (level, msg, fields) => log[level](`tts: ${msg}`, fields),
+        }),
+        openTranscriber: (signal) =>
+          openLiveTranscriber({
+            apiKey: DEEPGRAM_API_KEY,
+            baseUrl: config.DEEPGRAM_BASE_URL,
+            engine: config.STT_ENGINE,
+            model: config.DEEPGRAM_MODEL,
+            signal,
+            log: (level, msg, fields) => log[level](`stt: ${msg}`, fields),
+          }),
+        vad,
+        sttEngine: config.STT_ENGINE,
+        systemPrompt: config.SYSTEM_PROMPT,
+        greeting: config.GREETING,
+        firstSpeaker: config.FIRST_SPEAKER,
+        maxCallSeconds: config.MAX_CALL_SECONDS,
+        idleTimeoutSeconds: config.IDLE_TIMEOUT_SECONDS,
+      });
+      onAgent?.(agent);
+      agent.start();
+    };
+    start().catch((error) => {
+      log.error("voice agent failed to start; ending the call", { error });
+      void session.hangUp("error");
+    });
+  };
 }
 
 /** The logger the configuration asks for, with every secret redacted. */
@@ -94,7 +158,7 @@ export async function startServer(
     webhookVerifier,
     calls,
     isDraining: () => draining,
-    onSession: options.onSession,
+    onSession: options.onSession ?? voiceAgentStarter(config),
   });
 
   const missing = allMissing(config);

@@ -1,7 +1,9 @@
 /**
  * Turns a stream of LLM text deltas into speakable phrases, so TTS can start on the first
  * sentence while the rest of the answer is still being generated, yet never receives fragments
- * like "Hel" that would make it guess the prosody of half a word.
+ * like "Hel" that would make it guess the prosody of half a word. The orchestration runs this on
+ * the LLM deltas and hands the phrases to `CartesiaSpeaker.speak()`, which marks where each
+ * phrase's audio ends so barge-in can tell which phrases the callee heard.
  *
  * @module
  */

@@ -3,6 +3,11 @@
  * one Cartesia context per bot response. Output is raw mu-law at 8 kHz, exactly what the Telnyx
  * media stream plays, so no transcoding happens anywhere.
  *
+ * Phrase boundaries: after each phrase the context is flushed; Cartesia answers each flush with a
+ * `flush_done` (numbered from 1, per context) once that phrase's audio has been sent, so the
+ * speaker can say exactly where each phrase's audio ends. Barge-in needs this to keep only what
+ * the callee actually heard.
+ *
  * The SDK's `TTSWS` is used for the wire format, but connection lifecycle is ours because the
  * SDK's own is unsafe for a long-running server (vendor-protocols.md §4.2):
  * - an error with no `on("error")` listener becomes an unhandled rejection that kills the
@@ -18,12 +23,21 @@ import Cartesia from "@cartesia/cartesia-js";
 import { type ContextOptions, TTSWS, TTSWSContext } from "@cartesia/cartesia-js/resources/tts/ws";
 import type { WebsocketResponse } from "@cartesia/cartesia-js/resources/tts";
 import { z } from "zod";
-import { phrases } from "./phrases.ts";
 
 /** The original bot's model. */
 export const DEFAULT_TTS_MODEL = "sonic-3";
 /** The original bot's voice. */
 export const DEFAULT_TTS_VOICE_ID = "71a7ad14-091c-4e8e-a314-022ece01c121";
+
+/** What {@link CartesiaSpeaker.speak} yields, in playback order. */
+export type SpeechEvent =
+  /** Raw mu-law 8 kHz audio, ready for the Telnyx media stream. */
+  | { type: "audio"; audio: Uint8Array }
+  /**
+   * All audio of phrase `index` (0-based, in the order `text` yielded it) has been yielded;
+   * the playback layer puts a Telnyx `mark` here to learn what the callee heard.
+   */
+  | { type: "phrase_end"; index: number; text: string };
 
 /** Validated configuration of a {@link CartesiaSpeaker}. */
 export const TtsConfigSchema = z.object({
@@ -152,59 +166,38 @@ export class CartesiaSpeaker {
   }
 
   /**
-   * Synthesises one response. Text pieces are forwarded as phrases complete (never waiting for
-   * the whole answer); yields raw mu-law 8 kHz audio as it arrives. Aborting the signal (or
-   * leaving the loop early) cancels the Cartesia context and ends the generator without error.
+   * Synthesises one bot response in one Cartesia context. Each string `text` yields is one phrase
+   * (the orchestration chunks LLM deltas with `phrases()` first; a string that is not a whole
+   * phrase is still spoken, it only gets its own boundary). Phrases are forwarded as they arrive,
+   * each followed by a flush, so the events mark where each phrase's audio ends: every
+   * `phrase_end` comes right after the last audio of that phrase, and the last one comes before
+   * the generator returns. Whitespace-only strings are skipped.
    *
-   * @throws {TtsError} for a failure of this response (the next one may still work).
+   * Work starts at the call, not at the first `next()`: a caller may run this early (e.g. for the
+   * greeting) and read later; events wait in the response's queue meanwhile. A response that is
+   * never read must be abandoned by aborting its signal.
+   *
+   * Aborting the signal (or leaving the loop early) cancels the Cartesia context, discards queued
+   * events and ends the generator without error.
+   *
+   * @throws {TtsError} for a failure of this response (the next one may still work), after the
+   *   events queued before the failure.
    * @throws {TtsUnavailableError} when no socket can be (re)established.
    * @throws whatever `text` throws, after cancelling the context.
    *
    * When the response ends early (abort, failure, consumer leaving) `text` is closed with
-   * `return()` at its next delta, so an LLM stream feeding it stops too.
+   * `return()` at its next phrase, so an LLM stream feeding it stops too.
    */
-  async *speak(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<Uint8Array> {
-    if (signal.aborted) return;
-    let connection: Connection;
-    try {
-      connection = await untilAborted(this.#openConnection(), signal);
-    } catch (error) {
-      if (signal.aborted) return;
-      throw error;
-    }
+  speak(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<SpeechEvent> {
+    const inbox = new ResponseInbox(crypto.randomUUID());
+    if (signal.aborted) inbox.stop();
+    else void this.#respond(text, signal, inbox);
+    return readEvents(inbox);
+  }
 
-    const contextId = crypto.randomUUID();
-    const inbox = new ResponseInbox(contextId);
-    connection.responses.set(contextId, inbox);
-    const context = new TTSWSContext(connection.ws, {
-      contextId,
-      model_id: this.#config.model,
-      voice: { mode: "id", id: this.#config.voiceId },
-      output_format: OUTPUT_FORMAT,
-      language: this.#config.language as ContextOptions["language"],
-      max_buffer_delay_ms: this.#config.maxBufferDelayMs,
-    });
-    const onAbort = () => inbox.stop();
-    signal.addEventListener("abort", onAbort, { once: true });
-    void this.#streamText(text, connection, context, inbox);
-    try {
-      for (;;) {
-        const audio = await inbox.next();
-        if (audio === undefined) return;
-        yield audio;
-      }
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      connection.responses.delete(contextId);
-      if (!inbox.finishedByServer) {
-        inbox.stop();
-        // The SDK's ctx.cancel() would silently reconnect on a closed socket; send only if open.
-        if (connection.isOpen()) {
-          void connection.ws.cancelContext(contextId);
-          this.#log("debug", "tts context cancelled", { contextId });
-        }
-      }
-    }
+  /** {@link speak} for a text known in full (the greeting, a canned reply): one phrase. */
+  speakText(text: string, signal: AbortSignal): AsyncGenerator<SpeechEvent> {
+    return this.speak(onePhrase(text), signal);
   }
 
   /** Closes the socket and ends in-flight responses with a `closed` {@link TtsError}. */
@@ -217,6 +210,46 @@ export class CartesiaSpeaker {
     await connection?.close();
   }
 
+  /** Connects, opens the context and streams the text; every outcome ends up in `inbox`. */
+  async #respond(text: AsyncIterable<string>, signal: AbortSignal, inbox: ResponseInbox) {
+    let connection: Connection;
+    try {
+      connection = await untilAborted(this.#openConnection(), signal);
+    } catch (error) {
+      if (signal.aborted) inbox.stop();
+      else inbox.fail(error);
+      return;
+    }
+    if (inbox.settled) return; // the consumer left while we were connecting
+
+    const contextId = inbox.contextId;
+    const onAbort = () => inbox.stop();
+    inbox.onSettled = () => {
+      signal.removeEventListener("abort", onAbort);
+      connection.responses.delete(contextId);
+      // The SDK's ctx.cancel() would silently reconnect on a closed socket; send only if open.
+      if (!inbox.finishedByServer && connection.isOpen()) {
+        void connection.ws.cancelContext(contextId);
+        this.#log("debug", "tts context cancelled", { contextId });
+      }
+    };
+    connection.responses.set(contextId, inbox);
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) {
+      inbox.stop();
+      return;
+    }
+    const context = new TTSWSContext(connection.ws, {
+      contextId,
+      model_id: this.#config.model,
+      voice: { mode: "id", id: this.#config.voiceId },
+      output_format: OUTPUT_FORMAT,
+      language: this.#config.language as ContextOptions["language"],
+      max_buffer_delay_ms: this.#config.maxBufferDelayMs,
+    });
+    await this.#streamText(text, connection, context, inbox);
+  }
+
   async #streamText(
     text: AsyncIterable<string>,
     connection: Connection,
@@ -224,10 +257,18 @@ export class CartesiaSpeaker {
     inbox: ResponseInbox,
   ): Promise<void> {
     try {
-      for await (const phrase of phrases(text)) {
+      for await (const phrase of text) {
         if (inbox.settled) return;
+        if (phrase.trim() === "") continue;
+        // Registered before it is sent, so its flush_done can never arrive first.
+        inbox.addPhrase(phrase);
         await connection.send(() => context.push({ transcript: phrase }));
         this.#charactersSent += phrase.length;
+        if (inbox.settled) return;
+        // One flush per phrase, in order: Cartesia numbers flushes from 1, so flush_id k ends
+        // phrase k - 1. Each flush is its own send (not push({flush})) so that the open-socket
+        // check runs right before it.
+        await connection.send(() => context.flush());
       }
       if (inbox.settled) return;
       await connection.send(() => context.no_more_inputs());
@@ -383,7 +424,10 @@ class Connection {
     }
     switch (event.type) {
       case "chunk":
-        inbox.push(event.audio ?? Uint8Array.from(atob(event.data), (c) => c.charCodeAt(0)));
+        inbox.pushAudio(event.audio ?? Uint8Array.from(atob(event.data), (c) => c.charCodeAt(0)));
+        break;
+      case "flush_done":
+        inbox.endPhrases(event.flush_id);
         break;
       case "done":
         inbox.finish();
@@ -398,15 +442,21 @@ class Connection {
         );
         break;
       default:
-        break; // timestamps and flush_done carry no audio
+        break; // timestamps carry no audio
     }
   }
 }
 
-/** Audio of one response, handed from socket events to the `speak()` generator. */
+/** Events of one response, handed from socket events to the `speak()` generator. */
 class ResponseInbox {
   readonly contextId: string;
-  #chunks: Uint8Array[] = [];
+  /** Called once, when the response has settled (done, failed or stopped). */
+  onSettled: () => void = () => {};
+  // Unbounded on purpose: a consumer that reads late (pre-synthesised greeting) must lose
+  // nothing, and one response's audio is at most a few hundred kilobytes.
+  #events: SpeechEvent[] = [];
+  #phrases: string[] = [];
+  #phrasesEnded = 0;
   #ended = false;
   #finishedByServer = false;
   #error: unknown = undefined;
@@ -418,7 +468,7 @@ class ResponseInbox {
     this.contextId = contextId;
   }
 
-  /** No more audio will be yielded (done, failed or stopped). */
+  /** No more events will be queued (done, failed or stopped). */
   get settled(): boolean {
     return this.#ended || this.#error !== undefined;
   }
@@ -428,21 +478,42 @@ class ResponseInbox {
     return this.#finishedByServer;
   }
 
-  push(audio: Uint8Array): void {
+  /** Records the text of the next phrase sent to Cartesia. */
+  addPhrase(text: string): void {
+    this.#phrases.push(text);
+  }
+
+  pushAudio(audio: Uint8Array): void {
     if (this.settled) return;
-    this.#chunks.push(audio);
+    this.#events.push({ type: "audio", audio });
+    this.#restartStallTimer();
+    this.#notify();
+  }
+
+  /** All audio of the first `count` phrases has been queued (Cartesia's `flush_done`). */
+  endPhrases(count: number): void {
+    if (this.settled) return;
+    const through = Math.min(count, this.#phrases.length);
+    for (; this.#phrasesEnded < through; this.#phrasesEnded++) {
+      const index = this.#phrasesEnded;
+      this.#events.push({ type: "phrase_end", index, text: this.#phrases[index] });
+    }
     this.#restartStallTimer();
     this.#notify();
   }
 
   finish(): void {
+    if (this.settled) return;
+    // `done` follows all audio, so every phrase has ended even if a flush_done went missing.
+    this.endPhrases(this.#phrases.length);
     this.#finishedByServer = true;
     this.#end();
   }
 
-  /** Ends early by our choice (abort, consumer left): pending audio is discarded. */
+  /** Ends early by our choice (abort, consumer left): queued events are discarded. */
   stop(): void {
-    this.#chunks.length = 0;
+    if (this.settled) return;
+    this.#events.length = 0;
     this.#end();
   }
 
@@ -450,8 +521,7 @@ class ResponseInbox {
     if (this.settled) return;
     if (error instanceof TtsError && error.reason === "server") this.#finishedByServer = true;
     this.#error = error;
-    this.#clearStallTimer();
-    this.#notify();
+    this.#settle();
   }
 
   /** Starts failing the response if the server stays silent for `ms`. */
@@ -460,11 +530,11 @@ class ResponseInbox {
     this.#restartStallTimer();
   }
 
-  /** Next audio chunk; `undefined` at the end. Throws the failure, after queued audio. */
-  async next(): Promise<Uint8Array | undefined> {
+  /** Next event; `undefined` at the end. Throws the failure, after the events queued before it. */
+  async next(): Promise<SpeechEvent | undefined> {
     for (;;) {
-      const chunk = this.#chunks.shift();
-      if (chunk) return chunk;
+      const event = this.#events.shift();
+      if (event) return event;
       if (this.#error !== undefined) throw this.#error;
       if (this.#ended) return undefined;
       await new Promise<void>((resolve) => this.#wake = resolve);
@@ -472,10 +542,14 @@ class ResponseInbox {
   }
 
   #end(): void {
-    if (this.settled) return;
     this.#ended = true;
+    this.#settle();
+  }
+
+  #settle(): void {
     this.#clearStallTimer();
     this.#notify();
+    this.onSettled();
   }
 
   #notify(): void {
@@ -503,6 +577,23 @@ class ResponseInbox {
     clearTimeout(this.#stallTimer);
     this.#stallTimer = undefined;
   }
+}
+
+/** The consumer's side of a response; leaving early stops it (and so cancels the context). */
+async function* readEvents(inbox: ResponseInbox): AsyncGenerator<SpeechEvent> {
+  try {
+    for (;;) {
+      const event = await inbox.next();
+      if (event === undefined) return;
+      yield event;
+    }
+  } finally {
+    inbox.stop();
+  }
+}
+
+async function* onePhrase(text: string): AsyncGenerator<string> {
+  yield text;
 }
 
 /** Resolves like `promise`, or rejects with the signal's reason once it aborts. */

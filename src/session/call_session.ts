@@ -61,6 +61,18 @@ export interface MediaChannel {
 /** Hangs up a call through the Telnyx REST API. */
 export type HangupCall = (callControlId: string) => Promise<"hung_up" | "already_ended">;
 
+/**
+ * What talks on the call (the voice agent). The session calls it from its mailbox, in event
+ * order, one event at a time; it must not block.
+ */
+export interface CallAgent {
+  onAudio(payload: Uint8Array): void;
+  onDtmf(digit: string): void;
+  onMark(name: string): void;
+  /** Releases the agent's sockets and timers; awaited before the session counts as ended. */
+  close(): Promise<void>;
+}
+
 /** Counters kept for logs and tests. */
 export interface SessionStats {
   mediaFrames: number;
@@ -97,6 +109,7 @@ export class CallSession {
   readonly #mailbox: SessionEvent[] = [];
   #wake: (() => void) | undefined;
   #hangup: Promise<void> | undefined;
+  #agent: CallAgent | undefined;
   readonly #ended: PromiseWithResolvers<void> = Promise.withResolvers();
   readonly #deps: CallSessionDeps;
   readonly #log: Logger;
@@ -131,6 +144,11 @@ export class CallSession {
   /** This call's logger (carries the call id on every line). */
   get log(): Logger {
     return this.#log;
+  }
+
+  /** Connects the agent that talks on this call; events from now on reach it. */
+  attach(agent: CallAgent): void {
+    this.#agent = agent;
   }
 
   /** Runs the mailbox until the call ends. */
@@ -185,6 +203,9 @@ export class CallSession {
     this.#abort.abort(new DOMException(`call ended: ${reason}`, "AbortError"));
     this.#mailbox.length = 0;
     this.#wake?.();
+    const agentClosed = this.#agent?.close().catch((error) => {
+      this.#log.error("agent did not close cleanly", { error });
+    });
     try {
       const outcome = await this.#deps.hangupCall(this.info.callControlId);
       this.#log.info("hang-up confirmed", { outcome, reason });
@@ -194,6 +215,7 @@ export class CallSession {
     }
     // 1001 "going away" tells Telnyx the server, not the call, is why the stream stopped.
     this.#deps.channel.close(reason === "shutdown" ? 1001 : 1000, reason);
+    await agentClosed;
     this.#state = "ended";
     this.#log.info("call session ended", {
       reason,
@@ -222,13 +244,16 @@ export class CallSession {
       case "media":
         this.stats.mediaFrames++;
         this.stats.mediaBytes += event.payload.length;
+        this.#agent?.onAudio(event.payload);
         return;
       case "dtmf":
         this.stats.dtmf.push(event.digit);
         this.#log.info("dtmf", { digit: event.digit });
+        this.#agent?.onDtmf(event.digit);
         return;
       case "mark":
         this.stats.marks.push(event.name);
+        this.#agent?.onMark(event.name);
         return;
       case "stream_error":
         this.#log.warn("telnyx reported a stream error", { code: event.code, title: event.title });

@@ -7,6 +7,11 @@
  * Audio is deterministic: every transcript character becomes `bytesPerChar` bytes of a mu-law
  * tone whose pitch identifies the context, so tests can compare bytes end to end.
  *
+ * Flushes follow Cartesia's documented numbering (docs "Context Flushing and Flush IDs"): per
+ * context, audio of the transcripts sent before the first flush carries `flush_id: 1`, the k-th
+ * flush increments the id, and its `flush_done` (with `flush_id: k`) is sent after all audio of
+ * the transcripts before it.
+ *
  * @module
  */
 import { z } from "zod";
@@ -86,6 +91,12 @@ export interface FakeCartesiaContext {
   readonly pieces: FakeTranscriptPiece[];
   /** Each audio chunk as sent, in order. */
   readonly audioChunks: Uint8Array[];
+  /** The `flush_id` each audio chunk carried, parallel to `audioChunks`. */
+  readonly chunkFlushIds: number[];
+  /** Flush frames received. */
+  flushes: number;
+  /** `flush_id`s of the `flush_done` frames sent, in order. */
+  readonly flushesDone: number[];
   /** A `continue:false` (or one-shot) frame arrived. */
   inputFinished: boolean;
   /** The client cancelled the context. */
@@ -127,10 +138,12 @@ export interface CartesiaFakeOptions {
   chunkBytes?: number;
   /** Delay before each chunk; 0 streams instantly. Mutable later via `chunkDelayMs`. */
   chunkDelayMs?: number;
+  /** Never answer flushes with `flush_done` (a client must not depend on them alone). */
+  omitFlushDone?: boolean;
 }
 
 type OutboundItem =
-  | { kind: "audio"; bytes: Uint8Array }
+  | { kind: "audio"; bytes: Uint8Array; flushId: number }
   | { kind: "flush_done"; flushId: number }
   | { kind: "done" };
 
@@ -140,7 +153,6 @@ interface ContextRuntime {
   outbox: OutboundItem[];
   running: boolean;
   samplesGenerated: number;
-  flushes: number;
   errorFault: ContextErrorFault | undefined;
   dropAfterChunks: number | undefined;
 }
@@ -166,6 +178,7 @@ export class CartesiaFake {
   readonly #apiKey: string;
   readonly #bytesPerChar: number;
   readonly #chunkBytes: number;
+  readonly #omitFlushDone: boolean;
   readonly #sockets = new Map<WebSocket, Promise<void>>();
   readonly #runtimes = new Map<string, ContextRuntime>();
   readonly #sleeps = new Set<{ timer: ReturnType<typeof setTimeout>; wake: () => void }>();
@@ -183,6 +196,7 @@ export class CartesiaFake {
     this.#bytesPerChar = options.bytesPerChar ?? 80;
     this.#chunkBytes = options.chunkBytes ?? 800;
     this.chunkDelayMs = options.chunkDelayMs ?? 0;
+    this.#omitFlushDone = options.omitFlushDone ?? false;
   }
 
   /** Listens with TLS on an ephemeral loopback port. */
@@ -226,6 +240,10 @@ export class CartesiaFake {
   }
 
   /** Stops the server and closes every socket, timer and pending send. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -328,13 +346,21 @@ export class CartesiaFake {
     if (record.inputFinished) return;
 
     if (frame.flush) {
-      runtime.flushes += 1;
-      runtime.outbox.push({ kind: "flush_done", flushId: runtime.flushes });
+      // Queued behind the audio of everything sent before it, so it is answered after that audio.
+      record.flushes += 1;
+      if (!this.#omitFlushDone) {
+        runtime.outbox.push({ kind: "flush_done", flushId: record.flushes });
+      }
     } else {
       record.pieces.push({ transcript: frame.transcript, continue: frame.continue });
       const bytes = this.#synthesize(runtime, frame.transcript.length * this.#bytesPerChar);
+      const flushId = record.flushes + 1;
       for (let at = 0; at < bytes.length; at += this.#chunkBytes) {
-        runtime.outbox.push({ kind: "audio", bytes: bytes.subarray(at, at + this.#chunkBytes) });
+        runtime.outbox.push({
+          kind: "audio",
+          bytes: bytes.subarray(at, at + this.#chunkBytes),
+          flushId,
+        });
       }
       if (frame.continue !== true) {
         record.inputFinished = true;
@@ -357,6 +383,9 @@ export class CartesiaFake {
       request: frame,
       pieces: [],
       audioChunks: [],
+      chunkFlushIds: [],
+      flushes: 0,
+      flushesDone: [],
       inputFinished: false,
       cancelled: false,
       done: false,
@@ -369,7 +398,6 @@ export class CartesiaFake {
       outbox: [],
       running: false,
       samplesGenerated: 0,
-      flushes: 0,
       errorFault: this.#errorFaults.shift(),
       dropAfterChunks: this.#dropFaults.shift(),
     };
@@ -411,6 +439,7 @@ export class CartesiaFake {
           if (this.chunkDelayMs > 0) await this.#sleep(this.chunkDelayMs);
           if (!this.#isLive(runtime)) return;
           record.audioChunks.push(item.bytes);
+          record.chunkFlushIds.push(item.flushId);
           this.#send(runtime.socket, {
             type: "chunk",
             context_id: record.id,
@@ -418,9 +447,10 @@ export class CartesiaFake {
             done: false,
             data: encodeBase64(item.bytes),
             step_time: 1,
-            ...(runtime.flushes > 0 ? { flush_id: runtime.flushes } : {}),
+            flush_id: item.flushId,
           });
         } else if (item.kind === "flush_done") {
+          record.flushesDone.push(item.flushId);
           this.#send(runtime.socket, {
             type: "flush_done",
             context_id: record.id,

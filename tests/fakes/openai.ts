@@ -90,7 +90,7 @@ export interface FakeOpenAiOptions {
 }
 
 /** A running fake; `close()` it before the test ends. */
-export interface FakeOpenAi {
+export interface FakeOpenAi extends AsyncDisposable {
   /** `http://127.0.0.1:<port>/v1`, the value the SDK wants as `baseURL`. */
   baseURL: string;
   apiKey: string;
@@ -170,6 +170,10 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
     },
   );
 
+  const close = async () => {
+    closing.abort();
+    await server.shutdown();
+  };
   return {
     baseURL: `http://127.0.0.1:${server.addr.port}/v1`,
     apiKey,
@@ -179,10 +183,8 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
         ? Promise.resolve()
         : new Promise((resolve) => waiters.push({ count, resolve })),
     enqueue: (...replies) => void queue.push(...replies),
-    close: async () => {
-      closing.abort();
-      await server.shutdown();
-    },
+    close,
+    [Symbol.asyncDispose]: close,
   };
 }
 

@@ -24,6 +24,8 @@ export const FRAME_BYTES = 160;
 export class TelnyxMediaClient {
   /** Every frame the app sent, parsed (unparseable ones are kept in `invalidFrames`). */
   readonly received: OutboundFrame[] = [];
+  /** `performance.now()` when each frame in {@link received} arrived. */
+  readonly receivedAt: number[] = [];
   readonly invalidFrames: string[] = [];
   /** Bytes of bot audio that have "played" on the callee's phone. */
   playedBytes = 0;
@@ -31,6 +33,9 @@ export class TelnyxMediaClient {
   #timer: ReturnType<typeof setInterval> | undefined;
   #sequence = 0;
   #chunk = 0;
+  #audioTimer: ReturnType<typeof setInterval> | undefined;
+  /** Bytes of callee audio sent with {@link streamAudio}. */
+  inboundBytes = 0;
   readonly closed: Promise<CloseEvent>;
 
   private constructor(
@@ -41,6 +46,7 @@ export class TelnyxMediaClient {
     this.closed = new Promise((resolve) => {
       socket.addEventListener("close", (event) => {
         this.#stopClock();
+        this.stopAudio();
         resolve(event);
       });
     });
@@ -111,6 +117,42 @@ export class TelnyxMediaClient {
     });
   }
 
+  /**
+   * Streams callee audio in real time as Telnyx does: one 160-byte frame per 20 ms, starting
+   * now, catching up when timers run late; after `audio` ends it goes on with mu-law silence
+   * (a phone line is never quiet on the wire) until {@link stopAudio} or close.
+   */
+  streamAudio(audio: Uint8Array): void {
+    this.stopAudio();
+    const startedAt = performance.now();
+    let framesSent = 0;
+    const silence = new Uint8Array(FRAME_BYTES).fill(0xff);
+    const tick = () => {
+      if (this.socket.readyState !== WebSocket.OPEN) return this.stopAudio();
+      const due = Math.floor((performance.now() - startedAt) / 20) + 1;
+      while (framesSent < due) {
+        const offset = framesSent * FRAME_BYTES;
+        const frame = offset < audio.length
+          ? audio.subarray(offset, offset + FRAME_BYTES)
+          : silence;
+        const padded = frame.length === FRAME_BYTES
+          ? frame
+          : Uint8Array.from({ length: FRAME_BYTES }, (_, i) => frame[i] ?? 0xff);
+        this.media(padded);
+        this.inboundBytes += FRAME_BYTES;
+        framesSent++;
+      }
+    };
+    tick();
+    this.#audioTimer = setInterval(tick, 20);
+  }
+
+  /** Stops {@link streamAudio}. */
+  stopAudio(): void {
+    clearInterval(this.#audioTimer);
+    this.#audioTimer = undefined;
+  }
+
   dtmf(digit: string): void {
     this.#send({ event: "dtmf", stream_id: this.streamId, dtmf: { digit } });
   }
@@ -149,6 +191,7 @@ export class TelnyxMediaClient {
     }
     const frame = parsed.frame;
     this.received.push(frame);
+    this.receivedAt.push(performance.now());
     if (frame.event === "media") {
       this.#queue.push({ kind: "audio", bytes: Uint8Array.fromBase64(frame.media.payload).length });
     } else if (frame.event === "mark") {

@@ -5,7 +5,8 @@
  * @module
  */
 import { type Config, loadConfig } from "../../src/config.ts";
-import { loggerFor, type RunningServer, startServer } from "../../src/server.ts";
+import { loggerFor, type RunningServer, startServer, voiceAgentStarter } from "../../src/server.ts";
+import type { VoiceAgent } from "../../src/session/voice_agent.ts";
 import type { CallSession } from "../../src/session/call_session.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
 
@@ -21,6 +22,8 @@ export interface Harness {
   config: Config;
   /** Sessions in creation order. */
   sessions: CallSession[];
+  /** Voice agents in creation order (only with `withAgent`). */
+  agents: VoiceAgent[];
   /** Captured log lines. */
   logs: string[];
   /** POSTs `/start`. */
@@ -30,7 +33,10 @@ export interface Harness {
 }
 
 /** Starts a harness; `env` overrides the defaults (use "" to unset a variable). */
-export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+export async function startHarness(
+  env: Record<string, string> = {},
+  options: { withAgent?: boolean } = {},
+): Promise<Harness> {
   const telnyx = FakeTelnyxApi.start({ apiKey: TEST_API_KEY, accountSid: TEST_ACCOUNT });
   const config = loadConfig({
     PORT: "0",
@@ -43,14 +49,25 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     TELNYX_PHONE_NUMBER: TEST_FROM,
     TELNYX_BASE_URL: telnyx.baseURL,
     TELNYX_TIMEOUT_MS: "1500",
+    OPENAI_API_KEY: "sk-test-openai-key-000",
+    DEEPGRAM_API_KEY: "dg-test-key-0000000",
+    CARTESIA_API_KEY: "sk_car_test_key_0000",
     SHUTDOWN_GRACE_SECONDS: "1",
     ...env,
   });
   const logs: string[] = [];
   const sessions: CallSession[] = [];
+  const agents: VoiceAgent[] = [];
+  // The call-setup tests run sessions without an agent; the conversation tests attach the real one.
+  const startAgent = options.withAgent
+    ? voiceAgentStarter(config, (agent) => agents.push(agent))
+    : undefined;
   const server = await startServer(config, {
     logger: loggerFor(config, (line) => logs.push(line)),
-    onSession: (s) => sessions.push(s),
+    onSession: (s) => {
+      sessions.push(s);
+      startAgent?.(s);
+    },
   });
   const close = async () => {
     await server.shutdown();
@@ -61,6 +78,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     telnyx,
     config,
     sessions,
+    agents,
     logs,
     start: (payload, init) =>
       fetch(`${server.url}/start`, {

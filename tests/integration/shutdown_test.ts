@@ -3,6 +3,9 @@
  * calls get the grace period, then are hung up, and the process exits 0.
  */
 import assert from "node:assert/strict";
+import { CartesiaFake } from "../fakes/cartesia.ts";
+import { startFakeDeepgram } from "../fakes/deepgram.ts";
+import { startFakeOpenAi } from "../fakes/openai.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { placeAndAnswer } from "../helpers/call_driver.ts";
@@ -10,12 +13,25 @@ import { TEST_ACCOUNT, TEST_API_KEY, waitFor } from "../helpers/harness.ts";
 import type { Harness } from "../helpers/harness.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const CA = new URL("../fakes/tls/ca.pem", import.meta.url).pathname;
 
 Deno.test("SIGTERM drains live calls, hangs them up and exits 0", async (t) => {
   await using telnyx = FakeTelnyxApi.start({ apiKey: TEST_API_KEY, accountSid: TEST_ACCOUNT });
+  // The child runs the real voice agent against the same vendor fakes as the in-process tests.
+  await using openai = startFakeOpenAi({ apiKey: "sk-test-openai" });
+  await using deepgram = startFakeDeepgram({ apiKey: "dg-test" });
+  await using cartesia = await CartesiaFake.start({ apiKey: "sk_car_test" });
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", MAIN],
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--cert", CA, MAIN],
     env: {
+      OPENAI_API_KEY: "sk-test-openai",
+      OPENAI_BASE_URL: openai.baseURL,
+      DEEPGRAM_API_KEY: "dg-test",
+      DEEPGRAM_BASE_URL: deepgram.url,
+      CARTESIA_API_KEY: "sk_car_test",
+      CARTESIA_BASE_URL: cartesia.baseURL,
+      FIRST_SPEAKER: "bot",
+      IDLE_TIMEOUT_SECONDS: "60",
       PORT: "0",
       HOST: "127.0.0.1",
       LOG_FORMAT: "json",

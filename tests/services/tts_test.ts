@@ -15,6 +15,7 @@ import {
   CartesiaSpeaker,
   DEFAULT_TTS_MODEL,
   DEFAULT_TTS_VOICE_ID,
+  type SpeechEvent,
   TtsError,
   type TtsOptions,
   TtsUnavailableError,
@@ -47,12 +48,19 @@ class TextChannel implements AsyncIterable<string> {
     this.#notify();
   }
 
+  /** The consumer stopped iterating (returned or broke out), e.g. so the LLM stream ends. */
+  closed = false;
+
   async *[Symbol.asyncIterator](): AsyncGenerator<string> {
-    for (;;) {
-      const text = this.#queue.shift();
-      if (text !== undefined) yield text;
-      else if (this.#ended) return;
-      else await new Promise<void>((resolve) => this.#wake = resolve);
+    try {
+      for (;;) {
+        const text = this.#queue.shift();
+        if (text !== undefined) yield text;
+        else if (this.#ended) return;
+        else await new Promise<void>((resolve) => this.#wake = resolve);
+      }
+    } finally {
+      this.closed = true;
     }
   }
 
@@ -69,10 +77,45 @@ async function* textOf(...deltas: string[]): AsyncGenerator<string> {
   }
 }
 
-async function collect(audio: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+/** The audio of a response, concatenated. */
+async function collect(events: AsyncIterable<SpeechEvent>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  for await (const chunk of audio) chunks.push(chunk);
+  for await (const event of events) if (event.type === "audio") chunks.push(event.audio);
   return concatBytes(chunks);
+}
+
+/** A phrase as the consumer saw it: its audio (everything since the previous phrase_end). */
+interface HeardPhrase {
+  index: number;
+  text: string;
+  bytes: number;
+}
+
+/** Splits an event sequence at its phrase_end events; `rest` is audio after the last one. */
+function splitAtPhraseEnds(
+  events: readonly SpeechEvent[],
+): { phrases: HeardPhrase[]; rest: number } {
+  const phrases: HeardPhrase[] = [];
+  let bytes = 0;
+  for (const event of events) {
+    if (event.type === "audio") bytes += event.audio.length;
+    else {
+      phrases.push({ index: event.index, text: event.text, bytes });
+      bytes = 0;
+    }
+  }
+  return { phrases, rest: bytes };
+}
+
+async function events(stream: AsyncIterable<SpeechEvent>): Promise<SpeechEvent[]> {
+  const out: SpeechEvent[] = [];
+  for await (const event of stream) out.push(event);
+  return out;
+}
+
+/** What a consumer should see for these phrases: each phrase's own audio, then its end. */
+function expectedPhrases(...texts: string[]): HeardPhrase[] {
+  return texts.map((text, index) => ({ index, text, bytes: text.length * BYTES_PER_CHAR }));
 }
 
 /** Waits for a condition driven by socket traffic; the bound only turns a hang into a failure. */
@@ -153,20 +196,22 @@ Deno.test("speak streams phrases with continue:true, then continue:false, and re
   await withFake({ bytesPerChar: BYTES_PER_CHAR }, {}, async (fake, speaker) => {
     await speaker.connect(AbortSignal.timeout(10_000));
     const text = new TextChannel();
-    const audio = speaker.speak(text, new AbortController().signal)[Symbol.asyncIterator]();
+    // As the orchestration does: LLM deltas through the phrase chunker, phrases into speak().
+    const stream = speaker.speak(phrases(text), new AbortController().signal);
+    const received: SpeechEvent[] = [];
 
     // Audio must start while the LLM is still producing the answer.
     text.push("Hel");
     text.push("lo there. How");
-    const first = await audio.next();
+    const first = await stream.next();
     assert.equal(first.done, false);
+    received.push(first.value as SpeechEvent);
     const [context] = fake.contextList();
     assert.deepEqual(context.pieces, [{ transcript: "Hello there. ", continue: true }]);
 
     text.push(" are you today?");
     text.end();
-    const chunks = [first.value as Uint8Array];
-    for (let r = await audio.next(); !r.done; r = await audio.next()) chunks.push(r.value);
+    for (let r = await stream.next(); !r.done; r = await stream.next()) received.push(r.value);
 
     const connection = fake.connections[0];
     assert.equal(fake.connections.length, 1);
@@ -191,10 +236,195 @@ Deno.test("speak streams phrases with continue:true, then continue:false, and re
     assert.ok(context.done);
 
     const spoken = "Hello there. How are you today?";
-    const received = concatBytes(chunks);
-    assert.equal(received.length, spoken.length * BYTES_PER_CHAR);
-    assert.deepEqual(received, fake.audioOf(context.id));
+    const audio = concatBytes(received.flatMap((e) => e.type === "audio" ? [e.audio] : []));
+    assert.equal(audio.length, spoken.length * BYTES_PER_CHAR);
+    assert.deepEqual(audio, fake.audioOf(context.id));
     assert.equal(speaker.charactersSent, spoken.length);
+    assert.deepEqual(
+      splitAtPhraseEnds(received),
+      { phrases: expectedPhrases("Hello there. ", "How are you today?"), rest: 0 },
+    );
+    assert.equal(received.at(-1)?.type, "phrase_end"); // the last event, before the return
+  });
+});
+
+Deno.test("phrase boundaries: each phrase_end follows exactly that phrase's audio", async (t) => {
+  const spoken = ["Hi. ", "I am calling about your order, ", "which shipped today."];
+
+  await t.step("one flush per phrase; flush_done ends each phrase in order", async () => {
+    await withFake({ chunkBytes: 160, chunkDelayMs: 1 }, {}, async (fake, speaker) => {
+      const received = await events(speaker.speak(textOf(...spoken), new AbortController().signal));
+
+      assert.deepEqual(splitAtPhraseEnds(received), {
+        phrases: expectedPhrases(...spoken),
+        rest: 0,
+      });
+      assert.equal(received.at(-1)?.type, "phrase_end");
+
+      // On the wire: push, flush, push, flush, …, then the end of input, in one context.
+      const [context] = fake.contextList();
+      assert.equal(fake.contexts.size, 1);
+      const wire = fake.messages.filter((m) => m.json.context_id === context.id).map((m) =>
+        m.json.flush === true ? "flush" : `${m.json.continue}:${m.json.transcript}`
+      );
+      assert.deepEqual(wire, [
+        `true:${spoken[0]}`,
+        "flush",
+        `true:${spoken[1]}`,
+        "flush",
+        `true:${spoken[2]}`,
+        "flush",
+        "false:",
+      ]);
+      assert.deepEqual(context.flushesDone, [1, 2, 3]);
+      // The fake numbers audio as documented: phrase k's chunks carry flush_id k + 1.
+      const chunksPerPhrase = spoken.map((p) => Math.ceil((p.length * BYTES_PER_CHAR) / 160));
+      assert.deepEqual(
+        context.chunkFlushIds,
+        chunksPerPhrase.flatMap((n, k) => Array(n).fill(k + 1)),
+      );
+    });
+  });
+
+  await t.step("a string that is not a whole phrase is still one phrase", async () => {
+    await withFake({}, {}, async (_fake, speaker) => {
+      const received = await events(
+        speaker.speak(textOf("Hel", "lo. ", "  ", "Bye"), new AbortController().signal),
+      );
+      // The whitespace-only string is skipped, so it takes no index.
+      assert.deepEqual(splitAtPhraseEnds(received), {
+        phrases: expectedPhrases("Hel", "lo. ", "Bye"),
+        rest: 0,
+      });
+    });
+  });
+
+  await t.step("without flush_done every phrase still ends, at done", async () => {
+    await withFake({ chunkBytes: 160, omitFlushDone: true }, {}, async (_fake, speaker) => {
+      const received = await events(speaker.speak(textOf(...spoken), new AbortController().signal));
+      const all = spoken.join("").length * BYTES_PER_CHAR;
+      assert.deepEqual(splitAtPhraseEnds(received), {
+        phrases: spoken.map((text, index) => ({ index, text, bytes: index === 0 ? all : 0 })),
+        rest: 0,
+      });
+    });
+  });
+
+  await t.step("an empty response ends with no events", async () => {
+    await withFake({}, {}, async (fake, speaker) => {
+      assert.deepEqual(await events(speaker.speak(textOf(), new AbortController().signal)), []);
+      assert.ok(fake.contextList()[0].done);
+    });
+  });
+});
+
+Deno.test("abort mid-phrase: only completed phrases end, the text source is closed", async () => {
+  await withFake({ chunkDelayMs: 2, chunkBytes: 160 }, {}, async (fake, speaker) => {
+    const first = "First. ";
+    const second = "The second phrase is long enough to be cut in the middle. ";
+    const text = new TextChannel();
+    const controller = new AbortController();
+    const stream = speaker.speak(text, controller.signal);
+    text.push(first);
+    text.push(second);
+
+    const received: SpeechEvent[] = [];
+    // Counted in bytes, not phrase_end events, so a missing phrase_end fails instead of hanging.
+    const abortAtBytes = first.length * BYTES_PER_CHAR + 2 * 160;
+    let bytes = 0;
+    for await (const event of stream) {
+      received.push(event);
+      if (event.type === "audio") bytes += event.audio.length;
+      if (bytes >= abortAtBytes) controller.abort();
+    }
+
+    assert.deepEqual(splitAtPhraseEnds(received), {
+      phrases: expectedPhrases(first),
+      rest: 2 * 160,
+    });
+    const [context] = fake.contextList();
+    await waitFor(() => context.cancelled, "the cancel frame");
+    assert.equal(context.done, false);
+    assert.ok(context.audioChunks.length < (second.length * BYTES_PER_CHAR) / 160);
+
+    // The next phrase from the LLM is not sent; the source is closed so the LLM stream stops.
+    text.push("A third phrase. ");
+    await waitFor(() => text.closed, "the text source to be closed");
+    assert.equal(fake.transcriptOf(context.id), first + second);
+  });
+});
+
+Deno.test("an error frame mid-response: events before it, then the TtsError", async () => {
+  await withFake({ chunkBytes: 160 }, {}, async (fake, speaker) => {
+    // "One. " is 400 bytes: chunks 1-3, then its flush_done, then chunk 4 (of phrase 2), error.
+    fake.failNextContext({ afterChunks: 4, statusCode: 500, errorCode: "internal_error" });
+    const received: SpeechEvent[] = [];
+    await assert.rejects(
+      (async () => {
+        const stream = speaker.speak(
+          textOf("One. ", "Two three four. "),
+          new AbortController().signal,
+        );
+        for await (const event of stream) received.push(event);
+      })(),
+      (error) => error instanceof TtsError && error.reason === "server",
+    );
+    assert.deepEqual(splitAtPhraseEnds(received), { phrases: expectedPhrases("One. "), rest: 160 });
+  });
+});
+
+Deno.test("pre-synthesis: a consumer that starts reading 300 ms late loses nothing", async (t) => {
+  await t.step("speakText runs eagerly, events wait in the queue", async () => {
+    await withFake({ chunkBytes: 160 }, {}, async (fake, speaker) => {
+      const greeting = "Hello! This is an automated call from our Telnyx chatbot demo.";
+      const stream = speaker.speakText(greeting, new AbortController().signal);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Synthesised in full although nothing has read the stream yet.
+      await waitFor(() => fake.contextList()[0]?.done === true, "the greeting to be synthesised");
+      const [context] = fake.contextList();
+
+      const received = await events(stream);
+      assert.deepEqual(splitAtPhraseEnds(received), {
+        phrases: expectedPhrases(greeting),
+        rest: 0,
+      });
+      assert.deepEqual(
+        await collect(async function* () {
+          yield* received;
+        }()),
+        fake.audioOf(context.id),
+      );
+      assert.equal(fake.connections.length, 1);
+    });
+  });
+
+  await t.step("a slow stream keeps flowing into the queue while nobody reads", async () => {
+    await withFake({ chunkBytes: 160, chunkDelayMs: 1 }, {}, async (fake, speaker) => {
+      const spoken = ["One phrase. ", "And another one. "];
+      const stream = speaker.speak(textOf(...spoken), new AbortController().signal);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const first = await stream.next(); // reading starts late, mid-stream or after the end
+      assert.equal(first.done, false);
+      const received = [first.value as SpeechEvent, ...await events(stream)];
+      assert.deepEqual(splitAtPhraseEnds(received), {
+        phrases: expectedPhrases(...spoken),
+        rest: 0,
+      });
+      assert.ok(fake.contextList()[0].done);
+    });
+  });
+
+  await t.step("a response that is never read is abandoned by its signal", async () => {
+    await withFake({ chunkBytes: 160, chunkDelayMs: 2 }, {}, async (fake, speaker) => {
+      const controller = new AbortController();
+      const stream = speaker.speakText("Words nobody will hear, ".repeat(4), controller.signal);
+      await waitFor(() => (fake.contextList()[0]?.audioChunks.length ?? 0) > 0, "some audio");
+      controller.abort();
+      const [context] = fake.contextList();
+      await waitFor(() => context.cancelled, "the cancel frame");
+      assert.equal(context.done, false);
+      assert.equal((await stream.next()).done, true);
+    });
   });
 });
 
@@ -325,8 +555,9 @@ Deno.test("a drop mid-response fails it with a typed error; the next response re
     const received: Uint8Array[] = [];
     await assert.rejects(
       (async () => {
-        for await (const chunk of speaker.speak(textOf("A sentence that will be cut."), signal)) {
-          received.push(chunk);
+        for await (const event of speaker.speak(textOf("A sentence that will be cut."), signal)) {
+          assert.equal(event.type, "audio"); // the phrase never ends
+          if (event.type === "audio") received.push(event.audio);
         }
       })(),
       (error) => error instanceof TtsError && error.reason === "dropped",

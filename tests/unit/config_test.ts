@@ -199,8 +199,22 @@ Deno.test("missing variables never throw and are listed per feature", async (t) 
     assert.deepEqual(missingFor(named, "production_stream"), ["ORGANIZATION_NAME"]);
   });
 
+  await t.step("the voice agent's keys are needed locally, not in production", () => {
+    assert.deepEqual(missingFor(loadConfig({ OPENAI_API_KEY: "sk" }), "voice_agent"), [
+      "DEEPGRAM_API_KEY",
+      "CARTESIA_API_KEY",
+    ]);
+    const production = loadConfig({ ENV: "production", API_TOKEN: "a-long-random-token" });
+    assert.deepEqual(missingFor(production, "voice_agent"), []);
+  });
+
   await t.step("allMissing unions every feature without duplicates", () => {
-    assert.deepEqual(allMissing(loadConfig({})), [...TELNYX_VARS]);
+    assert.deepEqual(allMissing(loadConfig({})), [
+      ...TELNYX_VARS,
+      "OPENAI_API_KEY",
+      "DEEPGRAM_API_KEY",
+      "CARTESIA_API_KEY",
+    ]);
     const production = loadConfig({
       ENV: "production",
       API_TOKEN: "a-long-random-token",

@@ -1,0 +1,84 @@
+/**
+ * Per-turn latency and per-call usage: what a voice bot is judged by, in numbers.
+ *
+ * All times are milliseconds on one monotonic clock (`performance.now()`).
+ *
+ * @module
+ */
+
+/** Timings of one bot turn; undefined where a stage did not happen (e.g. a canned line). */
+export interface TurnMetrics {
+  turn: number;
+  trigger: "callee" | "dtmf" | "greeting" | "idle" | "system";
+  /** Callee's speech ended (local VAD) → STT's final transcript. */
+  sttFinalizationMs?: number;
+  /** Request sent → first token. */
+  llmTtftMs?: number;
+  /** First phrase sent to TTS → first audio byte. */
+  ttsTtfbMs?: number;
+  /** Turn end → first outbound frame, minus the LLM and TTS waits: the time that is ours. */
+  overheadMs?: number;
+  /** Callee's speech ended → first frame of the answer sent to Telnyx. */
+  voiceToVoiceMs?: number;
+  interrupted?: boolean;
+}
+
+/** Vendor usage of one call. */
+export interface CallUsage {
+  llmPromptTokens: number;
+  llmCompletionTokens: number;
+  ttsCharacters: number;
+  sttAudioSeconds: number;
+}
+
+/** Collects a call's turns and usage. */
+export class CallMetrics {
+  readonly turns: TurnMetrics[] = [];
+  readonly usage: CallUsage = {
+    llmPromptTokens: 0,
+    llmCompletionTokens: 0,
+    ttsCharacters: 0,
+    sttAudioSeconds: 0,
+  };
+  bargeIns = 0;
+
+  /** Records a finished turn and returns it, rounded for logging. */
+  record(turn: TurnMetrics): TurnMetrics {
+    const rounded = Object.fromEntries(
+      Object.entries(turn).map(([k, v]) => [k, typeof v === "number" ? round(v) : v]),
+    ) as unknown as TurnMetrics;
+    this.turns.push(rounded);
+    return rounded;
+  }
+
+  /** One object for the call-end log line. */
+  summary(): Record<string, unknown> {
+    const answered = this.turns.filter((t) => t.voiceToVoiceMs !== undefined);
+    return {
+      turns: this.turns.length,
+      barge_ins: this.bargeIns,
+      voice_to_voice_ms_p50: percentile(answered.map((t) => t.voiceToVoiceMs!), 50),
+      voice_to_voice_ms_max: percentile(answered.map((t) => t.voiceToVoiceMs!), 100),
+      overhead_ms_max: percentile(
+        this.turns.flatMap((t) => (t.overheadMs === undefined ? [] : [t.overheadMs])),
+        100,
+      ),
+      llm_prompt_tokens: this.usage.llmPromptTokens,
+      llm_completion_tokens: this.usage.llmCompletionTokens,
+      tts_characters: this.usage.ttsCharacters,
+      stt_audio_seconds: round(this.usage.sttAudioSeconds),
+    };
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+/** Nearest-rank percentile; undefined for no samples. */
+export function percentile(values: number[], p: number): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank];
+}

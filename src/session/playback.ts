@@ -1,0 +1,655 @@
+/**
+ * Outbound bot audio to Telnyx: re-chunks mu-law into 20 ms frames and paces them a small lead
+ * ahead of real time, with `mark`s at phrase boundaries and `clear` on barge-in.
+ *
+ * Why pace at all: Telnyx queues whatever it receives and plays it at 8000 bytes/s. Dumping a
+ * whole answer would make `clear` the only way to stop it and make mark echoes meaningless as a
+ * playback position; keeping only ~100 ms queued there means a barge-in drops little and the
+ * echoes track what the callee really heard.
+ *
+ * Pacing is computed from a clock, never from counted ticks: timers are late under load, so each
+ * pump asks "how much audio is queued at Telnyx right now?" (`lead = audio sent − time elapsed`)
+ * and tops it up to `leadMs`. One module-level {@link PlaybackTicker} drives every call's pump,
+ * because 300 calls with a 20 ms timer each would be 15 000 timer callbacks per second.
+ *
+ * @module
+ */
+
+import { clearFrame, markFrame, mediaFrameFromBytes } from "../telnyx/media_stream.ts";
+import { MU_LAW_SILENCE } from "../audio/g711.ts";
+
+/** PCMU bytes per millisecond at 8 kHz. */
+const BYTES_PER_MS = 8;
+/** One 20 ms PCMU frame; the unit Telnyx's RTP mode plays and the unit we send. */
+export const FRAME_BYTES = 160;
+/** Duration of one frame. */
+const FRAME_MS = FRAME_BYTES / BYTES_PER_MS;
+/** Default audio kept queued at Telnyx ahead of real time. */
+export const DEFAULT_LEAD_MS = 100;
+/** Below this the lead no longer covers one late tick plus the frame being sent. */
+export const MIN_LEAD_MS = 40;
+/** How often the shared ticker pumps; one frame per call per tick in steady state. */
+export const TICK_MS = FRAME_MS;
+/**
+ * When less than this is queued at Telnyx and only a partial frame is waiting, the partial is
+ * padded with silence and sent: waiting for the next tick would let Telnyx run dry anyway, and
+ * sending it lets the phrase's tail (and its mark) be heard during a slow TTS/LLM pause.
+ */
+const URGENT_LEAD_MS = TICK_MS;
+
+/** How {@link Playback.finish} ended. */
+export type PlaybackOutcome = "played" | "interrupted" | "closed";
+
+/** Options for {@link Playback}. */
+export interface PlaybackOptions {
+  /** Sends one JSON text frame to Telnyx (media, mark or clear). */
+  send(frame: string): void;
+  /** Audio kept queued at Telnyx ahead of real time; default 100 ms, never less than 40. */
+  leadMs?: number;
+  /** Monotonic clock in ms, default `performance.now` (tests inject one). */
+  now?: () => number;
+  /** Ticker that pumps this instance; default the shared {@link sharedPlaybackTicker}. */
+  ticker?: PlaybackTicker;
+  /** Closes the playback when aborted (the call's signal). */
+  signal?: AbortSignal;
+  /**
+   * Called if `send` or `onFirstFrame` throws; the playback is closed first. Default: logged to
+   * stderr. Errors never escape into the shared ticker, so one broken call cannot stall others.
+   */
+  onError?: (error: unknown) => void;
+}
+
+/** What {@link Playback.interrupt} knows about what the callee heard. */
+export interface InterruptResult {
+  /** Phrase ids whose mark Telnyx echoed BEFORE the interruption (fully heard). */
+  heard: string[];
+  /**
+   * The phrase that was playing when interrupted, with the estimated ms of it played. `id` is
+   * `""` when that audio had not been closed by {@link Playback.endPhrase} yet.
+   */
+  partial?: { id: string; playedMs: number; totalMs: number };
+}
+
+/** Counters of one {@link Playback}. */
+export interface PlaybackStats {
+  /** Media frames sent (each exactly 160 bytes). */
+  framesSent: number;
+  /** Bytes of audio sent, padding included. */
+  bytesSent: number;
+  /** Gaps inside an utterance: Telnyx ran out of our audio before the utterance's next frame. */
+  underruns: number;
+  /** Total length of those gaps. */
+  underrunMs: number;
+  /** Silence bytes (0xFF) sent to complete partial frames (utterance ends and urgent flushes). */
+  paddingBytes: number;
+  /** Clock time of the first frame of the current (or last) utterance. */
+  firstFrameAtMs: number | undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared ticker
+
+/** Options for {@link PlaybackTicker}. */
+export interface PlaybackTickerOptions {
+  /** Timer period; default {@link TICK_MS}. */
+  intervalMs?: number;
+  /** No timer at all: the owner calls {@link PlaybackTicker.tick} (deterministic tests). */
+  manual?: boolean;
+}
+
+/**
+ * One interval timer pumping every playback that has audio waiting. The timer exists only while
+ * at least one member is registered, so an idle process (and Deno's test sanitizers) sees no
+ * interval.
+ */
+export class PlaybackTicker {
+  readonly #members = new Set<() => boolean>();
+  readonly #intervalMs: number;
+  readonly #manual: boolean;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #lastTickAt = 0;
+  /** Ticks run so far. */
+  ticks = 0;
+  /** Worst observed delay of a timer tick past its period (ms); shows how loaded the loop is. */
+  maxLatenessMs = 0;
+
+  constructor(options: PlaybackTickerOptions = {}) {
+    this.#intervalMs = options.intervalMs ?? TICK_MS;
+    this.#manual = options.manual ?? false;
+  }
+
+  /** Playbacks currently registered (those with audio waiting to be sent). */
+  get size(): number {
+    return this.#members.size;
+  }
+
+  /** Whether the interval timer is running. */
+  get running(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  /** Registers a pump; it stays registered while it returns true. */
+  add(pump: () => boolean): void {
+    this.#members.add(pump);
+    if (this.#manual || this.#timer !== undefined) return;
+    this.#lastTickAt = performance.now();
+    this.#timer = setInterval(() => this.#onTimer(), this.#intervalMs);
+  }
+
+  /** Unregisters a pump; stops the timer when none is left. */
+  remove(pump: () => boolean): void {
+    this.#members.delete(pump);
+    if (this.#members.size === 0) this.#stop();
+  }
+
+  /** Pumps every member once, dropping those that have nothing left to send. */
+  tick(): void {
+    this.ticks++;
+    for (const pump of this.#members) {
+      let keep = false;
+      try {
+        keep = pump();
+      } catch {
+        // Pumps handle their own errors; this only keeps a bug in one call from stopping the rest.
+      }
+      if (!keep) this.#members.delete(pump);
+    }
+    if (this.#members.size === 0) this.#stop();
+  }
+
+  #onTimer(): void {
+    const now = performance.now();
+    const lateness = now - this.#lastTickAt - this.#intervalMs;
+    if (lateness > this.maxLatenessMs) this.maxLatenessMs = lateness;
+    this.#lastTickAt = now;
+    this.tick();
+  }
+
+  #stop(): void {
+    if (this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/** The ticker every {@link Playback} uses unless given another. */
+export const sharedPlaybackTicker: PlaybackTicker = new PlaybackTicker();
+
+// ---------------------------------------------------------------------------------------------
+// Playback
+
+/** One bot utterance: from its first enqueue to its final mark echo (or interrupt). */
+interface Utterance {
+  /** Enqueued-byte index where its audio starts. */
+  readonly startByte: number;
+  firstFrameAt: number | undefined;
+  /** Ids of its phrases whose marks were echoed, in order. */
+  readonly heard: string[];
+  sealed: boolean;
+  /** Set by finish(); settled by the final mark echo, interrupt() or close(). */
+  done: PromiseWithResolvers<PlaybackOutcome> | undefined;
+  /** The mark whose echo means the utterance has been heard to the end. */
+  finalMark: PhraseMark | undefined;
+}
+
+/** A mark we send after a phrase's audio (or after an utterance's unnamed tail). */
+interface PhraseMark {
+  readonly name: string;
+  /** Phrase id, or undefined for the mark finish() adds after unnamed trailing audio. */
+  readonly phraseId: string | undefined;
+  /** Enqueued-byte index right after the phrase: the mark goes out once this byte is sent. */
+  readonly endByte: number;
+  /** Phrase length in bytes. */
+  readonly bytes: number;
+  readonly utterance: Utterance;
+  echoed: boolean;
+}
+
+/**
+ * Paced playback of a call's bot audio. Every call owns one; the shared ticker and the caller's
+ * `enqueue`/`endPhrase`/`finish` calls pump it. Not re-entrant from `send`.
+ */
+export class Playback {
+  /** Called with the clock time of the first frame of each utterance (latency metrics). */
+  onFirstFrame?: (atMs: number) => void;
+  /** Counters; see {@link PlaybackStats}. */
+  readonly stats: PlaybackStats = {
+    framesSent: 0,
+    bytesSent: 0,
+    underruns: 0,
+    underrunMs: 0,
+    paddingBytes: 0,
+    firstFrameAtMs: undefined,
+  };
+
+  readonly #send: (frame: string) => void;
+  readonly #now: () => number;
+  readonly #leadMs: number;
+  readonly #ticker: PlaybackTicker;
+  readonly #onError: (error: unknown) => void;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = () => this.close();
+  /** Bound once so registering with the ticker allocates nothing. */
+  readonly #tickPump = () => this.#pumpSafely();
+  #registered = false;
+  #closed = false;
+
+  /** Staging buffer for every frame: audio copied in, silence padded after it. */
+  readonly #frame = new Uint8Array(FRAME_BYTES);
+  /** Enqueued audio not yet sent; `#chunkOffset` is the read position in `#chunks[#chunkHead]`. */
+  #chunks: Uint8Array[] = [];
+  #chunkHead = 0;
+  #chunkOffset = 0;
+  /** Audio bytes ever enqueued / ever sent (padding excluded); marks are placed in this space. */
+  #enqueuedBytes = 0;
+  #consumedBytes = 0;
+  /** Audio before this byte belongs to a finished utterance: its last frame is padded, not merged. */
+  #flushThroughByte = 0;
+  /** Where the phrase being enqueued started. */
+  #phraseStartByte = 0;
+
+  /** Marks waiting for their audio to go out, then marks sent and awaiting their echo. */
+  #marksToSend: PhraseMark[] = [];
+  #awaitingEcho: PhraseMark[] = [];
+  /** Names of marks that were queued at Telnyx when we cleared; their echoes are not playback. */
+  #staleEchoes: string[] = [];
+  /** The most recent mark created by endPhrase()/finish(), whatever its state. */
+  #lastMark: PhraseMark | undefined;
+  #lastEchoAt: number | undefined;
+  #underrunMsAtLastEcho = 0;
+  #autoMarks = 0;
+
+  /** The utterance being enqueued (or the last one), and those whose audio is still to be sent. */
+  #current: Utterance | undefined;
+  #sendingUtterances: Utterance[] = [];
+  #lastFrameUtterance: Utterance | undefined;
+  #speaking = false;
+  /** Something was sent since the last moment we knew Telnyx's queue was empty. */
+  #maybeQueuedAtTelnyx = false;
+  /** Bumped by interrupt()/close() so a pump interrupted by a callback stops. */
+  #generation = 0;
+
+  /** Schedule: `#scheduleStartMs` is when the first byte of `#scheduleBytes` started playing. */
+  #clockRunning = false;
+  #scheduleStartMs = 0;
+  #scheduleBytes = 0;
+
+  constructor(options: PlaybackOptions) {
+    this.#send = options.send;
+    this.#now = options.now ?? (() => performance.now());
+    this.#leadMs = Math.max(MIN_LEAD_MS, options.leadMs ?? DEFAULT_LEAD_MS);
+    this.#ticker = options.ticker ?? sharedPlaybackTicker;
+    this.#onError = options.onError ??
+      ((error) => console.error("playback: send failed, playback closed", error));
+    this.#signal = options.signal;
+    if (this.#signal?.aborted) this.#closed = true;
+    else this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** True from the first enqueue of an utterance until its final mark echo or an interrupt. */
+  get speaking(): boolean {
+    return this.#speaking;
+  }
+
+  /** Audio kept queued at Telnyx, after clamping. */
+  get leadMs(): number {
+    return this.#leadMs;
+  }
+
+  /**
+   * Queues audio of the current utterance (any length; re-chunked into 160-byte frames). The
+   * bytes are copied. The first call of an utterance starts the clock: its first full frame goes
+   * out before this returns.
+   */
+  enqueue(mulaw: Uint8Array): void {
+    if (this.#closed || mulaw.length === 0) return;
+    const utterance = this.#openUtterance();
+    if (this.#sendingUtterances.at(-1) !== utterance) this.#sendingUtterances.push(utterance);
+    this.#chunks.push(mulaw.slice());
+    this.#enqueuedBytes += mulaw.length;
+    this.#pumpSafely();
+  }
+
+  /** End of a phrase: a mark named `id` is sent right after the frame holding its last byte. */
+  endPhrase(id: string): void {
+    if (this.#closed) return;
+    const utterance = this.#openUtterance();
+    this.#lastMark = {
+      name: id,
+      phraseId: id,
+      endByte: this.#enqueuedBytes,
+      bytes: this.#enqueuedBytes - this.#phraseStartByte,
+      utterance,
+      echoed: false,
+    };
+    this.#marksToSend.push(this.#lastMark);
+    this.#phraseStartByte = this.#enqueuedBytes;
+    this.#pumpSafely();
+  }
+
+  /**
+   * No more audio for this utterance: pads its last partial frame with mu-law silence, sends it
+   * (paced like the rest), and resolves `"played"` once Telnyx echoes the final mark, i.e. the
+   * audio has been heard to the end; `"interrupted"` or `"closed"` if that happens first.
+   */
+  finish(): Promise<PlaybackOutcome> {
+    if (this.#closed) return Promise.resolve("closed");
+    const utterance = this.#current;
+    if (utterance === undefined) return Promise.resolve("played");
+    if (utterance.sealed) {
+      return utterance.done?.promise ?? Promise.resolve<PlaybackOutcome>("played");
+    }
+    utterance.sealed = true;
+    this.#flushThroughByte = this.#enqueuedBytes;
+    const lastMark = this.#lastMark;
+    if (lastMark?.utterance === utterance && lastMark.endByte === this.#enqueuedBytes) {
+      utterance.finalMark = lastMark;
+    } else if (this.#enqueuedBytes > utterance.startByte) {
+      // Audio after the last phrase mark (or no phrases at all): a mark of our own ends it.
+      const mark: PhraseMark = {
+        name: `playback-end-${++this.#autoMarks}`,
+        phraseId: undefined,
+        endByte: this.#enqueuedBytes,
+        bytes: this.#enqueuedBytes - this.#phraseStartByte,
+        utterance,
+        echoed: false,
+      };
+      this.#marksToSend.push(mark);
+      this.#lastMark = mark;
+      this.#phraseStartByte = this.#enqueuedBytes;
+      utterance.finalMark = mark;
+    }
+    if (utterance.finalMark === undefined || utterance.finalMark.echoed) {
+      this.#completeUtterance(utterance);
+      return Promise.resolve("played");
+    }
+    utterance.done = Promise.withResolvers();
+    const promise = utterance.done.promise;
+    this.#pumpSafely();
+    return promise;
+  }
+
+  /** Feed every inbound `mark` echo here (names that are not ours are ignored). */
+  onMarkEcho(name: string): void {
+    if (this.#closed) return;
+    // Echoes of cleared marks come first and in order; one that went missing is skipped over.
+    const stale = this.#staleEchoes.indexOf(name);
+    if (stale >= 0) {
+      this.#staleEchoes.splice(0, stale + 1);
+      return;
+    }
+    // Telnyx echoes in order; if an earlier echo went missing, the later one implies it played.
+    const index = this.#awaitingEcho.findIndex((mark) => mark.name === name);
+    if (index < 0) return;
+    const now = this.#now();
+    for (const mark of this.#awaitingEcho.splice(0, index + 1)) {
+      mark.echoed = true;
+      if (mark.phraseId !== undefined) mark.utterance.heard.push(mark.phraseId);
+      if (mark.utterance.finalMark === mark) this.#completeUtterance(mark.utterance);
+    }
+    this.#lastEchoAt = now;
+    this.#underrunMsAtLastEcho = this.stats.underrunMs;
+  }
+
+  /**
+   * Barge-in: stops sending, sends `clear` if anything may still be queued at Telnyx, and
+   * reports what was heard of the current utterance. Marks echoed after this (Telnyx echoes the
+   * cleared ones) are ignored. The next `enqueue` starts a fresh utterance.
+   */
+  interrupt(): InterruptResult {
+    if (this.#closed) return { heard: [] };
+    const now = this.#now();
+    const utterance = this.#current;
+    const result: InterruptResult = { heard: utterance ? [...utterance.heard] : [] };
+    const partial = utterance && this.#estimatePartial(utterance, now);
+    if (partial) result.partial = partial;
+
+    if (this.#maybeQueuedAtTelnyx || this.#awaitingEcho.length > 0) {
+      this.#sendGuarded(clearFrame());
+      for (const mark of this.#awaitingEcho) this.#staleEchoes.push(mark.name);
+    }
+    this.#settlePending("interrupted");
+    this.#reset();
+    return result;
+  }
+
+  /** Stops for good: drops queued audio, leaves the ticker; pending `finish()` resolve "closed". */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    this.#settlePending("closed");
+    this.#reset();
+    this.#staleEchoes = [];
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  #openUtterance(): Utterance {
+    if (this.#current === undefined || this.#current.sealed) {
+      this.#current = {
+        startByte: this.#enqueuedBytes,
+        firstFrameAt: undefined,
+        heard: [],
+        sealed: false,
+        done: undefined,
+        finalMark: undefined,
+      };
+      this.#phraseStartByte = this.#enqueuedBytes;
+    }
+    this.#speaking = true;
+    return this.#current;
+  }
+
+  #completeUtterance(utterance: Utterance): void {
+    utterance.done?.resolve("played");
+    utterance.done = undefined;
+    if (utterance !== this.#current) return;
+    this.#speaking = false;
+    // Everything sent has been heard, so Telnyx's queue is empty (unless a later utterance began).
+    if (this.#enqueuedBytes === this.#consumedBytes) this.#maybeQueuedAtTelnyx = false;
+  }
+
+  /** The first phrase of `utterance` not yet echoed, and how much of it has played. */
+  #estimatePartial(utterance: Utterance, now: number): InterruptResult["partial"] {
+    if (utterance.firstFrameAt === undefined) return undefined;
+    let playing: { id: string; startByte: number; endByte: number } | undefined;
+    const pending = this.#awaitingEcho.find((mark) => mark.utterance === utterance) ??
+      this.#marksToSend.find((mark) => mark.utterance === utterance);
+    if (pending !== undefined) {
+      playing = {
+        id: pending.phraseId ?? "",
+        startByte: pending.endByte - pending.bytes,
+        endByte: pending.endByte,
+      };
+    } else if (this.#enqueuedBytes > this.#phraseStartByte && !utterance.sealed) {
+      playing = { id: "", startByte: this.#phraseStartByte, endByte: this.#enqueuedBytes };
+    }
+    if (playing === undefined) return undefined;
+    const totalMs = (playing.endByte - playing.startByte) / BYTES_PER_MS;
+    // Telnyx cannot have played more of the phrase than we sent of it.
+    const sentMs = Math.max(
+      0,
+      (Math.min(this.#consumedBytes, playing.endByte) - playing.startByte) / BYTES_PER_MS,
+    );
+    // The phrase started playing when the previous mark echoed (or at the utterance's first
+    // frame); gaps from underruns since then did not play anything.
+    const echoAnchored = this.#lastEchoAt !== undefined &&
+      this.#lastEchoAt >= utterance.firstFrameAt;
+    const anchor = echoAnchored ? this.#lastEchoAt! : utterance.firstFrameAt;
+    const gapsMs = this.stats.underrunMs - (echoAnchored ? this.#underrunMsAtLastEcho : 0);
+    const playedMs = Math.max(0, Math.min(now - anchor - gapsMs, totalMs, sentMs));
+    return { id: playing.id, playedMs, totalMs };
+  }
+
+  #settlePending(outcome: PlaybackOutcome): void {
+    for (const utterance of this.#sendingUtterances) utterance.done?.resolve(outcome);
+    for (const mark of [...this.#marksToSend, ...this.#awaitingEcho]) {
+      mark.utterance.done?.resolve(outcome);
+    }
+    this.#current?.done?.resolve(outcome);
+  }
+
+  /** Drops everything queued locally; the next audio starts a new schedule and utterance. */
+  #reset(): void {
+    this.#generation++;
+    this.#chunks = [];
+    this.#chunkHead = 0;
+    this.#chunkOffset = 0;
+    this.#consumedBytes = this.#enqueuedBytes;
+    this.#flushThroughByte = this.#enqueuedBytes;
+    this.#phraseStartByte = this.#enqueuedBytes;
+    this.#marksToSend = [];
+    this.#awaitingEcho = [];
+    this.#lastMark = undefined;
+    this.#sendingUtterances = [];
+    this.#current = undefined;
+    this.#lastFrameUtterance = undefined;
+    this.#speaking = false;
+    this.#maybeQueuedAtTelnyx = false;
+    this.#clockRunning = false;
+    this.#scheduleBytes = 0;
+    this.#lastEchoAt = undefined;
+    this.#underrunMsAtLastEcho = this.stats.underrunMs;
+    if (this.#registered) {
+      this.#registered = false;
+      this.#ticker.remove(this.#tickPump);
+    }
+  }
+
+  /** Pump with errors contained: a throwing `send` closes this playback only. */
+  #pumpSafely(): boolean {
+    try {
+      const needsTicks = this.#pump();
+      if (needsTicks && !this.#registered) {
+        this.#registered = true;
+        this.#ticker.add(this.#tickPump);
+      } else if (!needsTicks && this.#registered) {
+        this.#registered = false;
+        this.#ticker.remove(this.#tickPump);
+      }
+      return needsTicks;
+    } catch (error) {
+      this.close();
+      this.#onError(error);
+      return false;
+    }
+  }
+
+  #sendGuarded(frame: string): void {
+    try {
+      this.#send(frame);
+    } catch (error) {
+      this.close();
+      this.#onError(error);
+    }
+  }
+
+  /** Sends what the schedule allows; returns whether audio is still waiting. */
+  #pump(): boolean {
+    if (this.#closed) return false;
+    const generation = this.#generation;
+    const now = this.#now();
+    for (;;) {
+      while (
+        this.#marksToSend.length > 0 && this.#marksToSend[0].endByte <= this.#consumedBytes
+      ) {
+        const mark = this.#marksToSend.shift()!;
+        this.#awaitingEcho.push(mark);
+        this.#maybeQueuedAtTelnyx = true;
+        this.#send(markFrame(mark.name));
+      }
+      const available = this.#enqueuedBytes - this.#consumedBytes;
+      if (available === 0) return false;
+      const lead = this.#clockRunning
+        ? this.#scheduleStartMs + this.#scheduleBytes / BYTES_PER_MS - now
+        : 0;
+      if (lead >= this.#leadMs) return true;
+
+      this.#advanceSendingUtterance();
+      const toBoundary = this.#flushThroughByte - this.#consumedBytes;
+      let take: number;
+      if (toBoundary > 0 && toBoundary <= FRAME_BYTES) {
+        take = toBoundary; // the finished utterance's tail, never merged with the next one
+      } else if (available >= FRAME_BYTES) {
+        take = FRAME_BYTES;
+      } else if (
+        this.#clockRunning && lead < URGENT_LEAD_MS &&
+        this.#lastFrameUtterance === this.#sendingUtterances[0]
+      ) {
+        take = available;
+      } else {
+        return true;
+      }
+      this.#sendFrame(take, now, lead);
+      if (this.#generation !== generation || this.#closed) return false;
+    }
+  }
+
+  /** Drops utterances whose audio has all been sent, so `[0]` owns the next byte. */
+  #advanceSendingUtterance(): void {
+    while (
+      this.#sendingUtterances.length > 1 &&
+      this.#consumedBytes >= this.#sendingUtterances[1].startByte
+    ) {
+      this.#sendingUtterances.shift();
+    }
+  }
+
+  #sendFrame(take: number, now: number, lead: number): void {
+    const utterance = this.#sendingUtterances[0];
+    if (!this.#clockRunning || lead < 0) {
+      // Telnyx's queue ran dry: it plays this frame as soon as it arrives, so the schedule
+      // restarts now. Inside an utterance that dry spell was an audible gap.
+      if (this.#clockRunning && utterance === this.#lastFrameUtterance) {
+        this.stats.underruns++;
+        this.stats.underrunMs += -lead;
+      }
+      this.#clockRunning = true;
+      this.#scheduleStartMs = now;
+      this.#scheduleBytes = 0;
+    }
+
+    this.#copyAudio(take);
+    if (take < FRAME_BYTES) {
+      this.#frame.fill(MU_LAW_SILENCE, take);
+      this.stats.paddingBytes += FRAME_BYTES - take;
+    }
+    this.#consumedBytes += take;
+    this.#scheduleBytes += FRAME_BYTES;
+    this.stats.framesSent++;
+    this.stats.bytesSent += FRAME_BYTES;
+    this.#lastFrameUtterance = utterance;
+    this.#maybeQueuedAtTelnyx = true;
+    this.#send(mediaFrameFromBytes(this.#frame));
+
+    if (utterance !== undefined && utterance.firstFrameAt === undefined) {
+      utterance.firstFrameAt = now;
+      this.stats.firstFrameAtMs = now;
+      this.onFirstFrame?.(now);
+    }
+  }
+
+  /** Moves `count` bytes from the chunk queue into the staging frame, freeing spent chunks. */
+  #copyAudio(count: number): void {
+    let written = 0;
+    while (written < count) {
+      const chunk = this.#chunks[this.#chunkHead];
+      const n = Math.min(count - written, chunk.length - this.#chunkOffset);
+      for (let i = 0; i < n; i++) this.#frame[written + i] = chunk[this.#chunkOffset + i];
+      written += n;
+      this.#chunkOffset += n;
+      if (this.#chunkOffset === chunk.length) {
+        this.#chunkHead++;
+        this.#chunkOffset = 0;
+      }
+    }
+    if (this.#chunkHead === this.#chunks.length) {
+      this.#chunks.length = 0;
+      this.#chunkHead = 0;
+    } else if (this.#chunkHead >= 64) {
+      this.#chunks = this.#chunks.slice(this.#chunkHead);
+      this.#chunkHead = 0;
+    }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Turn policy: decides from local VAD events and STT transcripts when the callee starts
+ * speaking and when their turn is over. Pure logic, no I/O, so the policy can be read and
+ * tested on its own.
+ *
+ * Nova: the turn ends when the VAD says silence AND Deepgram has a final transcript that ends
+ * the utterance (`speech_final` or `UtteranceEnd`). Either alone is not enough: the VAD's
+ * silence can be a breath mid-sentence, and Deepgram's endpointing fires on its own schedule.
+ * Flux: Deepgram's own end-of-turn model replaces the endpointing; `EagerEndOfTurn` lets the
+ * bot start thinking early, `TurnResumed` takes that back.
+ *
+ * @module
+ */
+import type { VadEvent } from "../audio/vad.ts";
+import type { SttEngine, TranscriptEvent } from "../services/stt.ts";
+
+/** What the policy concluded. */
+export type TurnDecision =
+  /** Speech onset in the callee's audio: barge-in if the bot is talking. */
+  | { type: "callee_started" }
+  /**
+   * The callee's turn is over. `speechEndedAt` is when their voice stopped (VAD offset, wall
+   * clock), if known; `finalAt` is when the turn was decided.
+   */
+  | { type: "turn_ended"; text: string; speechEndedAt: number | undefined; finalAt: number }
+  /** Flux: the turn is probably over; a speculative answer may start. */
+  | { type: "eager_turn"; text: string }
+  /** Flux: the callee went on talking after an eager end of turn. */
+  | { type: "turn_resumed" };
+
+/** Tracks one call's turns. */
+export class TurnDetector {
+  #pending: string[] = [];
+  #sttDone = false;
+  #vadSpeaking = false;
+  #speechEndedAt: number | undefined;
+
+  constructor(private readonly engine: SttEngine, private readonly now: () => number) {}
+
+  /** True while the VAD hears the callee. */
+  get calleeSpeaking(): boolean {
+    return this.#vadSpeaking;
+  }
+
+  /** Feeds one VAD event. */
+  onVad(event: VadEvent): TurnDecision[] {
+    if (event.type === "speech_start") {
+      this.#vadSpeaking = true;
+      this.#speechEndedAt = undefined;
+      // Talking again: an earlier end-of-utterance from STT no longer ends the turn.
+      this.#sttDone = false;
+      return [{ type: "callee_started" }];
+    }
+    this.#vadSpeaking = false;
+    // The VAD decides `endMs` after the voice stopped; the callee stopped talking back then.
+    this.#speechEndedAt = this.now() - Math.max(0, event.atMs - event.offsetMs);
+    return this.#maybeEnd();
+  }
+
+  /** Feeds one transcript event. */
+  onTranscript(event: TranscriptEvent): TurnDecision[] {
+    const now = this.now();
+    if (this.engine === "flux") {
+      switch (event.type) {
+        case "eager_end_of_turn":
+          return event.text.trim() ? [{ type: "eager_turn", text: event.text.trim() }] : [];
+        case "turn_resumed":
+          return [{ type: "turn_resumed" }];
+        case "end_of_turn": {
+          const text = event.text.trim();
+          if (!text) return [];
+          return [{ type: "turn_ended", text, speechEndedAt: this.#speechEndedAt, finalAt: now }];
+        }
+        default:
+          return [];
+      }
+    }
+    switch (event.type) {
+      case "final":
+        if (event.text.trim()) this.#pending.push(event.text.trim());
+        if (event.speechFinal || event.fromFinalize) this.#sttDone = true;
+        return this.#maybeEnd();
+      case "utterance_end":
+        if (this.#pending.length === 0) return [];
+        this.#sttDone = true;
+        return this.#maybeEnd();
+      default:
+        return [];
+    }
+  }
+
+  #maybeEnd(): TurnDecision[] {
+    if (!this.#sttDone || this.#vadSpeaking || this.#pending.length === 0) return [];
+    const decision: TurnDecision = {
+      type: "turn_ended",
+      text: this.#pending.join(" "),
+      speechEndedAt: this.#speechEndedAt,
+      finalAt: this.now(),
+    };
+    this.#pending = [];
+    this.#sttDone = false;
+    return [decision];
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Whole simulated calls: the server with its real voice agent, and the real SDKs talking to
+ * loopback fakes of all four vendors.
+ *
+ * @module
+ */
+import type { CallSession } from "../../src/session/call_session.ts";
+import type { VoiceAgent } from "../../src/session/voice_agent.ts";
+import { CartesiaFake } from "../fakes/cartesia.ts";
+import { type DropFault, type FakeDeepgram, startFakeDeepgram } from "../fakes/deepgram.ts";
+import { type FakeOpenAi, type OpenAiReply, startFakeOpenAi } from "../fakes/openai.ts";
+import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { placeAndAnswer } from "./call_driver.ts";
+import type { CallerTimeline } from "./caller_timeline.ts";
+import { type Harness, startHarness, waitFor } from "./harness.ts";
+
+const OPENAI_KEY = "sk-test-openai-key-000";
+const DEEPGRAM_KEY = "dg-test-key-0000000";
+const CARTESIA_KEY = "sk_car_test_key_0000";
+
+/** Options for {@link startVoiceHarness}. */
+export interface VoiceHarnessOptions {
+  env?: Record<string, string>;
+  /** The callee; its segments script the fake STT. */
+  caller: CallerTimeline;
+  /** LLM replies in order; after them `whenQueueEmpty` (default: a short text answer). */
+  replies?: OpenAiReply[];
+  whenQueueEmpty?: (body: Record<string, unknown>) => OpenAiReply;
+  deepgramDrops?: DropFault[];
+}
+
+/** A server with all fakes, ready for {@link VoiceHarness.call}. */
+export interface VoiceHarness extends AsyncDisposable {
+  h: Harness;
+  openai: FakeOpenAi;
+  deepgram: FakeDeepgram;
+  cartesia: CartesiaFake;
+  /** Places a call with `body`, answers it and starts the callee's audio. */
+  call(body?: Record<string, unknown>): Promise<{
+    client: TelnyxMediaClient;
+    session: CallSession;
+    agent: VoiceAgent;
+    callSid: string;
+  }>;
+}
+
+/** Starts the fakes and a server whose sessions run the real voice agent. */
+export async function startVoiceHarness(options: VoiceHarnessOptions): Promise<VoiceHarness> {
+  const openai = startFakeOpenAi({
+    apiKey: OPENAI_KEY,
+    whenQueueEmpty: options.whenQueueEmpty ??
+      (() => ({ kind: "text", text: "Sure, happy to help." })),
+  });
+  if (options.replies) openai.enqueue(...options.replies);
+  const deepgram = startFakeDeepgram({
+    apiKey: DEEPGRAM_KEY,
+    script: options.caller.segments,
+    drops: options.deepgramDrops,
+  });
+  const cartesia = await CartesiaFake.start({ apiKey: CARTESIA_KEY });
+  const h = await startHarness({
+    OPENAI_API_KEY: OPENAI_KEY,
+    OPENAI_BASE_URL: openai.baseURL,
+    DEEPGRAM_API_KEY: DEEPGRAM_KEY,
+    DEEPGRAM_BASE_URL: deepgram.url,
+    CARTESIA_API_KEY: CARTESIA_KEY,
+    CARTESIA_BASE_URL: cartesia.baseURL,
+    ...options.env,
+  }, { withAgent: true });
+  return {
+    h,
+    openai,
+    deepgram,
+    cartesia,
+    async call(body = { name: "Zoë", account: { tier: "premium" } }) {
+      const { callSid, streamUrl } = await placeAndAnswer(h, body);
+      const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+      const index = h.sessions.length;
+      client.start();
+      await waitFor(() => h.agents.length > index, "voice agent");
+      client.streamAudio(options.caller.audio());
+      return { client, session: h.sessions[index], agent: h.agents[index], callSid };
+    },
+    async [Symbol.asyncDispose]() {
+      await h.close();
+      await Promise.all([openai.close(), deepgram.close(), cartesia.close()]);
+    },
+  };
+}

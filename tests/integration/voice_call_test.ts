@@ -1,0 +1,353 @@
+/**
+ * Whole simulated calls, from `/start` to hang-up, through all four real SDKs against loopback
+ * fakes: the callee's audio is real speech (espeak-ng clips) streamed in real time, the fake STT
+ * recognises it on the same timeline, and the fake Telnyx plays the bot's audio at 8000 bytes/s.
+ *
+ * Waits are bounded guards against hangs, never timing assertions.
+ */
+import assert from "node:assert/strict";
+import { CANNED } from "../../src/session/voice_agent.ts";
+import { CallerTimeline } from "../helpers/caller_timeline.ts";
+import { waitFor } from "../helpers/harness.ts";
+import { startVoiceHarness } from "../helpers/voice_harness.ts";
+import type { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import type { CartesiaFake } from "../fakes/cartesia.ts";
+
+const GREETING = "Hello! This is an automated call from our Telnyx chatbot demo.";
+
+function mediaFrames(client: TelnyxMediaClient): number {
+  return client.framesOf("media").length;
+}
+
+/** Transcripts Cartesia was asked to speak, one string per context, in order. */
+function spoken(cartesia: CartesiaFake): string[] {
+  return [...cartesia.contexts.values()].map((c) => c.pieces.map((p) => p.transcript).join(""));
+}
+
+function systemPromptOf(body: Record<string, unknown>): string {
+  const messages = body.messages as { role: string; content: string }[];
+  assert.equal(messages[0].role, "system");
+  return messages[0].content;
+}
+
+Deno.test({
+  name: "callee speaks first: the greeting plays the moment their hello ends, with no LLM call",
+  async fn() {
+    const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(4000);
+    await using v = await startVoiceHarness({ caller });
+    const { client, session, agent } = await v.call();
+
+    await waitFor(() => mediaFrames(client) > 0, "greeting audio", 8000);
+    const helloEnd = caller.speech[0].endMs;
+    assert.ok(client.inboundBytes / 8 >= helloEnd, "nothing was played before the callee spoke");
+    assert.equal(v.openai.requests.length, 0, "no LLM round-trip stands before the greeting");
+    assert.deepEqual(spoken(v.cartesia)[0], GREETING);
+    await waitFor(() => agent.conversation.transcript().length >= 2, "greeting in context", 8000);
+    assert.deepEqual(agent.conversation.transcript().slice(0, 2), [
+      { role: "callee", text: "Hello?" },
+      { role: "bot", text: GREETING },
+    ]);
+    client.stop();
+    await session.ended;
+  },
+});
+
+Deno.test({
+  name: "bot speaks first: the greeting plays as soon as the stream starts",
+  async fn() {
+    const caller = new CallerTimeline().pause(3000);
+    await using v = await startVoiceHarness({ caller, env: { FIRST_SPEAKER: "bot" } });
+    const { client, session, agent } = await v.call({ name: "Zoë" });
+    await waitFor(() => mediaFrames(client) > 0, "greeting audio", 5000);
+    assert.equal(v.openai.requests.length, 0);
+    await waitFor(() => client.framesOf("mark").length > 0, "mark after the greeting", 5000);
+    await waitFor(() => agent.conversation.transcript().length === 1, "greeting heard", 8000);
+    assert.deepEqual(agent.conversation.transcript(), [{ role: "bot", text: GREETING }]);
+    client.stop();
+    await session.ended;
+  },
+});
+
+Deno.test({
+  name: "a multi-turn conversation whose LLM requests carry the custom data",
+  async fn() {
+    const caller = new CallerTimeline()
+      .pause(300)
+      .say("hello", "Hello?")
+      .pause(2500)
+      .say("yes_zoe", "Yes, this is Zoë. What is this about?")
+      .pause(3500)
+      .say("account_tier", "Can you tell me my account tier?")
+      .pause(4000);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { GREETING: "Hello {{name}}! This is an automated call from Acme." },
+      replies: [
+        { kind: "text", text: "I'm calling about your Acme account, Zoë." },
+        { kind: "text", text: "Your account tier is premium." },
+      ],
+    });
+    const { client, session, agent } = await v.call({ name: "Zoë", account: { tier: "premium" } });
+    await v.openai.waitForRequests(2);
+    await waitFor(() => agent.conversation.transcript().length >= 6, "second answer heard", 10000);
+
+    const [first, second] = v.openai.requests.map((r) => r.body);
+    for (const body of [first, second]) {
+      const prompt = systemPromptOf(body);
+      assert.match(prompt, /<call_data>/);
+      assert.match(prompt, /"tier": "premium"/);
+      assert.match(prompt, /Zoë/);
+      assert.equal(body.stream, true);
+      assert.ok((body.tools as { function: { name: string } }[])
+        .some((t) => t.function.name === "end_call"));
+    }
+    assert.deepEqual(agent.conversation.transcript(), [
+      { role: "callee", text: "Hello?" },
+      { role: "bot", text: "Hello Zoë! This is an automated call from Acme." },
+      { role: "callee", text: "Yes, this is Zoë. What is this about?" },
+      { role: "bot", text: "I'm calling about your Acme account, Zoë." },
+      { role: "callee", text: "Can you tell me my account tier?" },
+      { role: "bot", text: "Your account tier is premium." },
+    ]);
+    const secondMessages = second.messages as { role: string; content: string }[];
+    assert.deepEqual(secondMessages.slice(1).map((m) => m.role), [
+      "user",
+      "assistant",
+      "user",
+      "assistant",
+      "user",
+    ]);
+    assert.equal(agent.metrics.turns.length, 3);
+    assert.ok(agent.metrics.turns.every((t) => t.voiceToVoiceMs !== undefined));
+    assert.ok(v.h.logs.some((l) => l.includes('"msg":"turn"') && l.includes("voiceToVoiceMs")));
+    client.stop();
+    await session.ended;
+    assert.ok(v.h.logs.some((l) => l.includes('"msg":"call summary"')));
+  },
+});
+
+Deno.test({
+  name: "barge-in clears Telnyx, cancels the LLM and TTS, and keeps only what was heard",
+  async fn() {
+    const longAnswer = "Well, there is quite a lot to say about that. " +
+      "First of all, your account has several features you may not know about. " +
+      "Second, we have a new offer this month that could save you money. " +
+      "Third, there is our new mobile app, which makes everything a little easier. " +
+      "Fourth, our support line is now open on weekends as well. " +
+      "And finally, I would love to tell you about our loyalty programme and its rewards.";
+    const caller = new CallerTimeline()
+      .pause(300)
+      .say("hello", "Hello?")
+      .pause(2500)
+      .say("yes_zoe", "Yes, this is Zoë. What is this about?")
+      .pause(1000)
+      .say("barge_in", "Wait, stop, I have a question.")
+      .pause(4000);
+    await using v = await startVoiceHarness({
+      caller,
+      replies: [
+        // Slower than real time, so both streams are still running when the callee cuts in.
+        { kind: "text", text: longAnswer, deltaDelayMs: 25 },
+        { kind: "text", text: "Of course, what is your question?" },
+      ],
+    });
+    v.cartesia.chunkDelayMs = 60;
+    const { client, session, agent } = await v.call();
+    await waitFor(() => client.framesOf("clear").length > 0, "clear", 15000);
+    assert.equal(await v.openai.requests[0].outcome, "cancelled", "the LLM stream was aborted");
+    await v.openai.waitForRequests(2);
+    await waitFor(() => agent.conversation.transcript().length >= 6, "answer after barge-in", 10000)
+      .catch((e) => {
+        console.log(JSON.stringify(agent.conversation.transcript(), null, 1));
+        console.log(v.h.logs.filter((l) => !l.includes("debug")).join("\n"));
+        throw e;
+      });
+
+    const transcript = agent.conversation.transcript();
+    const cut = transcript[3];
+    assert.equal(cut.role, "bot");
+    assert.equal(cut.interrupted, true);
+    assert.ok(cut.text.length < longAnswer.length, `kept only what was heard: ${cut.text}`);
+    assert.ok(longAnswer.startsWith(cut.text), "a prefix of the answer");
+    const answerContext = [...v.cartesia.contexts.values()][1];
+    assert.ok(answerContext.cancelled, "the TTS context was cancelled");
+    assert.equal(agent.metrics.bargeIns, 1);
+    const secondRequest = v.openai.requests[1].body.messages as { role: string; content: string }[];
+    const heardByModel = secondRequest.filter((m) => m.role === "assistant").at(-1)!.content;
+    assert.ok(
+      !heardByModel.includes("loyalty programme"),
+      "the unheard part never reaches the LLM",
+    );
+    assert.equal(transcript[4].text, "Wait, stop, I have a question.");
+    client.stop();
+    await session.ended;
+  },
+});
+
+Deno.test({
+  name: "end_call: the goodbye plays to the end, then the bot hangs up",
+  async fn() {
+    const caller = new CallerTimeline()
+      .pause(300)
+      .say("hello", "Hello?")
+      .pause(2500)
+      .say("goodbye", "Thank you, goodbye.")
+      .pause(6000);
+    await using v = await startVoiceHarness({
+      caller,
+      replies: [{
+        kind: "tool_call",
+        name: "end_call",
+        text: "Thank you for your time, Zoë. Goodbye!",
+        arguments: '{"reason":"callee said goodbye"}',
+      }],
+    });
+    const { client, session, callSid } = await v.call();
+    await session.ended;
+    assert.equal(session.endReason, "bot_hung_up");
+    assert.equal(v.h.telnyx.hangupRequests(callSid).length, 1);
+    const goodbyeBytes = v.cartesia.audioOf([...v.cartesia.contexts.keys()][1]).length;
+    const greetingBytes = v.cartesia.audioOf([...v.cartesia.contexts.keys()][0]).length;
+    assert.ok(client.playedBytes >= greetingBytes + goodbyeBytes, "the goodbye was heard in full");
+    await client.closed;
+  },
+});
+
+Deno.test({
+  name: "callee hang-up mid-answer tears everything down",
+  async fn() {
+    const caller = new CallerTimeline().pause(3000);
+    await using v = await startVoiceHarness({ caller, env: { FIRST_SPEAKER: "bot" } });
+    const { client, session } = await v.call();
+    await waitFor(() => mediaFrames(client) > 2, "greeting playing", 5000);
+    client.stop();
+    await session.ended;
+    assert.equal(session.endReason, "callee_hung_up");
+    await v.deepgram.waitFor(() => v.deepgram.connections.every((c) => c.closed), 5000);
+  },
+});
+
+Deno.test({
+  name: "DTMF reaches the conversation as callee input",
+  async fn() {
+    const caller = new CallerTimeline().pause(4000);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { FIRST_SPEAKER: "bot" },
+      replies: [{ kind: "text", text: "You pressed one, thank you." }],
+    });
+    const { client, session, agent } = await v.call();
+    await waitFor(() => agent.conversation.transcript().length === 1, "greeting", 8000);
+    client.dtmf("1");
+    await v.openai.waitForRequests(1);
+    const messages = v.openai.requests[0].body.messages as { role: string; content: string }[];
+    assert.equal(messages.at(-1)!.role, "user");
+    assert.match(messages.at(-1)!.content, /pressed 1/);
+    client.stop();
+    await session.ended;
+  },
+});
+
+Deno.test({
+  name: "an idle callee is asked once if they are there, then the bot says goodbye and hangs up",
+  async fn() {
+    const caller = new CallerTimeline().pause(500);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { FIRST_SPEAKER: "bot", IDLE_TIMEOUT_SECONDS: "3" },
+    });
+    const { session, callSid } = await v.call();
+    await session.ended;
+    assert.deepEqual(spoken(v.cartesia), [GREETING, CANNED.stillThere, CANNED.idleGoodbye]);
+    assert.equal(v.h.telnyx.hangupRequests(callSid).length, 1);
+    assert.equal(v.openai.requests.length, 0);
+  },
+});
+
+Deno.test({
+  name: "MAX_CALL_SECONDS ends a call politely",
+  async fn() {
+    const caller = new CallerTimeline().pause(500);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { FIRST_SPEAKER: "bot", MAX_CALL_SECONDS: "5", IDLE_TIMEOUT_SECONDS: "60" },
+    });
+    const { session } = await v.call();
+    await session.ended;
+    assert.equal(spoken(v.cartesia).at(-1), CANNED.timeLimit);
+  },
+});
+
+Deno.test({
+  name: "vendor failures end the call politely and never crash the process",
+  async fn(t) {
+    const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(2500)
+      .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(5000);
+
+    await t.step("LLM fails once: retried, the answer plays", async () => {
+      await using v = await startVoiceHarness({
+        caller,
+        replies: [
+          { kind: "http_error", status: 500 },
+          { kind: "text", text: "Sorry for the wait, here I am." },
+        ],
+      });
+      const { client, session, agent } = await v.call();
+      await waitFor(() => agent.conversation.transcript().length >= 4, "answer", 12000);
+      assert.equal(v.openai.requests.length, 2);
+      assert.equal(agent.conversation.transcript()[3].text, "Sorry for the wait, here I am.");
+      client.stop();
+      await session.ended;
+    });
+
+    await t.step("LLM fails twice: the bot apologises and hangs up", async () => {
+      await using v = await startVoiceHarness({
+        caller,
+        replies: [{ kind: "http_error", status: 500 }, { kind: "http_error", status: 503 }],
+      });
+      const { session, callSid } = await v.call();
+      await session.ended;
+      assert.equal(spoken(v.cartesia).at(-1), CANNED.apology);
+      assert.equal(v.h.telnyx.hangupRequests(callSid).length, 1);
+    });
+
+    await t.step("TTS unreachable: the call is hung up", async () => {
+      await using v = await startVoiceHarness({ caller, env: { FIRST_SPEAKER: "bot" } });
+      v.cartesia.refuseConnections = true;
+      const { session, callSid } = await v.call();
+      await session.ended;
+      assert.equal(v.h.telnyx.hangupRequests(callSid).length, 1);
+      assert.ok(v.h.logs.some((l) => l.includes("text-to-speech unavailable")));
+    });
+
+    await t.step("STT unreachable: the bot apologises and hangs up", async () => {
+      await using v = await startVoiceHarness({ caller, env: { FIRST_SPEAKER: "bot" } });
+      v.deepgram.refuseConnections(Infinity, 503);
+      const { session } = await v.call();
+      await session.ended;
+      assert.equal(spoken(v.cartesia).at(-1), CANNED.apology);
+      assert.ok(v.h.logs.some((l) => l.includes("speech-to-text unavailable")));
+    });
+
+    await t.step("STT drops mid-call: it reconnects and the conversation goes on", async () => {
+      await using v = await startVoiceHarness({
+        caller,
+        // Before the first words: the fake scripts each connection from its own byte 0, and the
+        // adapter resends everything not yet finalised, so the new connection hears it all.
+        deepgramDrops: [{ connection: 0, afterBytes: 8 * 200, mode: "error_1011" }],
+        replies: [{ kind: "text", text: "Great to hear from you." }],
+      });
+      const { client, session, agent } = await v.call();
+      await waitFor(() => agent.conversation.transcript().length >= 4, "answer", 15000);
+      assert.ok(v.deepgram.connections.length >= 2);
+      assert.equal(agent.conversation.transcript()[0].text, "Hello?");
+      assert.equal(
+        agent.conversation.transcript()[2].text,
+        "Yes, this is Zoë. What is this about?",
+      );
+      assert.ok(v.h.logs.some((l) => l.includes("speech-to-text reconnected")));
+      client.stop();
+      await session.ended;
+    });
+  },
+});

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { TurnDetector } from "../../src/session/turn_detector.ts";
+
+function clock() {
+  const c = { t: 1000, now: () => c.t };
+  return c;
+}
+
+Deno.test("Nova: the turn ends only when the VAD is silent and STT has ended the utterance", async (t) => {
+  await t.step("final with speech_final while the VAD still hears speech waits for silence", () => {
+    const c = clock();
+    const d = new TurnDetector("nova", c.now);
+    assert.deepEqual(d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 }), [
+      { type: "callee_started" },
+    ]);
+    assert.deepEqual(
+      d.onTranscript({
+        type: "final",
+        text: "Hello there.",
+        speechFinal: true,
+        fromFinalize: false,
+      }),
+      [],
+    );
+    c.t = 1500;
+    const [decision] = d.onVad({ type: "speech_end", atMs: 1400, offsetMs: 1000 });
+    assert.deepEqual(decision, {
+      type: "turn_ended",
+      text: "Hello there.",
+      speechEndedAt: 1100, // the voice stopped 400 ms of audio before the VAD decided
+      finalAt: 1500,
+    });
+  });
+  await t.step("VAD silence first, then the final ends the turn at once", () => {
+    const c = clock();
+    const d = new TurnDetector("nova", c.now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 });
+    assert.deepEqual(
+      d.onTranscript({ type: "final", text: "Part one,", speechFinal: false, fromFinalize: false }),
+      [],
+      "an is_final segment without speech_final does not end the turn",
+    );
+    const [decision] = d.onTranscript({
+      type: "final",
+      text: "part two.",
+      speechFinal: true,
+      fromFinalize: false,
+    });
+    assert.equal(decision.type, "turn_ended");
+    assert.equal(decision.type === "turn_ended" && decision.text, "Part one, part two.");
+  });
+  await t.step("UtteranceEnd ends a turn whose finals lacked speech_final", () => {
+    const d = new TurnDetector("nova", clock().now);
+    d.onTranscript({ type: "final", text: "Yes.", speechFinal: false, fromFinalize: false });
+    const [decision] = d.onTranscript({ type: "utterance_end" });
+    assert.equal(decision.type === "turn_ended" && decision.text, "Yes.");
+  });
+  await t.step("UtteranceEnd with nothing pending does nothing", () => {
+    const d = new TurnDetector("nova", clock().now);
+    assert.deepEqual(d.onTranscript({ type: "utterance_end" }), []);
+    assert.deepEqual(
+      d.onTranscript({ type: "final", text: "Hi", speechFinal: false, fromFinalize: false }),
+      [],
+    );
+  });
+  await t.step("speaking again cancels an earlier end of utterance", () => {
+    const d = new TurnDetector("nova", clock().now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    d.onTranscript({ type: "final", text: "Well,", speechFinal: true, fromFinalize: false });
+    d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 });
+    // (that ended the turn) — a new utterance starts clean:
+    d.onVad({ type: "speech_start", atMs: 1200, onsetMs: 1100 });
+    d.onTranscript({ type: "final", text: "so", speechFinal: true, fromFinalize: false });
+    d.onVad({ type: "speech_start", atMs: 1500, onsetMs: 1450 });
+    assert.deepEqual(
+      d.onVad({ type: "speech_end", atMs: 2000, offsetMs: 1600 }),
+      [],
+      "no STT end yet",
+    );
+  });
+  await t.step("empty finals are ignored", () => {
+    const d = new TurnDetector("nova", clock().now);
+    assert.deepEqual(
+      d.onTranscript({ type: "final", text: "  ", speechFinal: true, fromFinalize: false }),
+      [],
+    );
+  });
+});
+
+Deno.test("Flux: Deepgram's turn events drive the decisions", () => {
+  const d = new TurnDetector("flux", clock().now);
+  assert.deepEqual(d.onTranscript({ type: "eager_end_of_turn", text: "I need help" }), [
+    { type: "eager_turn", text: "I need help" },
+  ]);
+  assert.deepEqual(d.onTranscript({ type: "turn_resumed" }), [{ type: "turn_resumed" }]);
+  const [decision] = d.onTranscript({ type: "end_of_turn", text: "I need help with my bill" });
+  assert.equal(decision.type === "turn_ended" && decision.text, "I need help with my bill");
+  assert.deepEqual(
+    d.onTranscript({ type: "final", text: "x", speechFinal: true, fromFinalize: false }),
+    [],
+  );
+  assert.deepEqual(d.onTranscript({ type: "end_of_turn", text: "" }), []);
+});
