@@ -88,6 +88,13 @@ export const EnvSchema = z.object({
   LLM_TIMEOUT_MS: integer(10_000, 500, 120_000),
   STT_ENGINE: oneOf(["nova", "flux"], "nova"),
   DEEPGRAM_MODEL: optionalString,
+  FLUX_EAGER_EOT_THRESHOLD: z.preprocess(
+    (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+    z.coerce.number({ error: "must be a number between 0.3 and 0.9" })
+      .min(0.3, { error: "must be a number between 0.3 and 0.9" })
+      .max(0.9, { error: "must be a number between 0.3 and 0.9" })
+      .optional(),
+  ),
   CARTESIA_MODEL: optionalString.default("sonic-3"),
   CARTESIA_VOICE_ID: optionalString.default("71a7ad14-091c-4e8e-a314-022ece01c121"),
   MAX_CALL_SECONDS: integer(600, 5, 14_400),

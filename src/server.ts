@@ -80,6 +80,7 @@ export function voiceAgentStarter(
             baseUrl: config.DEEPGRAM_BASE_URL,
             engine: config.STT_ENGINE,
             model: config.DEEPGRAM_MODEL,
+            eagerEotThreshold: config.FLUX_EAGER_EOT_THRESHOLD,
             signal,
             log: (level, msg, fields) => log[level](`stt: ${msg}`, fields),
           }),

@@ -16,7 +16,9 @@ export interface TurnMetrics {
   llmTtftMs?: number;
   /** First phrase sent to TTS → first audio byte. */
   ttsTtfbMs?: number;
-  /** Turn end → first outbound frame, minus the LLM and TTS waits: the time that is ours. */
+  /** Turn decided (final transcript + silence) → first outbound frame, vendor waits included. */
+  replyMs?: number;
+  /** {@link replyMs} minus the LLM and TTS waits: the time that is ours. */
   overheadMs?: number;
   /** Callee's speech ended → first frame of the answer sent to Telnyx. */
   voiceToVoiceMs?: number;
@@ -41,6 +43,8 @@ export class CallMetrics {
     sttAudioSeconds: 0,
   };
   bargeIns = 0;
+  /** Gaps inside bot utterances (playback ran dry mid-sentence). */
+  underruns = 0;
 
   /** Records a finished turn and returns it, rounded for logging. */
   record(turn: TurnMetrics): TurnMetrics {
@@ -57,6 +61,7 @@ export class CallMetrics {
     return {
       turns: this.turns.length,
       barge_ins: this.bargeIns,
+      underruns: this.underruns,
       voice_to_voice_ms_p50: percentile(answered.map((t) => t.voiceToVoiceMs!), 50),
       voice_to_voice_ms_max: percentile(answered.map((t) => t.voiceToVoiceMs!), 100),
       overhead_ms_max: percentile(
@@ -72,7 +77,7 @@ export class CallMetrics {
 }
 
 function round(value: number): number {
-  return Math.round(value * 10) / 10;
+  return Math.round(value * 100) / 100;
 }
 
 /** Nearest-rank percentile; undefined for no samples. */

@@ -45,6 +45,9 @@ export interface VoiceAgentDeps {
   now?: () => number;
 }
 
+/** 40 ms of 8 kHz G.711 audio per STT write. */
+const STT_CHUNK_BYTES = 320;
+
 /** Lines the bot says without asking the LLM. */
 export const CANNED = {
   stillThere: "Are you still there?",
@@ -80,6 +83,8 @@ export class VoiceAgent {
   readonly #playback: Playback;
   #stt: LiveTranscriber | undefined;
   #pcm = new Int16Array(160);
+  readonly #sttChunk = new Uint8Array(STT_CHUNK_BYTES);
+  #sttFill = 0;
   #utterance: Utterance | undefined;
   #utteranceCount = 0;
   #greetingPlayed = false;
@@ -138,10 +143,35 @@ export class VoiceAgent {
   // Listening
 
   #onAudio(payload: Uint8Array): void {
-    this.#stt?.sendAudio(payload);
+    this.#sendToStt(payload);
     if (this.#pcm.length < payload.length) this.#pcm = new Int16Array(payload.length);
     const pcm = this.#session.codec.decode(payload, this.#pcm);
     for (const event of this.#deps.vad.push(pcm)) this.#decide(this.#turns.onVad(event));
+  }
+
+  /**
+   * Forwards callee audio to STT in 40 ms chunks: every chunk is a socket write, the largest
+   * single cost per call in profiles, and Deepgram recommends 20–100 ms chunks. The local VAD,
+   * which drives barge-in and turn ends, still sees every 20 ms frame at once.
+   */
+  #sendToStt(payload: Uint8Array): void {
+    const stt = this.#stt;
+    if (!stt) return;
+    if (this.#sttFill + payload.length > this.#sttChunk.length) this.#flushStt();
+    if (payload.length >= this.#sttChunk.length) {
+      stt.sendAudio(payload);
+      return;
+    }
+    this.#sttChunk.set(payload, this.#sttFill);
+    this.#sttFill += payload.length;
+    if (this.#sttFill === this.#sttChunk.length) this.#flushStt();
+  }
+
+  #flushStt(): void {
+    if (this.#sttFill === 0) return;
+    // The transcriber keeps sent chunks for replay after a reconnect, so each gets its own copy.
+    this.#stt?.sendAudio(this.#sttChunk.slice(0, this.#sttFill));
+    this.#sttFill = 0;
   }
 
   #onDtmf(digit: string): void {
@@ -183,7 +213,9 @@ export class VoiceAgent {
       switch (decision.type) {
         case "callee_started":
           this.#clearIdle();
-          if (this.#isBotActive()) this.#bargeIn("speech");
+          // A speculative answer that has not played yet is simply dropped: nothing to clear.
+          if (this.#utterance?.gate) this.#cancel(this.#utterance, "callee still talking");
+          else if (this.#isBotActive()) this.#bargeIn("speech");
           break;
         case "eager_turn":
           if (this.#greetingPlayed) {
@@ -404,6 +436,7 @@ export class VoiceAgent {
           : undefined,
         llmTtftMs: llm,
         ttsTtfbMs: options.fixedText ? undefined : Math.max(0, tts),
+        replyMs: firstFrameAt - turnEndAt,
         overheadMs: Math.max(0, firstFrameAt - turnEndAt - (llm ?? 0) - Math.max(0, tts)),
         voiceToVoiceMs: speechEnded !== undefined ? firstFrameAt - speechEnded : undefined,
         interrupted: result === "interrupted" ? true : undefined,
@@ -489,6 +522,7 @@ export class VoiceAgent {
   async #teardown(): Promise<void> {
     this.#clearIdle();
     clearTimeout(this.#maxTimer);
+    this.metrics.underruns = this.#playback.stats.underruns;
     this.#playback.close();
     this.#deps.vad.close();
     this.metrics.usage.ttsCharacters = this.#deps.speaker.charactersSent;

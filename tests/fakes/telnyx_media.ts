@@ -36,6 +36,8 @@ export class TelnyxMediaClient {
   #audioTimer: ReturnType<typeof setInterval> | undefined;
   /** Bytes of callee audio sent with {@link streamAudio}. */
   inboundBytes = 0;
+  /** `performance.now()` when {@link streamAudio} started: audio time 0 on the wall clock. */
+  audioStartedAt = 0;
   readonly closed: Promise<CloseEvent>;
 
   private constructor(
@@ -125,6 +127,7 @@ export class TelnyxMediaClient {
   streamAudio(audio: Uint8Array): void {
     this.stopAudio();
     const startedAt = performance.now();
+    this.audioStartedAt = startedAt;
     let framesSent = 0;
     const silence = new Uint8Array(FRAME_BYTES).fill(0xff);
     const tick = () => {

@@ -24,8 +24,11 @@ export class CallerTimeline {
     return this;
   }
 
-  /** A clip from `tests/fixtures`, recognised by the fake STT as `text`. */
-  say(clip: string, text: string): this {
+  /**
+   * A clip from `tests/fixtures`, recognised by the fake STT as `text`. With `continuesTurn`
+   * (Flux) it carries on the previous segment's turn after a pause.
+   */
+  say(clip: string, text: string, options: { continuesTurn?: boolean } = {}): this {
     const info = clipInfo(clip);
     const region = info.speech[0];
     const start = this.#bytes;
@@ -34,6 +37,7 @@ export class CallerTimeline {
       text,
       startByte: start + region.startMs * BYTES_PER_MS,
       endByte: start + region.endMs * BYTES_PER_MS,
+      ...(options.continuesTurn ? { continuesTurn: true } : {}),
     });
     this.speech.push({
       text,

@@ -157,6 +157,17 @@ Deno.test("missing configuration answers 503 naming the variables", async (t) =>
     assert.deepEqual(json.error.missing, ["TELNYX_ACCOUNT_SID", "TELNYX_PHONE_NUMBER"]);
     assert.ok(h.logs.some((l) => l.includes("not configured") && l.includes("TELNYX_ACCOUNT_SID")));
   });
+  await t.step("local mode needs the AI keys: no phone rings that nobody can talk on", async () => {
+    await using h = await startHarness({ OPENAI_API_KEY: "", CARTESIA_API_KEY: "" });
+    const json = await expectError(
+      await h.start({ phone_number: "+15551234567" }),
+      503,
+      "not_configured",
+      /OPENAI_API_KEY, CARTESIA_API_KEY/,
+    );
+    assert.deepEqual(json.error.missing, ["OPENAI_API_KEY", "CARTESIA_API_KEY"]);
+    assert.equal(h.telnyx.createRequests.length, 0);
+  });
   await t.step("production needs AGENT_NAME and ORGANIZATION_NAME", async () => {
     await using h = await startHarness({ ENV: "production", API_TOKEN: "prod-token-123456" });
     await expectError(

@@ -351,3 +351,69 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "Flux: Deepgram's end of turn drives the conversation; an eager end starts the LLM early",
+  async fn() {
+    const caller = new CallerTimeline()
+      .pause(300)
+      .say("hello", "Hello?")
+      .pause(2500)
+      .say("yes_zoe", "Yes, this is Zoë. What is this about?")
+      .pause(4000);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { STT_ENGINE: "flux", FLUX_EAGER_EOT_THRESHOLD: "0.5" },
+      replies: [{ kind: "text", text: "I'm calling about your account." }],
+    });
+    const { client, session, agent } = await v.call();
+    await waitFor(() => agent.conversation.transcript().length >= 4, "answer", 12000);
+    const connection = v.deepgram.connections[0];
+    assert.equal(connection.path, "/v2/listen");
+    assert.equal(connection.params.eager_eot_threshold, "0.5");
+    assert.deepEqual(agent.conversation.transcript().map((e) => e.text), [
+      "Hello?",
+      GREETING,
+      "Yes, this is Zoë. What is this about?",
+      "I'm calling about your account.",
+    ]);
+    assert.equal(v.openai.requests.length, 1, "the eager answer was confirmed, not redone");
+    client.stop();
+    await session.ended;
+  },
+});
+
+Deno.test({
+  name: "Flux: a speculative answer is dropped when the callee resumes their turn",
+  async fn() {
+    const caller = new CallerTimeline()
+      .pause(300)
+      .say("hello", "Hello?")
+      .pause(2500)
+      .say("yes_zoe", "Yes, this is Zoë.")
+      .say("account_tier", "Can you tell me my account tier?", { continuesTurn: true })
+      .pause(4000);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { STT_ENGINE: "flux", FLUX_EAGER_EOT_THRESHOLD: "0.5" },
+      whenQueueEmpty: (body) => {
+        const messages = body.messages as { content: string }[];
+        const last = String(messages.at(-1)?.content ?? "");
+        return {
+          kind: "text",
+          text: last.includes("tier") ? "Your tier is premium." : "Hello Zoë, nice to meet you.",
+          deltaDelayMs: 100,
+        };
+      },
+    });
+    const { client, session, agent } = await v.call();
+    await waitFor(() => agent.conversation.transcript().length >= 4, "answer", 15000);
+    const texts = agent.conversation.transcript().map((e) => e.text);
+    assert.equal(texts[3], "Your tier is premium.");
+    assert.ok(!texts.includes("Hello Zoë, nice to meet you."), "the eager answer was never kept");
+    assert.equal(v.openai.requests.length, 2);
+    assert.equal(await v.openai.requests[0].outcome, "cancelled");
+    client.stop();
+    await session.ended;
+  },
+});

@@ -22,11 +22,11 @@ Deno.test("CallMetrics rounds turns and summarises a call", () => {
   });
   m.usage.llmPromptTokens = 120;
   m.bargeIns = 1;
-  assert.equal(m.turns[0].voiceToVoiceMs, 12.3);
+  assert.equal(m.turns[0].voiceToVoiceMs, 12.35);
   const summary = m.summary();
   assert.equal(summary.turns, 2);
   assert.equal(summary.barge_ins, 1);
-  assert.equal(summary.voice_to_voice_ms_max, 700.1);
-  assert.equal(summary.overhead_ms_max, 1.3);
+  assert.equal(summary.voice_to_voice_ms_max, 700.06);
+  assert.equal(summary.overhead_ms_max, 1.26);
   assert.equal(summary.llm_prompt_tokens, 120);
 });

@@ -5,6 +5,7 @@ import {
   type FrameParseResult,
   type InboundFrame,
   InboundFrameSchema,
+  InboundMediaFrameSchema,
   isTelephonyEncoding,
   markFrame,
   MAX_INBOUND_FRAME_CHARS,
@@ -453,4 +454,33 @@ Deno.test("decodeMediaPayload", async (t) => {
       assert.throws(() => decodeMediaPayload(garbage), SyntaxError, garbage);
     }
   });
+});
+
+Deno.test("the media fast path accepts and returns exactly what the zod schema does", async (t) => {
+  const payloads = ["", "/w==", "/w", "!!", "AAAA", "AAAAA", 5, null];
+  const counters = [undefined, "1", 2, null, true];
+  const tracks = [undefined, "inbound", 3];
+  const extras = [{}, { extra: "x" }, { stream_id: 7 }, { stream_id: "s" }];
+  let cases = 0;
+  for (const payload of payloads) {
+    for (const chunk of counters) {
+      for (const track of tracks) {
+        for (const extra of extras) {
+          const frame = {
+            event: "media",
+            sequence_number: chunk,
+            ...extra,
+            media: { track, chunk, timestamp: chunk, payload, junk: 1 },
+          };
+          const text = JSON.stringify(frame);
+          const viaSchema = InboundMediaFrameSchema.safeParse(JSON.parse(text));
+          const viaParser = parseInboundFrame(text);
+          cases++;
+          assert.equal(viaParser.ok, viaSchema.success, text);
+          if (viaParser.ok && viaSchema.success) assert.deepEqual(viaParser.frame, viaSchema.data);
+        }
+      }
+    }
+  }
+  await t.step(`${cases} frame variants agree`, () => assert.ok(cases > 400));
 });

@@ -1,0 +1,296 @@
+/**
+ * Whole-call benchmarks against instant loopback fakes (real SDKs, real sockets, real-time
+ * callee audio). Prints p50/p95/max for:
+ *
+ * - turn reply: final transcript + silence (turn decided) → first outbound media frame, and the
+ *   part of it that is ours (minus the LLM and TTS waits);
+ * - barge-in: callee speech onset in the inbound audio → `clear` received by the fake Telnyx;
+ * - greeting: callee's first utterance decided over → first greeting frame (and from the
+ *   real end of their voice, VAD hang-over included);
+ * - load: N concurrent calls on a server in a child process: playback underruns, CPU seconds per
+ *   call-minute and resident memory per call.
+ *
+ * Run: `deno task bench` (after the micro benchmarks), or
+ * `deno run -A --cert tests/fakes/tls/ca.pem bench/calls.ts [--calls 300] [--seconds 30] [--skip-load]`.
+ * Figures depend on the machine; they are reported, never asserted.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { percentile } from "../src/session/call_metrics.ts";
+import type { TurnMetrics } from "../src/session/call_metrics.ts";
+import { CartesiaFake } from "../tests/fakes/cartesia.ts";
+import { startFakeDeepgram } from "../tests/fakes/deepgram.ts";
+import { startFakeOpenAi } from "../tests/fakes/openai.ts";
+import { FakeTelnyxApi } from "../tests/fakes/telnyx_api.ts";
+import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
+import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
+import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
+import { cpuSeconds, residentBytes, spawnServer } from "../tests/helpers/child_server.ts";
+import type { Harness } from "../tests/helpers/harness.ts";
+import { startVoiceHarness } from "../tests/helpers/voice_harness.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const LONG_ANSWER = "Well, there is quite a lot to say about that. " +
+  "First of all, your account has several features you may not know about. " +
+  "Second, we have a new offer this month that could save you money. " +
+  "Third, there is our new mobile app, which makes everything a little easier.";
+
+/**
+ * Starts `count` calls 137 ms apart, so their turns do not all hit the fakes in the same
+ * millisecond (which would measure the fakes' queueing, not a turn).
+ */
+async function staggered<T>(count: number, start: () => Promise<T>): Promise<T[]> {
+  const calls: Promise<T>[] = [];
+  for (let i = 0; i < count; i++) {
+    calls.push(start());
+    await sleep(137);
+  }
+  return await Promise.all(calls);
+}
+
+function row(name: string, values: number[], target: string): string {
+  const f = (v: number | undefined) => (v === undefined ? "–" : v.toFixed(2));
+  return `| ${name} | ${values.length} | ${f(percentile(values, 50))} | ${
+    f(percentile(values, 95))
+  } | ${f(percentile(values, 100))} | ${target} |`;
+}
+
+/** Turns and greetings: 20 concurrent calls, each a greeting and three questions. */
+async function turnLatency(): Promise<string[]> {
+  const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(1500);
+  for (let i = 0; i < 3; i++) {
+    caller.say("account_tier", "Can you tell me my account tier?").pause(1500);
+  }
+  await using v = await startVoiceHarness({ caller });
+  const calls = await staggered(20, () => v.call());
+  await sleep(caller.durationMs + 1500);
+  const turns: TurnMetrics[] = calls.flatMap((c) => c.agent.metrics.turns);
+  const greetingFrames: number[] = [];
+  for (const { client } of calls) {
+    const helloEnd = client.audioStartedAt + caller.speech[0].endMs;
+    const first = client.received.findIndex((f) => f.event === "media");
+    if (first >= 0) greetingFrames.push(client.receivedAt[first] - helloEnd);
+  }
+  for (const { client, session } of calls) {
+    client.stop();
+    await session.ended;
+  }
+  const answers = turns.filter((t) => t.trigger === "callee");
+  const greetings = turns.filter((t) => t.trigger === "greeting");
+  return [
+    row("reply: turn decided → first frame", answers.map((t) => t.replyMs!), "–"),
+    row("ours: same minus LLM/TTS waits", answers.map((t) => t.overheadMs!), "p95 ≤ 5 ms"),
+    row("LLM time to first token (fake)", answers.map((t) => t.llmTtftMs!), "–"),
+    row("voice-to-voice (end of voice → frame)", answers.map((t) => t.voiceToVoiceMs!), "–"),
+    row("greeting: turn decided → first frame", greetings.map((t) => t.replyMs!), "≤ 30 ms"),
+    row("greeting: end of voice → first frame (client)", greetingFrames, "–"),
+  ];
+}
+
+/** Barge-ins: 10 concurrent calls, two interruptions each. */
+async function bargeInLatency(): Promise<string[]> {
+  const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(1500);
+  for (let i = 0; i < 2; i++) {
+    caller.say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(900)
+      .say("barge_in", "Wait, stop, I have a question.").pause(1500);
+  }
+  await using v = await startVoiceHarness({
+    caller,
+    whenQueueEmpty: (body) => {
+      const messages = body.messages as { content: string }[];
+      const last = String(messages.at(-1)?.content ?? "");
+      return { kind: "text", text: last.includes("Wait") ? "Of course." : LONG_ANSWER };
+    },
+  });
+  const calls = await staggered(10, () => v.call());
+  await sleep(caller.durationMs + 1000);
+  const reactions: number[] = [];
+  for (const { client } of calls) {
+    for (const segment of caller.speech.filter((s) => s.text.startsWith("Wait"))) {
+      const onset = client.audioStartedAt + segment.startMs;
+      const i = client.received.findIndex((f, k) =>
+        f.event === "clear" && client.receivedAt[k] >= onset
+      );
+      if (i >= 0) reactions.push(client.receivedAt[i] - onset);
+    }
+  }
+  const bargeIns = calls.reduce((n, c) => n + c.agent.metrics.bargeIns, 0);
+  for (const { client, session } of calls) {
+    client.stop();
+    await session.ended;
+  }
+  return [
+    row(`barge-in: speech onset → clear (${bargeIns} barge-ins)`, reactions, "p95 ≤ 200 ms"),
+  ];
+}
+
+/** Samples how late a 10 ms interval fires in this process, until `stop()`. */
+function watchEventLoopLag(): { stop(): { p99: number; max: number } } {
+  const lateness: number[] = [];
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    lateness.push(Math.max(0, now - last - 10));
+    last = now;
+  }, 10);
+  return {
+    stop() {
+      clearInterval(timer);
+      return { p99: percentile(lateness, 99) ?? 0, max: percentile(lateness, 100) ?? 0 };
+    },
+  };
+}
+
+/** Extras for {@link load} (used by `bench/profile_server.ts`). */
+export interface LoadOptions {
+  /** Extra `deno run` flags for the server process. */
+  serverDenoFlags?: string[];
+  /** Filled in by `load`: `performance.now()` when the server was spawned, when every call was
+   * up and when the calls were stopped. */
+  marks?: { spawnedAt?: number; loadedAt?: number; stoppedAt?: number };
+  /** Pause between batches of 10 new calls while ramping up (default 50 ms). */
+  rampBatchMs?: number;
+}
+
+/** N concurrent calls against a server in a child process. */
+export async function load(
+  count: number,
+  seconds: number,
+  options: LoadOptions = {},
+): Promise<string[]> {
+  const openai = startFakeOpenAi({
+    apiKey: "sk-bench",
+    whenQueueEmpty: () => ({ kind: "text", text: LONG_ANSWER }),
+  });
+  const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(5000)
+    .say("account_tier", "Can you tell me my account tier?").pause(6000)
+    .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(6000);
+  const deepgram = startFakeDeepgram({ apiKey: "dg-bench", script: caller.segments });
+  const cartesia = await CartesiaFake.start({ apiKey: "car-bench" });
+  const telnyx = FakeTelnyxApi.start({ apiKey: "KEYbench000000", accountSid: "acct" });
+  if (options.marks) options.marks.spawnedAt = performance.now();
+  const server = await spawnServer({
+    TELNYX_API_KEY: "KEYbench000000",
+    TELNYX_ACCOUNT_SID: "acct",
+    TELNYX_APPLICATION_SID: "app",
+    TELNYX_PHONE_NUMBER: "+15550001111",
+    TELNYX_BASE_URL: telnyx.baseURL,
+    OPENAI_API_KEY: "sk-bench",
+    OPENAI_BASE_URL: openai.baseURL,
+    DEEPGRAM_API_KEY: "dg-bench",
+    DEEPGRAM_BASE_URL: deepgram.url,
+    CARTESIA_API_KEY: "car-bench",
+    CARTESIA_BASE_URL: cartesia.baseURL,
+    SHUTDOWN_GRACE_SECONDS: "0",
+    IDLE_TIMEOUT_SECONDS: "60",
+  }, { denoFlags: options.serverDenoFlags });
+  const driver = {
+    telnyx,
+    start: (payload: unknown) =>
+      fetch(`${server.url}/start`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(payload),
+      }),
+  } as unknown as Harness;
+
+  await sleep(500);
+  const idleRss = await residentBytes(server.pid);
+  const audio = caller.audio();
+  const clients: TelnyxMediaClient[] = [];
+  const cpuBefore = await cpuSeconds(server.pid);
+  const ownCpuBefore = await cpuSeconds(Deno.pid);
+  const startedAt = performance.now();
+  // The fakes (LLM, TTS, STT) and the callers share this process's event loop: when it lags,
+  // replies stream late and playback underruns that are the bench's, not the server's.
+  const lag = watchEventLoopLag();
+  // Ramp up in small batches, as real traffic arrives.
+  for (let i = 0; i < count; i += 10) {
+    await Promise.all(Array.from({ length: Math.min(10, count - i) }, async () => {
+      const { callSid, streamUrl } = await placeAndAnswer(driver, { name: "Zoë" });
+      const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+      client.start();
+      client.streamAudio(audio);
+      clients.push(client);
+    }));
+    await sleep(options.rampBatchMs ?? 50);
+  }
+  const rampMs = performance.now() - startedAt;
+  if (options.marks) options.marks.loadedAt = performance.now();
+  await sleep(Math.max(0, seconds * 1000 - rampMs));
+  const peakRss = await residentBytes(server.pid);
+  const benchLag = lag.stop();
+  const activeMs = performance.now() - startedAt;
+  const cpuUsed = (await cpuSeconds(server.pid)) - cpuBefore;
+  const ownCpu = (await cpuSeconds(Deno.pid)) - ownCpuBefore;
+  if (options.marks) options.marks.stoppedAt = performance.now();
+  for (const client of clients) client.stop();
+  await Promise.all(clients.map((c) => c.closed));
+  // Each call logs its summary once its vendor sockets have closed.
+  const summariesDue = performance.now() + 10_000;
+  while (
+    server.lines.filter((l) => l.msg === "call summary").length < count &&
+    performance.now() < summariesDue
+  ) await sleep(100);
+
+  const summaries = server.lines.filter((l) => l.msg === "call summary");
+  const underruns = summaries.reduce((n, l) => n + Number(l.underruns ?? 0), 0);
+  const withUnderrun = summaries.filter((l) => Number(l.underruns ?? 0) > 0).length;
+  const turns = server.lines.filter((l) => l.msg === "turn" && l.trigger === "callee");
+  const replies = turns.map((l) => Number(l.replyMs));
+  const callMinutes = (count * activeMs) / 60_000;
+  await server[Symbol.asyncDispose]();
+  await Promise.all([openai.close(), deepgram.close(), cartesia.close(), telnyx.close()]);
+  return [
+    `| concurrent calls | ${count} (ramp ${(rampMs / 1000).toFixed(1)} s, ${
+      (activeMs / 1000).toFixed(0)
+    } s) |`,
+    `| calls that ended cleanly (summary logged) | ${summaries.length} |`,
+    `| playback underruns (calls with any) | ${underruns} (${withUnderrun}) |`,
+    `| answers given under load | ${turns.length} |`,
+    `| reply p50 / p95 under load | ${percentile(replies, 50)?.toFixed(1)} / ${
+      percentile(replies, 95)?.toFixed(1)
+    } ms |`,
+    `| server CPU seconds per call-minute | ${(cpuUsed / callMinutes).toFixed(3)} |`,
+    `| server CPU, cores busy | ${(cpuUsed / (activeMs / 1000)).toFixed(2)} |`,
+    `| fakes + callers (this process), cores busy | ${(ownCpu / (activeMs / 1000)).toFixed(2)} |`,
+    `| fakes + callers event-loop lag p99 / max | ${benchLag.p99.toFixed(0)} / ${
+      benchLag.max.toFixed(0)
+    } ms |`,
+    `| resident memory per call | ${((peakRss - idleRss) / count / 1024).toFixed(0)} KiB (idle ${
+      (idleRss / 1048576).toFixed(0)
+    } MiB, peak ${(peakRss / 1048576).toFixed(0)} MiB) |`,
+  ];
+}
+
+if (import.meta.main) {
+  // Parsed here, not at module level, so `bench/profile_server.ts` can import `load`.
+  const { values: args } = parseArgs({
+    args: Deno.args,
+    options: {
+      calls: { type: "string", default: "300" },
+      seconds: { type: "string", default: "30" },
+      "ramp-seconds": { type: "string", default: "" },
+      "skip-load": { type: "boolean", default: false },
+      "skip-latency": { type: "boolean", default: false },
+    },
+  });
+  const out: string[] = [];
+  if (!args["skip-latency"]) {
+    out.push("| measure | n | p50 ms | p95 ms | max ms | target |", "|---|---|---|---|---|---|");
+    out.push(...await turnLatency());
+    out.push(...await bargeInLatency());
+  }
+  if (!args["skip-load"]) {
+    out.push("", "| load | |", "|---|---|");
+    const calls = Number(args.calls);
+    const rampSeconds = Number(args["ramp-seconds"] || 0);
+    out.push(
+      ...await load(calls, Number(args.seconds), {
+        rampBatchMs: rampSeconds > 0 ? (rampSeconds * 1000) / (calls / 10) : undefined,
+      }),
+    );
+  }
+  console.log(out.join("\n"));
+}

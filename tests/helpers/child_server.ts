@@ -1,0 +1,92 @@
+/**
+ * Runs `main.ts` in a child process, as users run it, reading its JSON log lines.
+ *
+ * @module
+ */
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const CA = new URL("../fakes/tls/ca.pem", import.meta.url).pathname;
+
+/** A running child server. */
+export interface ChildServer extends AsyncDisposable {
+  url: string;
+  pid: number;
+  /** Parsed JSON log lines so far. */
+  lines: Record<string, unknown>[];
+  process: Deno.ChildProcess;
+  /** Resolves when stdout ends. */
+  done: Promise<void>;
+}
+
+/** Options for {@link spawnServer}. */
+export interface SpawnServerOptions {
+  /** Extra `deno run` flags, e.g. `--cpu-prof` (see `bench/profile_server.ts`). */
+  denoFlags?: string[];
+}
+
+/** Spawns the server with `env` (JSON logs, an ephemeral port) and waits until it listens. */
+export async function spawnServer(
+  env: Record<string, string>,
+  options: SpawnServerOptions = {},
+): Promise<ChildServer> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...(options.denoFlags ?? []),
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--cert",
+      CA,
+      MAIN,
+    ],
+    env: { PORT: "0", HOST: "127.0.0.1", LOG_FORMAT: "json", ...env },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines: Record<string, unknown>[] = [];
+  const listening = Promise.withResolvers<string>();
+  const done = (async () => {
+    let buffer = "";
+    for await (const chunk of process.stdout.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      let nl;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = JSON.parse(buffer.slice(0, nl));
+        buffer = buffer.slice(nl + 1);
+        lines.push(line);
+        if (line.msg === "listening") listening.resolve(line.url);
+      }
+    }
+  })();
+  const url = await listening.promise;
+  return {
+    url,
+    pid: process.pid,
+    lines,
+    process,
+    done,
+    async [Symbol.asyncDispose]() {
+      try {
+        process.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await process.status;
+      await done;
+    },
+  };
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the command name.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Resident memory of a process in bytes, from /proc. */
+export async function residentBytes(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+  return Number(kb) * 1024;
+}
