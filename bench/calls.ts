@@ -58,7 +58,7 @@ function row(name: string, values: number[], target: string): string {
 
 /** Turns and greetings: 20 concurrent calls, each a greeting and three questions. */
 async function turnLatency(): Promise<string[]> {
-  const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(1500);
+  const caller = CallerTimeline.answeredWithHello(1500);
   for (let i = 0; i < 3; i++) {
     caller.say("account_tier", "Can you tell me my account tier?").pause(1500);
   }
@@ -90,7 +90,7 @@ async function turnLatency(): Promise<string[]> {
 
 /** Barge-ins: 10 concurrent calls, two interruptions each. */
 async function bargeInLatency(): Promise<string[]> {
-  const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(1500);
+  const caller = CallerTimeline.answeredWithHello(1500);
   for (let i = 0; i < 2; i++) {
     caller.say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(900)
       .say("barge_in", "Wait, stop, I have a question.").pause(1500);
@@ -163,7 +163,7 @@ export async function load(
     apiKey: "sk-bench",
     whenQueueEmpty: () => ({ kind: "text", text: LONG_ANSWER }),
   });
-  const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(5000)
+  const caller = CallerTimeline.answeredWithHello(5000)
     .say("account_tier", "Can you tell me my account tier?").pause(6000)
     .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(6000);
   const deepgram = startFakeDeepgram({ apiKey: "dg-bench", script: caller.segments });

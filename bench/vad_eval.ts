@@ -23,7 +23,7 @@ import * as ort from "npm:onnxruntime-web@1.30.0";
 import createFvadModule from "@echogarden/fvad-wasm";
 import "npm:@ricky0123/vad-web@0.0.31"; // puts the package (and its model files) in the graph
 import { decodeMuLaw } from "../src/audio/g711.ts";
-import { createVad, SpeechSegmenter, type VadEvent } from "../src/audio/vad.ts";
+import { createVad, type FvadModule, SpeechSegmenter, type VadEvent } from "../src/audio/vad.ts";
 import { type Clip, CLIPS, loadClip } from "../tests/fixtures/clips.ts";
 
 const SAMPLE_RATE = 8000;
@@ -154,18 +154,6 @@ function pct(value: number): string {
 }
 
 // --- engines -----------------------------------------------------------------------------------
-
-interface FvadModule {
-  _fvad_new(): number;
-  _fvad_free(handle: number): void;
-  _fvad_reset(handle: number): void;
-  _fvad_set_mode(handle: number, mode: number): number;
-  _fvad_set_sample_rate(handle: number, sampleRate: number): number;
-  _fvad_process(handle: number, frame: number, length: number): number;
-  _malloc(bytes: number): number;
-  _free(pointer: number): void;
-  HEAP16: Int16Array;
-}
 
 const fvad = (await createFvadModule()) as FvadModule;
 

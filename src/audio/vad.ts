@@ -153,7 +153,7 @@ export class SpeechSegmenter {
 }
 
 /** The part of the Emscripten module we use (the package ships no type declarations). */
-interface FvadModule {
+export interface FvadModule {
   _fvad_new(): number;
   _fvad_free(handle: number): void;
   _fvad_reset(handle: number): void;

@@ -18,6 +18,11 @@ export class CallerTimeline {
   readonly speech: { text: string; startMs: number; endMs: number }[] = [];
   #bytes = 0;
 
+  /** The usual start of an outbound call: the callee picks up and says "Hello?", then waits. */
+  static answeredWithHello(pauseMs: number): CallerTimeline {
+    return new CallerTimeline().pause(300).say("hello", "Hello?").pause(pauseMs);
+  }
+
   /** mu-law silence. */
   pause(ms: number): this {
     this.#push(new Uint8Array(Math.round(ms * BYTES_PER_MS)).fill(0xff));

@@ -33,7 +33,7 @@ function systemPromptOf(body: Record<string, unknown>): string {
 Deno.test({
   name: "callee speaks first: the greeting plays the moment their hello ends, with no LLM call",
   async fn() {
-    const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(4000);
+    const caller = CallerTimeline.answeredWithHello(4000);
     await using v = await startVoiceHarness({ caller });
     const { client, session, agent } = await v.call();
 
@@ -71,10 +71,7 @@ Deno.test({
 Deno.test({
   name: "a multi-turn conversation whose LLM requests carry the custom data",
   async fn() {
-    const caller = new CallerTimeline()
-      .pause(300)
-      .say("hello", "Hello?")
-      .pause(2500)
+    const caller = CallerTimeline.answeredWithHello(2500)
       .say("yes_zoe", "Yes, this is Zoë. What is this about?")
       .pause(3500)
       .say("account_tier", "Can you tell me my account tier?")
@@ -135,10 +132,7 @@ Deno.test({
       "Third, there is our new mobile app, which makes everything a little easier. " +
       "Fourth, our support line is now open on weekends as well. " +
       "And finally, I would love to tell you about our loyalty programme and its rewards.";
-    const caller = new CallerTimeline()
-      .pause(300)
-      .say("hello", "Hello?")
-      .pause(2500)
+    const caller = CallerTimeline.answeredWithHello(2500)
       .say("yes_zoe", "Yes, this is Zoë. What is this about?")
       .pause(1000)
       .say("barge_in", "Wait, stop, I have a question.")
@@ -187,10 +181,7 @@ Deno.test({
 Deno.test({
   name: "end_call: the goodbye plays to the end, then the bot hangs up",
   async fn() {
-    const caller = new CallerTimeline()
-      .pause(300)
-      .say("hello", "Hello?")
-      .pause(2500)
+    const caller = CallerTimeline.answeredWithHello(2500)
       .say("goodbye", "Thank you, goodbye.")
       .pause(6000);
     await using v = await startVoiceHarness({
@@ -281,7 +272,7 @@ Deno.test({
 Deno.test({
   name: "vendor failures end the call politely and never crash the process",
   async fn(t) {
-    const caller = new CallerTimeline().pause(300).say("hello", "Hello?").pause(2500)
+    const caller = CallerTimeline.answeredWithHello(2500)
       .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(5000);
 
     await t.step("LLM fails once: retried, the answer plays", async () => {
@@ -355,10 +346,7 @@ Deno.test({
 Deno.test({
   name: "Flux: Deepgram's end of turn drives the conversation; an eager end starts the LLM early",
   async fn() {
-    const caller = new CallerTimeline()
-      .pause(300)
-      .say("hello", "Hello?")
-      .pause(2500)
+    const caller = CallerTimeline.answeredWithHello(2500)
       .say("yes_zoe", "Yes, this is Zoë. What is this about?")
       .pause(4000);
     await using v = await startVoiceHarness({
@@ -386,10 +374,7 @@ Deno.test({
 Deno.test({
   name: "Flux: a speculative answer is dropped when the callee resumes their turn",
   async fn() {
-    const caller = new CallerTimeline()
-      .pause(300)
-      .say("hello", "Hello?")
-      .pause(2500)
+    const caller = CallerTimeline.answeredWithHello(2500)
       .say("yes_zoe", "Yes, this is Zoë.")
       .say("account_tier", "Can you tell me my account tier?", { continuesTurn: true })
       .pause(4000);
