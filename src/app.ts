@@ -72,6 +72,9 @@ const StartRequestSchema = z.object({
   }),
 });
 
+/** Largest `/answer` request body read (Telnyx's form fields are far smaller). */
+const ANSWER_MAX_BYTES = 64 * 1024;
+
 /** Headroom over MAX_BODY_BYTES for the rest of the request (phone number, whitespace). */
 const REQUEST_OVERHEAD_BYTES = 1024;
 
@@ -204,7 +207,16 @@ export function createApp(deps: AppDeps): Hono {
   const answer = async (c: { req: { raw: Request } }) => {
     const request = c.req.raw;
     const url = new URL(request.url);
-    const rawBody = request.method === "POST" ? await request.text() : "";
+    // Telnyx's form is a few hundred bytes; nobody gets to make us buffer more before checks.
+    let rawBody = "";
+    if (request.method === "POST") {
+      try {
+        rawBody = new TextDecoder().decode(await readLimited(request, ANSWER_MAX_BYTES));
+      } catch {
+        logger.warn("refusing /answer: request body too large");
+        return xml(buildHangupTeXml());
+      }
+    }
     const form = new URLSearchParams(
       request.method === "POST" ? rawBody : url.search,
     );

@@ -127,6 +127,9 @@ export class TtsUnavailableError extends TtsError {
   }
 }
 
+/** Longest wait for Cartesia to acknowledge our close frame. */
+const CLOSE_TIMEOUT_MS = 2000;
+
 const OUTPUT_FORMAT = { container: "raw", encoding: "pcm_mulaw", sample_rate: 8000 } as const;
 
 /**
@@ -406,7 +409,13 @@ class Connection {
   async close(): Promise<void> {
     this.#closing = true;
     if (!this.#isClosed) this.ws.close({ code: 1000, reason: "call ended" });
-    await this.#closed;
+    // A peer that ignores our close frame would otherwise hold the call's teardown forever.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#closed,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
   }
 
   #route(event: WebsocketResponse): void {

@@ -150,6 +150,10 @@ export class CallSession {
   /** Connects the agent that talks on this call; events from now on reach it. */
   attach(agent: CallAgent): void {
     this.#agent = agent;
+    // The agent may finish starting after the call already ended: release it at once.
+    if (this.#state === "ending" || this.#state === "ended") {
+      agent.close().catch((error) => this.#log.error("agent did not close cleanly", { error }));
+    }
   }
 
   /** Runs the mailbox until the call ends. */
@@ -219,7 +223,7 @@ export class CallSession {
       duration_ms: Date.now() - this.startedAt,
       media_frames: this.stats.mediaFrames,
       media_bytes: this.stats.mediaBytes,
-      dtmf: this.stats.dtmf.join(""),
+      dtmf_presses: this.stats.dtmf.length,
     });
     this.#ended.resolve();
   }
@@ -271,7 +275,8 @@ export class CallSession {
         return;
       case "dtmf":
         this.stats.dtmf.push(event.digit);
-        this.#log.info("dtmf", { digit: event.digit });
+        // Key presses can be PINs or card numbers: count them, never log them.
+        this.#log.info("dtmf", { presses: this.stats.dtmf.length });
         this.#agent?.onDtmf(event.digit);
         return;
       case "mark":

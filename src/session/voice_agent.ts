@@ -135,6 +135,7 @@ export class VoiceAgent {
       greetingController,
     );
     this.#stt = this.#deps.openTranscriber(signal);
+    this.#armIdle();
     void this.#listen(this.#stt);
     if (this.#deps.firstSpeaker === "bot") void this.#playGreeting(undefined);
   }
@@ -146,7 +147,11 @@ export class VoiceAgent {
     this.#sendToStt(payload);
     if (this.#pcm.length < payload.length) this.#pcm = new Int16Array(payload.length);
     const pcm = this.#session.codec.decode(payload, this.#pcm);
-    for (const event of this.#deps.vad.push(pcm)) this.#decide(this.#turns.onVad(event));
+    for (const event of this.#deps.vad.push(pcm)) {
+      this.#decide(this.#turns.onVad(event));
+      // A cough that stopped the bot but produced no words must not leave the call silent.
+      if (event.type === "speech_end" && !this.#isBotActive()) this.#armIdle();
+    }
   }
 
   /**
@@ -234,6 +239,7 @@ export class VoiceAgent {
 
   #onTurnEnded(turn: Extract<TurnDecision, { type: "turn_ended" }>): void {
     this.#clearIdle();
+    this.#idlePrompted = false;
     const speculative = this.#utterance?.gate ? this.#utterance : undefined;
     if (speculative) {
       if (speculative.speculativeText === turn.text) {
@@ -309,7 +315,8 @@ export class VoiceAgent {
         } catch (error) {
           if (controller.signal.aborted) throw error;
           // Retrying after words were spoken would repeat them; only a clean failure retries.
-          if (attempt < 2 && !produced) {
+          const hopeless = error instanceof LlmError && !error.retryable;
+          if (attempt < 2 && !produced && !hopeless) {
             this.#log.warn("LLM request failed; retrying once", {
               error,
               retryable: error instanceof LlmError ? error.retryable : undefined,
@@ -335,6 +342,8 @@ export class VoiceAgent {
       llmTiming: timing,
       speculative: options.speculative?.text,
     });
+    // A reply that did not play to the end needs no more tokens.
+    if (outcome !== "played") controller.abort(new DOMException(outcome, "AbortError"));
     await thinking;
     if (outcome === "failed" && !this.#session.signal.aborted) {
       await this.#sayAndHangUp(CANNED.apology, "system");
@@ -342,7 +351,10 @@ export class VoiceAgent {
     }
     if (outcome === "played" && endCall) {
       this.conversation.addToolCall(endCall, "The call was ended.");
-      this.#log.info("bot ended the call", { arguments: endCall.arguments });
+      this.#log.info("bot ended the call");
+      if (this.#log.enabled("debug")) {
+        this.#log.debug("end_call arguments", { arguments: endCall.arguments });
+      }
       await this.#session.hangUp("bot_hung_up");
     }
   }
@@ -497,7 +509,10 @@ export class VoiceAgent {
     if (this.#ending) return;
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
-      if (this.#isBotActive() || this.#turns.calleeSpeaking) return;
+      // Someone is talking: look again later rather than never.
+      if (this.#isBotActive() || this.#turns.calleeSpeaking) return this.#armIdle();
+      // Nobody said hello: greet anyway before asking whether anyone is there.
+      if (!this.#greetingPlayed) return void this.#playGreeting(undefined);
       if (!this.#idlePrompted) {
         this.#idlePrompted = true;
         this.#log.info("callee idle; prompting");

@@ -211,6 +211,11 @@ Deno.test("/answer hangs up on URLs we did not sign", async (t) => {
     const { exp, sig } = await signer.sign("ws", "");
     assert.ok(isHangup((await fetchAnswer(`${url.origin}/answer?exp=${exp}&sig=${sig}`)).text));
   });
+  await t.step("an oversized body is refused before it is buffered", async () => {
+    const res = await fetch(answerUrl, { method: "POST", body: "x".repeat(200_000) });
+    assert.ok(isHangup(await res.text()));
+    assert.ok(h.logs.some((l) => l.includes("request body too large")));
+  });
   await t.step("GET works like POST", async () => {
     const res = await fetch(answerUrl);
     assert.equal(res.status, 200);

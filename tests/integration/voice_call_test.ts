@@ -402,3 +402,15 @@ Deno.test({
     await session.ended;
   },
 });
+
+Deno.test({
+  name: "a callee who never says hello is greeted, asked if they are there, then told goodbye",
+  async fn() {
+    const caller = new CallerTimeline().pause(500);
+    await using v = await startVoiceHarness({ caller, env: { IDLE_TIMEOUT_SECONDS: "3" } });
+    const { session, callSid } = await v.call();
+    await session.ended;
+    assert.deepEqual(spoken(v.cartesia), [GREETING, CANNED.stillThere, CANNED.idleGoodbye]);
+    assert.equal(v.h.telnyx.hangupRequests(callSid).length, 1);
+  },
+});
