@@ -636,7 +636,7 @@ export class Playback {
     while (written < count) {
       const chunk = this.#chunks[this.#chunkHead];
       const n = Math.min(count - written, chunk.length - this.#chunkOffset);
-      for (let i = 0; i < n; i++) this.#frame[written + i] = chunk[this.#chunkOffset + i];
+      this.#frame.set(chunk.subarray(this.#chunkOffset, this.#chunkOffset + n), written);
       written += n;
       this.#chunkOffset += n;
       if (this.#chunkOffset === chunk.length) {
