@@ -19,7 +19,7 @@ import { CallMetrics, type TurnMetrics } from "./call_metrics.ts";
 import type { CallSession } from "./call_session.ts";
 import { Conversation, END_CALL_TOOL } from "./conversation.ts";
 import { Playback } from "./playback.ts";
-import { StreamChannel } from "./stream_channel.ts";
+import { AsyncQueue } from "../async/async_queue.ts";
 import { type TurnDecision, TurnDetector } from "./turn_detector.ts";
 
 /** Text-to-speech as the agent uses it (implemented by `CartesiaSpeaker`). */
@@ -286,7 +286,7 @@ export class VoiceAgent {
     if (this.#ending) return;
     if (this.#utterance) this.#cancel(this.#utterance, "superseded");
     const controller = linkedController(this.#session.signal);
-    const phrases = new StreamChannel<string>();
+    const phrases = new AsyncQueue<string>();
     const messages = this.conversation.messages();
     if (options.speculative) messages.push({ role: "user", content: options.speculative.text });
     const timing: { ttft?: number } = {};

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { StreamChannel } from "../../src/session/stream_channel.ts";
+import { AsyncQueue } from "../../src/async/async_queue.ts";
 
-Deno.test("StreamChannel", async (t) => {
+Deno.test("AsyncQueue", async (t) => {
   await t.step("items pushed before and while iterating arrive in order", async () => {
-    const ch = new StreamChannel<number>();
+    const ch = new AsyncQueue<number>();
     ch.push(1);
     const got: number[] = [];
     const reading = (async () => {
@@ -18,7 +18,7 @@ Deno.test("StreamChannel", async (t) => {
     assert.deepEqual(got, [1, 2, 3]);
   });
   await t.step("fail ends iteration with the error after queued items", async () => {
-    const ch = new StreamChannel<string>();
+    const ch = new AsyncQueue<string>();
     ch.push("a");
     ch.fail(new Error("boom"));
     const got: string[] = [];

@@ -6,7 +6,7 @@
  */
 
 /** Unbounded in principle; in practice it holds the phrases of one answer. */
-export class StreamChannel<T> implements AsyncIterable<T> {
+export class AsyncQueue<T> implements AsyncIterable<T> {
   readonly #items: T[] = [];
   #waiter: PromiseWithResolvers<void> | undefined;
   #closed = false;

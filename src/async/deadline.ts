@@ -1,0 +1,87 @@
+/**
+ * The one way this service bounds a wait on a peer (a mark echo, a socket close, a vendor's first
+ * byte, a hang-up): every wait either settles, times out, or is aborted by its call's signal, and
+ * its timer is always cleared so nothing outlives the wait.
+ *
+ * @module
+ */
+
+/** A wait that ran out of time. */
+export class DeadlineError extends Error {
+  constructor(readonly what: string, readonly ms: number) {
+    super(`${what} did not happen within ${ms} ms`);
+    this.name = "DeadlineError";
+  }
+}
+
+/** Options for {@link deadline}. */
+export interface DeadlineOptions {
+  /** Rejects with the signal's reason as soon as it aborts. */
+  signal?: AbortSignal;
+  /** Names the wait in the {@link DeadlineError} message, e.g. "mark echo". */
+  what?: string;
+}
+
+/**
+ * Settles like `promise`, or rejects with a {@link DeadlineError} after `ms`, or with
+ * `signal.reason` when the signal aborts first. A late rejection of `promise` is swallowed.
+ */
+export function deadline<T>(
+  promise: PromiseLike<T>,
+  ms: number,
+  options: DeadlineOptions = {},
+): Promise<T> {
+  const { signal, what = "the operation" } = options;
+  if (signal?.aborted) {
+    Promise.resolve(promise).catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => finish(() => reject(signal!.reason));
+    const timer = setTimeout(() => finish(() => reject(new DeadlineError(what, ms))), ms);
+    let done = false;
+    const finish = (settle: () => void) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      settle();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    Promise.resolve(promise).then(
+      (value) => finish(() => resolve(value)),
+      (error) => finish(() => reject(error)),
+    );
+  });
+}
+
+/**
+ * Waits for `promise` for at most `ms` (or until `signal` aborts) and never rejects: resolves
+ * true when it settled in time, false otherwise. For waits whose outcome does not matter, only
+ * that they end (a close handshake, a drain).
+ */
+export async function settledWithin(
+  promise: PromiseLike<unknown>,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  try {
+    await deadline(promise, ms, { signal });
+    return true;
+  } catch (error) {
+    return !(error instanceof DeadlineError) && !signal?.aborted;
+  }
+}
+
+/** Settles like `promise`, or rejects with `signal.reason` as soon as `signal` aborts. */
+export function abortable<T>(promise: PromiseLike<T>, signal: AbortSignal): Promise<T> {
+  return deadline(promise, 2 ** 31 - 1, { signal });
+}
+
+/** Resolves after `ms`, or rejects with `signal.reason` when it aborts first. */
+export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return deadline(new Promise<void>(() => {}), ms, { signal }).catch((error) => {
+    if (error instanceof DeadlineError) return;
+    throw error;
+  });
+}

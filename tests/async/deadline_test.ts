@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import {
+  abortable,
+  deadline,
+  DeadlineError,
+  delay,
+  settledWithin,
+} from "../../src/async/deadline.ts";
+
+Deno.test("deadline resolves with the promise's value when it settles in time", async () => {
+  assert.equal(await deadline(Promise.resolve(7), 1000), 7);
+});
+
+Deno.test("deadline rejects with DeadlineError naming the wait when time runs out", async () => {
+  const never = new Promise<void>(() => {});
+  await assert.rejects(deadline(never, 5, { what: "mark echo" }), (error) => {
+    assert.ok(error instanceof DeadlineError);
+    assert.match(error.message, /mark echo did not happen within 5 ms/);
+    return true;
+  });
+});
+
+Deno.test("deadline rejects with the signal's reason when aborted, and clears its timer", async () => {
+  const controller = new AbortController();
+  const waiting = deadline(new Promise<void>(() => {}), 60_000, { signal: controller.signal });
+  controller.abort(new Error("hung up"));
+  await assert.rejects(waiting, /hung up/);
+});
+
+Deno.test("deadline on an already aborted signal rejects at once", async () => {
+  await assert.rejects(deadline(Promise.resolve(1), 1000, { signal: AbortSignal.abort("x") }));
+});
+
+Deno.test("settledWithin tells in time from too late, and never rejects", async () => {
+  assert.equal(await settledWithin(Promise.reject(new Error("closed badly")), 1000), true);
+  assert.equal(await settledWithin(new Promise(() => {}), 5), false);
+});
+
+Deno.test("abortable and delay stop when their signal aborts", async () => {
+  const controller = new AbortController();
+  const a = abortable(new Promise(() => {}), controller.signal);
+  const d = delay(60_000, controller.signal);
+  controller.abort(new Error("barge-in"));
+  await assert.rejects(a, /barge-in/);
+  await assert.rejects(d, /barge-in/);
+  await delay(1);
+});
