@@ -107,7 +107,13 @@ export const EnvSchema = z.object({
   PUBLIC_BASE_URL: optionalUrl,
   API_TOKEN: optionalString,
   BODY_SIGNING_SECRET: optionalString,
-  SIGNED_URL_TTL_SECONDS: integer(3600, 30, 86_400),
+  // Ringing lasts at most 120 s, and the /answer URL is minted before the call is placed.
+  SIGNED_URL_TTL_SECONDS: integer(300, 150, 86_400),
+  // Telnyx opens the Stream URL a moment after /answer returned it.
+  STREAM_URL_TTL_SECONDS: integer(30, 5, 600),
+  MEDIA_START_TIMEOUT_MS: integer(10_000, 100, 60_000),
+  MAX_PENDING_MEDIA_SOCKETS: integer(256, 1, 100_000),
+  MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: integer(32, 1, 100_000),
   MAX_BODY_BYTES: integer(4096, 16, 65_536),
   CORS_ORIGINS: optionalString.default("*"),
   SHUTDOWN_GRACE_SECONDS: integer(10, 0, 3600),
@@ -140,6 +146,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     );
   }
   const config = result.data;
+  if (config.MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT > config.MAX_PENDING_MEDIA_SOCKETS) {
+    throw new ConfigError([
+      `MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT=${config.MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT}: ` +
+      `must not exceed MAX_PENDING_MEDIA_SOCKETS (${config.MAX_PENDING_MEDIA_SOCKETS}); ` +
+      "lower it or raise MAX_PENDING_MEDIA_SOCKETS.",
+    ]);
+  }
   if (config.ENV === "production" && !config.API_TOKEN) {
     // A public production endpoint without a token lets anyone dial any number on the account.
     throw new ConfigError([

@@ -130,7 +130,7 @@ export async function startServer(
   const secret = config.BODY_SIGNING_SECRET ?? config.TELNYX_API_KEY;
   const signer = secret
     ? await UrlSigner.create(secret, {
-      ttlSeconds: config.SIGNED_URL_TTL_SECONDS,
+      lifetimes: { answer: config.SIGNED_URL_TTL_SECONDS, ws: config.STREAM_URL_TTL_SECONDS },
       derive: !config.BODY_SIGNING_SECRET,
     })
     : undefined;
@@ -191,7 +191,12 @@ export async function startServer(
       });
       const result = await registry.drain(config.SHUTDOWN_GRACE_SECONDS * 1000);
       await server.shutdown();
-      logger.info("shut down", { finished_calls: result.finished, hung_up_calls: result.hungUp });
+      logger.info("shut down", {
+        finished_calls: result.finished,
+        hung_up_calls: result.hungUp,
+        unconfirmed_hangups: result.unconfirmed,
+        pending_sockets_closed: result.pendingClosed,
+      });
     })();
 
   return { url, registry, shutdown, finished: server.finished };

@@ -3,14 +3,25 @@
  *
  * The original example trusts whatever `body` arrives, so anyone who finds the server can open a
  * media socket with invented data, or edit the data of a real call. Here every URL we hand to
- * Telnyx carries `exp` (unix seconds) and `sig` over purpose, expiry and the exact body
- * parameter; anything else is refused. Web Crypto only: verification is constant-time there.
+ * Telnyx carries `exp` (unix seconds) and `sig` over purpose, expiry, the call it is for and the
+ * exact body parameter; anything else is refused. A Stream URL names its call (`call=`), so a
+ * socket opened with it can only ever become that call. Web Crypto only: verification is
+ * constant-time there.
  *
  * @module
  */
 
 /** Which URL a signature is for; a signature for one is useless on the other. */
 export type SignaturePurpose = "answer" | "ws";
+
+/** What a signature covers besides its expiry. */
+export interface SignedFields {
+  purpose: SignaturePurpose;
+  /** The exact `body` query value, "" when absent. */
+  body: string;
+  /** The call the URL is bound to (Telnyx's CallSid / call_control_id), "" when unbound. */
+  call?: string;
+}
 
 /** Query parameters a signed URL carries. */
 export interface UrlSignature {
@@ -23,6 +34,9 @@ export type SignatureFailure = "missing" | "malformed" | "expired" | "forged";
 
 /** Result of {@link UrlSigner.verify}. */
 export type SignatureCheck = { ok: true } | { ok: false; reason: SignatureFailure };
+
+/** How long each kind of signed URL stays valid, in seconds. */
+export type UrlLifetimes = Record<SignaturePurpose, number>;
 
 const encoder = new TextEncoder();
 const DERIVATION_INFO = "telnyx-outbound/url-signature/v1";
@@ -38,13 +52,19 @@ function fromBase64Url(text: string): Uint8Array<ArrayBuffer> | undefined {
   return Uint8Array.from(binary, (c) => c.charCodeAt(0));
 }
 
-function message(purpose: SignaturePurpose, exp: string, body: string): Uint8Array<ArrayBuffer> {
-  return encoder.encode(`v1\n${purpose}\n${exp}\n${body}`);
+/**
+ * The signed text. A JSON array keeps the fields apart whatever they contain (a call id is
+ * chosen by whoever posts to `/answer`, so no separator character can be trusted).
+ */
+function message(fields: SignedFields, exp: string): Uint8Array<ArrayBuffer> {
+  return encoder.encode(
+    JSON.stringify(["v2", fields.purpose, exp, fields.call ?? "", fields.body]),
+  );
 }
 
 /** Signs and verifies URLs with one HMAC key. */
 export class UrlSigner {
-  private constructor(private readonly key: CryptoKey, private readonly ttlSeconds: number) {}
+  private constructor(private readonly key: CryptoKey, readonly lifetimes: UrlLifetimes) {}
 
   /**
    * A signer keyed by `secret`. With `derive` the key is HKDF-derived from `secret` (used when
@@ -52,7 +72,7 @@ export class UrlSigner {
    */
   static async create(
     secret: string,
-    options: { ttlSeconds: number; derive?: boolean },
+    options: { lifetimes: UrlLifetimes; derive?: boolean },
   ): Promise<UrlSigner> {
     let raw: Uint8Array<ArrayBuffer> | ArrayBuffer = encoder.encode(secret);
     if (options.derive) {
@@ -75,24 +95,19 @@ export class UrlSigner {
       false,
       ["sign", "verify"],
     );
-    return new UrlSigner(key, options.ttlSeconds);
+    return new UrlSigner(key, { ...options.lifetimes });
   }
 
-  /** Signature for `body` (the exact `body` query value, "" when absent), valid for the TTL. */
-  async sign(
-    purpose: SignaturePurpose,
-    body: string,
-    nowMs: number = Date.now(),
-  ): Promise<UrlSignature> {
-    const exp = String(Math.floor(nowMs / 1000) + this.ttlSeconds);
-    const mac = await crypto.subtle.sign("HMAC", this.key, message(purpose, exp, body));
+  /** Signature over `fields`, valid for the lifetime of its purpose. */
+  async sign(fields: SignedFields, nowMs: number = Date.now()): Promise<UrlSignature> {
+    const exp = String(Math.floor(nowMs / 1000) + this.lifetimes[fields.purpose]);
+    const mac = await crypto.subtle.sign("HMAC", this.key, message(fields, exp));
     return { exp, sig: toBase64Url(mac) };
   }
 
-  /** Checks `exp`/`sig` from a URL against `body`. */
+  /** Checks `exp`/`sig` from a URL against `fields`. */
   async verify(
-    purpose: SignaturePurpose,
-    body: string,
+    fields: SignedFields,
     exp: string | undefined,
     sig: string | undefined,
     nowMs: number = Date.now(),
@@ -100,10 +115,80 @@ export class UrlSigner {
     if (!exp || !sig) return { ok: false, reason: "missing" };
     const mac = fromBase64Url(sig);
     if (!/^\d{1,12}$/.test(exp) || !mac) return { ok: false, reason: "malformed" };
-    const valid = await crypto.subtle.verify("HMAC", this.key, mac, message(purpose, exp, body));
+    const valid = await crypto.subtle.verify("HMAC", this.key, mac, message(fields, exp));
     if (!valid) return { ok: false, reason: "forged" };
     // Expiry is checked after the MAC so an attacker learns nothing from editing `exp`.
     if (Number(exp) * 1000 < nowMs) return { ok: false, reason: "expired" };
     return { ok: true };
+  }
+
+  /**
+   * `base` with the signed query: `body` (encoded as the original example does, with
+   * `quote(b64, safe="")`), `call`, `exp`, `sig`. Parameters that are empty are left out.
+   */
+  async signUrl(base: string, fields: SignedFields, nowMs?: number): Promise<string> {
+    const { exp, sig } = await this.sign(fields, nowMs);
+    const body = fields.body ? `body=${encodeURIComponent(fields.body)}&` : "";
+    const call = fields.call ? `call=${encodeURIComponent(fields.call)}&` : "";
+    return `${base}?${body}${call}exp=${exp}&sig=${sig}`;
+  }
+
+  /** Reads the signed parameters of `url` (as {@link signUrl} writes them) and verifies them. */
+  async verifyUrl(
+    url: URL,
+    purpose: SignaturePurpose,
+    nowMs?: number,
+  ): Promise<SignatureCheck & { fields: SignedFields; signature?: UrlSignature }> {
+    const fields: SignedFields = {
+      purpose,
+      body: url.searchParams.get("body") ?? "",
+      call: url.searchParams.get("call") ?? "",
+    };
+    const exp = url.searchParams.get("exp") ?? undefined;
+    const sig = url.searchParams.get("sig") ?? undefined;
+    const check = await this.verify(fields, exp, sig, nowMs);
+    return { ...check, fields, signature: exp && sig ? { exp, sig } : undefined };
+  }
+}
+
+/**
+ * Signatures already used, so that each signed Stream URL opens one socket. Entries are kept
+ * until their URL expires (after that the signature is refused anyway) and never beyond
+ * `capacity`: when every slot holds a live URL, new ones are refused rather than old ones
+ * forgotten, since forgetting one would let it be replayed.
+ */
+export class UsedSignatures {
+  /** Signature → expiry in ms. Insertion order is nearly expiry order (one lifetime). */
+  readonly #expiries = new Map<string, number>();
+
+  constructor(readonly capacity: number) {}
+
+  /** Number of remembered signatures. */
+  get size(): number {
+    return this.#expiries.size;
+  }
+
+  /**
+   * Records `signature` as used. "fresh" the first time, "reused" after that, "full" when no
+   * slot is free.
+   */
+  claim(signature: UrlSignature, nowMs: number = Date.now()): "fresh" | "reused" | "full" {
+    this.#forgetExpired(nowMs);
+    if (this.#expiries.has(signature.sig)) return "reused";
+    if (this.#expiries.size >= this.capacity) this.#forgetExpired(nowMs, { all: true });
+    if (this.#expiries.size >= this.capacity) return "full";
+    this.#expiries.set(signature.sig, Number(signature.exp) * 1000);
+    return "fresh";
+  }
+
+  #forgetExpired(nowMs: number, options: { all?: boolean } = {}): void {
+    for (const [sig, expMs] of this.#expiries) {
+      if (expMs >= nowMs) {
+        // Entries behind a live one are almost always live too: stop here unless full.
+        if (!options.all) return;
+        continue;
+      }
+      this.#expiries.delete(sig);
+    }
   }
 }

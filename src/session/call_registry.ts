@@ -1,23 +1,68 @@
 /**
- * The live calls of this process, for `/health` and for draining on shutdown.
+ * The live calls of this process, and the media sockets that have not become calls yet, for
+ * `/health`, for the connection caps and for draining on shutdown.
  *
  * @module
  */
+import { settledWithin } from "../async/deadline.ts";
 import type { CallSession } from "./call_session.ts";
 
-/** Tracks sessions from creation until they end. */
+/**
+ * Longest the end of a drain waits for the hang-ups it sends: a Telnyx that never answers must
+ * not hold shutdown past the grace period by more than this.
+ */
+export const DRAIN_HANGUP_BOUND_MS = 5_000;
+
+/** A media socket that has been accepted but has not sent a valid `start` yet. */
+export interface PendingSocket {
+  readonly client: string;
+  /** Frees the slot (the socket became a call, or closed). Idempotent. */
+  release(): void;
+}
+
+/** What {@link CallRegistry.drain} did. */
+export interface DrainResult {
+  /** Calls that ended on their own during the grace period. */
+  finished: number;
+  /** Calls hung up after the grace period. */
+  hungUp: number;
+  /** Of those, the ones whose hang-up had not completed when the drain stopped waiting. */
+  unconfirmed: number;
+  /** Media sockets closed before they sent `start`. */
+  pendingClosed: number;
+}
+
+interface PendingEntry extends PendingSocket {
+  close(code: number, reason: string): void;
+}
+
+/** Tracks sessions from creation until they end, and sockets until they start a session. */
 export class CallRegistry {
+  /** Live sessions by stream id, in creation order. */
   readonly #sessions = new Map<string, CallSession>();
+  /** The same sessions by call-control id: one live session per call. */
+  readonly #byCall = new Map<string, CallSession>();
+  readonly #pending = new Set<PendingEntry>();
+  readonly #pendingByClient = new Map<string, number>();
   #started = 0;
 
-  /** Adds a session; it removes itself when it ends. */
-  add(session: CallSession): void {
-    const key = session.info.streamId;
-    this.#sessions.set(key, session);
+  /**
+   * Adds a session unless its stream or call is already live; it removes itself when it ends.
+   * Returns why it was refused, or undefined once added: an existing call is never replaced, so
+   * whatever a second socket claims, the first call stays visible to `/health` and shutdown.
+   */
+  add(session: CallSession): string | undefined {
+    const { streamId, callControlId } = session.info;
+    if (this.#sessions.has(streamId)) return "a live call already uses this stream_id";
+    if (this.#byCall.has(callControlId)) return "this call already has a live media stream";
+    this.#sessions.set(streamId, session);
+    this.#byCall.set(callControlId, session);
     this.#started++;
     session.ended.then(() => {
-      if (this.#sessions.get(key) === session) this.#sessions.delete(key);
+      if (this.#sessions.get(streamId) === session) this.#sessions.delete(streamId);
+      if (this.#byCall.get(callControlId) === session) this.#byCall.delete(callControlId);
     });
+    return undefined;
   }
 
   /** Number of calls in progress. */
@@ -30,34 +75,68 @@ export class CallRegistry {
     return this.#started;
   }
 
-  /** The live session of a call, by call-control id. */
-  byCallControlId(callControlId: string): CallSession | undefined {
-    for (const session of this.#sessions.values()) {
-      if (session.info.callControlId === callControlId) return session;
-    }
-    return undefined;
-  }
-
   /** Live sessions, in creation order. */
   sessions(): CallSession[] {
     return [...this.#sessions.values()];
   }
 
+  /** Number of media sockets waiting for their `start` frame. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** Number of media sockets from `client` waiting for their `start` frame. */
+  pendingFrom(client: string): number {
+    return this.#pendingByClient.get(client) ?? 0;
+  }
+
   /**
-   * Lets calls finish on their own for up to `graceMs`, then hangs up the rest. Resolves once
-   * every session has ended.
+   * Counts a media socket from `client` as pending until the returned slot is released;
+   * `close` ends the socket if the server drains first.
    */
-  async drain(graceMs: number): Promise<{ finished: number; hungUp: number }> {
+  holdPending(client: string, close: (code: number, reason: string) => void): PendingSocket {
+    const entry: PendingEntry = {
+      client,
+      close,
+      release: () => {
+        if (!this.#pending.delete(entry)) return;
+        const left = this.pendingFrom(client) - 1;
+        if (left > 0) this.#pendingByClient.set(client, left);
+        else this.#pendingByClient.delete(client);
+      },
+    };
+    this.#pending.add(entry);
+    this.#pendingByClient.set(client, this.pendingFrom(client) + 1);
+    return entry;
+  }
+
+  /**
+   * Lets calls finish on their own for up to `graceMs`, then closes the sockets that never
+   * started a call and hangs up the remaining calls, waiting at most `hangupBoundMs` for those
+   * hang-ups. So it resolves within `graceMs + hangupBoundMs` whatever Telnyx does.
+   */
+  async drain(
+    graceMs: number,
+    options: { hangupBoundMs?: number } = {},
+  ): Promise<DrainResult> {
     const initial = this.sessions();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    try {
-      await Promise.race([Promise.all(initial.map((s) => s.ended)), graceOver]);
-    } finally {
-      clearTimeout(timer);
+    await settledWithin(Promise.all(initial.map((s) => s.ended)), graceMs);
+
+    const pending = [...this.#pending];
+    for (const entry of pending) {
+      entry.release();
+      // 1001 "going away": the server, not the call, is why the stream ends.
+      entry.close(1001, "server shutting down");
     }
+
     const remaining = this.sessions();
-    await Promise.all(remaining.map((s) => s.hangUp("shutdown")));
-    return { finished: initial.length - remaining.length, hungUp: remaining.length };
+    const hangups = remaining.map((s) => s.hangUp("shutdown"));
+    await settledWithin(Promise.all(hangups), options.hangupBoundMs ?? DRAIN_HANGUP_BOUND_MS);
+    return {
+      finished: initial.filter((s) => !remaining.includes(s)).length,
+      hungUp: remaining.length,
+      unconfirmed: remaining.filter((s) => s.state !== "ended").length,
+      pendingClosed: pending.length,
+    };
   }
 }

@@ -2,11 +2,17 @@
  * Binds one Telnyx media WebSocket to a {@link CallSession}: parses frames, creates the session
  * on `start`, and forwards the rest to its mailbox.
  *
+ * The socket's signed URL names the call it is for. A `start` for any other call, or for a call
+ * that already has a live stream, is refused with 1008 and hangs up nothing: a socket can only
+ * ever speak for its own call. A socket that sends no valid `start` in time is closed too, so a
+ * silent peer cannot hold a connection.
+ *
  * Nothing a peer sends can throw out of here: a malformed, binary or unexpected frame is logged
  * (rate-limited, so a flood cannot flood the logs) and dropped, and the call goes on.
  *
  * @module
  */
+import { deadline, DeadlineError } from "../async/deadline.ts";
 import type { Logger } from "../log.ts";
 import type { CustomData } from "../telnyx/body_param.ts";
 import {
@@ -22,6 +28,12 @@ import type { CallRegistry } from "./call_registry.ts";
 export interface MediaSocketDeps {
   /** Custom data from the verified `body` parameter of the socket URL. */
   body: CustomData;
+  /** The call the verified socket URL is bound to; `start` must name this call. */
+  callControlId: string;
+  /** Address of the peer, for the per-client count of sockets waiting for `start`. */
+  client: string;
+  /** A socket that has not sent a valid `start` by then is closed with 1008. */
+  startTimeoutMs: number;
   logger: Logger;
   registry: CallRegistry;
   hangupCall: HangupCall;
@@ -37,7 +49,9 @@ function shouldLog(count: number): boolean {
 /** Serves one accepted media WebSocket until it closes. */
 export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void {
   let session: CallSession | undefined;
-  let log = deps.logger;
+  /** Set once the socket is being closed by us before it became a call; frames are ignored. */
+  let refused = false;
+  let log = deps.logger.child({ call: deps.callControlId });
   const dropped = { malformed: 0, binary: 0, early: 0 };
 
   const channel: MediaChannel = {
@@ -56,21 +70,49 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     if (shouldLog(dropped[kind])) log.warn(msg, { ...fields, dropped: dropped[kind] });
   };
 
+  /** Closes a socket that never became a call; nothing is hung up. */
+  function refuse(code: number, reason: string) {
+    refused = true;
+    pending.release();
+    waitingForStart.abort();
+    channel.close(code, reason);
+  }
+
+  // Until a session takes over, the socket holds a pending slot and a start deadline.
+  const pending = deps.registry.holdPending(deps.client, refuse);
+  const started = Promise.withResolvers<void>();
+  const waitingForStart = new AbortController();
+  deadline(started.promise, deps.startTimeoutMs, { signal: waitingForStart.signal, what: "start" })
+    .catch((error) => {
+      if (!(error instanceof DeadlineError)) return; // refused or closed first
+      log.warn("media socket sent no start frame in time; closing it", {
+        timeout_ms: deps.startTimeoutMs,
+      });
+      refuse(1008, `no start frame within ${deps.startTimeoutMs} ms`);
+    });
+
   const onStart = (frame: Extract<InboundFrame, { event: "start" }>) => {
     if (session) return drop("malformed", "second start frame ignored");
     const { start, stream_id: streamId } = frame;
     const callControlId = start.call_control_id ?? "";
-    log = log.child({ call: callControlId || undefined, stream: streamId });
+    if (callControlId !== deps.callControlId) {
+      // The URL was minted for one call; a start naming another is someone trying to take
+      // over (or hang up) a call that is not theirs.
+      log.warn("start frame names another call than its stream URL; refusing the socket", {
+        claimed_call: callControlId.slice(0, 128),
+      });
+      return refuse(1008, "start frame does not match the stream URL's call");
+    }
+    log = log.child({ stream: streamId });
     const format = start.media_format;
     if (!isTelephonyEncoding(format.encoding)) {
       // Only G.711 is handled; the TeXML we serve asks for PCMU, so this is a misconfiguration.
       log.error("unsupported media encoding; ending the call", { encoding: format.encoding });
-      channel.close(1003, "unsupported media encoding");
-      if (callControlId) void deps.hangupCall(callControlId).catch(() => {});
+      refuse(1003, "unsupported media encoding");
+      void deps.hangupCall(callControlId).catch(() => {});
       return;
     }
-    if (!callControlId) log.warn("start frame has no call_control_id; hang-up will not work");
-    session = new CallSession(
+    const candidate = new CallSession(
       {
         streamId,
         callControlId,
@@ -85,7 +127,14 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
       },
       { channel, hangupCall: deps.hangupCall, logger: deps.logger },
     );
-    deps.registry.add(session);
+    const duplicate = deps.registry.add(candidate);
+    if (duplicate) {
+      log.warn("refusing a second media stream for a live call", { reason: duplicate });
+      return refuse(1008, duplicate);
+    }
+    session = candidate;
+    pending.release();
+    started.resolve();
     deps.onSession?.(session);
     session.start();
   };
@@ -118,6 +167,7 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
   };
 
   socket.addEventListener("message", (event) => {
+    if (refused) return;
     if (typeof event.data !== "string") {
       return drop("binary", "binary frame ignored (Telnyx sends JSON text)");
     }
@@ -130,6 +180,8 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     }
   });
   socket.addEventListener("close", (event) => {
+    pending.release();
+    waitingForStart.abort();
     log.debug("media socket closed", { code: event.code });
     session?.deliver({ type: "socket_closed", code: event.code, reason: event.reason });
   });

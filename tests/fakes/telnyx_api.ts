@@ -6,6 +6,8 @@
  * - `POST /v2/calls/:id/actions/hangup` → `{data: {result: "ok"}}`, or 422 / code 90018 once the
  *   call has ended
  *
+ * Like Telnyx, it answers a call it created by POSTing that call's `Url` with the call's
+ * `CallSid` ({@link FakeTelnyxApi.answerCall}), the id its media stream then names in `start`.
  * It also signs TeXML callbacks with Ed25519 the way Telnyx does, for `/answer` tests.
  *
  * @module
@@ -26,6 +28,9 @@ export type CreateBehaviour =
   | { kind: "error"; status: number; code: string; title: string; detail?: string }
   | { kind: "hang" };
 
+/** How the fake answers hang-up requests: `hang` never answers while the fake is up. */
+export type HangupBehaviour = "ok" | "hang";
+
 /** Fake Telnyx API server on 127.0.0.1. */
 export class FakeTelnyxApi {
   readonly requests: RecordedRequest[] = [];
@@ -33,6 +38,9 @@ export class FakeTelnyxApi {
   readonly createBehaviours: CreateBehaviour[] = [];
   /** Calls that have ended: hanging them up yields 422 / 90018. */
   readonly endedCalls = new Set<string>();
+  hangupBehaviour: HangupBehaviour = "ok";
+  /** The `Url` of each call created, by call sid. */
+  readonly #answerUrls = new Map<string, string>();
   #server: Deno.HttpServer<Deno.NetAddr>;
   #closing = new AbortController();
   #callCounter = 0;
@@ -68,6 +76,19 @@ export class FakeTelnyxApi {
     );
   }
 
+  /**
+   * What Telnyx does when the callee picks up: POSTs the call's `Url` with its `CallSid`
+   * (the call's call_control_id). `callSid` defaults to the last call created.
+   */
+  answerCall(
+    callSid: string = [...this.#answerUrls.keys()].at(-1) ?? "",
+    options: { signer?: TelnyxWebhookSigner } = {},
+  ): Promise<{ status: number; contentType: string | null; text: string }> {
+    const url = this.#answerUrls.get(callSid);
+    if (!url) throw new Error(`the fake Telnyx created no call ${callSid}`);
+    return fetchAnswer(url, { callSid, signer: options.signer });
+  }
+
   async close(): Promise<void> {
     this.#closing.abort();
     await this.#server.shutdown();
@@ -97,19 +118,25 @@ export class FakeTelnyxApi {
     const create = /^\/v2\/texml\/Accounts\/([^/]+)\/Calls$/.exec(url.pathname);
     if (req.method === "POST" && create) return await this.#createCall(create[1], body);
     const hangup = /^\/v2\/calls\/([^/]+)\/actions\/hangup$/.exec(url.pathname);
-    if (req.method === "POST" && hangup) return this.#hangup(decodeURIComponent(hangup[1]));
+    if (req.method === "POST" && hangup) {
+      return await this.#hangup(decodeURIComponent(hangup[1]));
+    }
     return errors(404, "10005", "Resource not found", `No route ${req.method} ${url.pathname}`);
+  }
+
+  /** Never answers while the fake is up, like a Telnyx that has stopped responding. */
+  async #hang(): Promise<Response> {
+    if (!this.#closing.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        this.#closing.signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+    }
+    return new Response(null, { status: 499 });
   }
 
   async #createCall(account: string, body: unknown): Promise<Response> {
     const behaviour = this.createBehaviours.shift() ?? { kind: "ok" };
-    if (behaviour.kind === "hang") {
-      // Never answers while the fake is up, like a Telnyx that has stopped responding.
-      await new Promise<void>((resolve) => {
-        this.#closing.signal.addEventListener("abort", () => resolve(), { once: true });
-      });
-      return new Response(null, { status: 499 });
-    }
+    if (behaviour.kind === "hang") return await this.#hang();
     if (behaviour.kind === "error") {
       return errors(behaviour.status, behaviour.code, behaviour.title, behaviour.detail);
     }
@@ -123,6 +150,7 @@ export class FakeTelnyxApi {
       }
     }
     const callSid = `v3:fake-call-${++this.#callCounter}`;
+    this.#answerUrls.set(callSid, fields.Url as string);
     return Response.json({
       call_sid: callSid,
       from: fields.From,
@@ -131,7 +159,8 @@ export class FakeTelnyxApi {
     });
   }
 
-  #hangup(callControlId: string): Response {
+  async #hangup(callControlId: string): Promise<Response> {
+    if (this.hangupBehaviour === "hang") return await this.#hang();
     if (this.endedCalls.has(callControlId)) {
       return errors(
         422,

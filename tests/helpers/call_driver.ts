@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { DOMParser } from "@xmldom/xmldom";
-import { fetchAnswer } from "../fakes/telnyx_api.ts";
 import type { Harness } from "./harness.ts";
 
 /** Custom data with every character that could break a URL, base64 or XML. */
@@ -32,7 +31,10 @@ export function readTeXml(text: string): { stream: Record<string, string>; pause
   return { stream: attrs, pause };
 }
 
-/** Places a call through `/start` and answers it as Telnyx would; returns the Stream URL. */
+/**
+ * Places a call through `/start` and answers it as Telnyx would; returns the Stream URL, bound
+ * to `callSid`, which is the call_control_id the media client must send in `start`.
+ */
 export async function placeAndAnswer(
   h: Harness,
   body: Record<string, unknown> | undefined = CUSTOM_DATA,
@@ -42,7 +44,7 @@ export async function placeAndAnswer(
   const json = await res.json();
   const created = h.telnyx.createRequests.at(-1)!;
   const answerUrl = (created.body as { Url: string }).Url;
-  const answer = await fetchAnswer(answerUrl, { callSid: json.call_control_id });
+  const answer = await h.telnyx.answerCall(json.call_control_id);
   assert.equal(answer.status, 200);
   const { stream } = readTeXml(answer.text);
   return { callSid: json.call_control_id, streamUrl: stream.url, answerUrl };

@@ -21,6 +21,8 @@ async function expectError(res: Response, status: number, code: string, pattern?
   return json;
 }
 
+const LIFETIMES = { answer: 300, ws: 30 };
+
 const isHangup = (xml: string) => /<Hangup\/>/.test(xml) && !/<Stream/.test(xml);
 
 Deno.test("/start refuses client mistakes with 400/413, never 500", async (t) => {
@@ -199,27 +201,42 @@ Deno.test("/answer hangs up on URLs we did not sign", async (t) => {
     assert.ok(h.logs.some((l) => l.includes("url signature forged")));
   });
   await t.step("expired", async () => {
-    const signer = await UrlSigner.create("answer-test-secret", { ttlSeconds: 60 });
+    const signer = await UrlSigner.create("answer-test-secret", { lifetimes: LIFETIMES });
     const body = url.searchParams.get("body")!;
-    const { exp, sig } = await signer.sign("answer", body, Date.now() - 3_600_000);
+    const { exp, sig } = await signer.sign({ purpose: "answer", body }, Date.now() - 3_600_000);
     const old = `${url.origin}/answer?body=${encodeURIComponent(body)}&exp=${exp}&sig=${sig}`;
     assert.ok(isHangup((await fetchAnswer(old)).text));
     assert.ok(h.logs.some((l) => l.includes("url signature expired")));
   });
   await t.step("a stream signature is not an answer signature", async () => {
-    const signer = await UrlSigner.create("answer-test-secret", { ttlSeconds: 60 });
-    const { exp, sig } = await signer.sign("ws", "");
+    const signer = await UrlSigner.create("answer-test-secret", { lifetimes: LIFETIMES });
+    const { exp, sig } = await signer.sign({ purpose: "ws", body: "" });
     assert.ok(isHangup((await fetchAnswer(`${url.origin}/answer?exp=${exp}&sig=${sig}`)).text));
   });
   await t.step("an oversized body is refused before it is buffered", async () => {
     const res = await fetch(answerUrl, { method: "POST", body: "x".repeat(200_000) });
     assert.ok(isHangup(await res.text()));
-    assert.ok(h.logs.some((l) => l.includes("request body too large")));
+    assert.ok(h.logs.some((l) => l.includes("request body over 65536 bytes")));
   });
-  await t.step("GET works like POST", async () => {
+  await t.step("GET is refused with 405 naming POST, and mints no Stream URL", async () => {
     const res = await fetch(answerUrl);
-    assert.equal(res.status, 200);
-    assert.ok(readTeXml(await res.text()).stream.url.startsWith("ws://"));
+    const json = await expectError(res, 405, "method_not_allowed", /POST/);
+    assert.equal(res.headers.get("allow"), "POST");
+    assert.doesNotMatch(JSON.stringify(json), /ws:\/\//);
+  });
+  await t.step("a signed request without a CallSid is hung up", async () => {
+    const res = await fetch(answerUrl, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "From=%2B15550000000",
+    });
+    assert.ok(isHangup(await res.text()));
+    assert.ok(h.logs.some((l) => l.includes("no valid CallSid")));
+  });
+  await t.step("fields of a refused request are not logged", async () => {
+    await fetchAnswer(`${url.origin}/answer`, { callSid: "v3:unverified-marker", from: "+1999" });
+    assert.ok(h.logs.some((l) => l.includes("url signature missing")));
+    assert.ok(h.logs.every((l) => !l.includes("unverified-marker")));
   });
 });
 

@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import { decodeBodyParam } from "../../src/telnyx/body_param.ts";
-import { fetchAnswer } from "../fakes/telnyx_api.ts";
 import { FRAME_BYTES, TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { CUSTOM_DATA, placeAndAnswer, readTeXml } from "../helpers/call_driver.ts";
 import {
@@ -66,7 +65,7 @@ Deno.test("a call from /start to hang-up", async (t) => {
     assert.ok(url.searchParams.get("exp"));
   });
 
-  const answer = await fetchAnswer(fields.Url, { callSid: json.call_control_id });
+  const answer = await h.telnyx.answerCall(json.call_control_id);
   const { stream, pause } = readTeXml(answer.text);
   await t.step("/answer returns TeXML that streams the call to /ws", () => {
     assert.equal(answer.status, 200);
@@ -77,6 +76,9 @@ Deno.test("a call from /start to hang-up", async (t) => {
     assert.equal(wsUrl.protocol, "ws:");
     assert.equal(wsUrl.pathname, "/ws");
     assert.deepEqual(decodeBodyParam(wsUrl.searchParams.get("body")!), CUSTOM_DATA);
+    assert.equal(wsUrl.searchParams.get("call"), json.call_control_id, "bound to the CallSid");
+    const lifetime = Number(wsUrl.searchParams.get("exp")) - Date.now() / 1000;
+    assert.ok(lifetime > 0 && lifetime <= h.config.STREAM_URL_TTL_SECONDS, String(lifetime));
   });
 
   const client = await TelnyxMediaClient.connect(stream.url, {
@@ -176,7 +178,9 @@ Deno.test("a call without custom data still works", async () => {
   assert.equal(res.status, 200);
   const url = (h.telnyx.createRequests[0].body as { Url: string }).Url;
   assert.ok(!url.includes("body="), "like the original, no body parameter when there is none");
-  const answer = await fetchAnswer(url, { callSid: "v3:fake-call-1" });
+  const lifetime = Number(new URL(url).searchParams.get("exp")) - Date.now() / 1000;
+  assert.ok(lifetime > 120 && lifetime <= h.config.SIGNED_URL_TTL_SECONDS, "covers ringing");
+  const answer = await h.telnyx.answerCall("v3:fake-call-1");
   const { stream } = readTeXml(answer.text);
   const client = await TelnyxMediaClient.connect(stream.url, { callControlId: "v3:fake-call-1" });
   client.start();

@@ -9,6 +9,7 @@ Deno.test("GET /health reports status, active calls and version", async () => {
   assert.deepEqual(await res.json(), {
     status: "ok",
     active_calls: 0,
+    pending_media_sockets: 0,
     version: "0.1.0",
     env: "local",
   });

@@ -29,7 +29,11 @@ Deno.test("loadConfig defaults", async (t) => {
     assert.equal(config.LOG_FORMAT, undefined);
     assert.equal(config.TELNYX_TIMEOUT_MS, 10_000);
     assert.equal(config.PIPECAT_REGION, "us-west");
-    assert.equal(config.SIGNED_URL_TTL_SECONDS, 3600);
+    assert.equal(config.SIGNED_URL_TTL_SECONDS, 300);
+    assert.equal(config.STREAM_URL_TTL_SECONDS, 30);
+    assert.equal(config.MEDIA_START_TIMEOUT_MS, 10_000);
+    assert.equal(config.MAX_PENDING_MEDIA_SOCKETS, 256);
+    assert.equal(config.MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT, 32);
     assert.equal(config.MAX_BODY_BYTES, 4096);
     assert.equal(config.CORS_ORIGINS, "*");
     assert.equal(config.SHUTDOWN_GRACE_SECONDS, 10);
@@ -120,6 +124,12 @@ Deno.test("loadConfig rejects values it cannot run with", async (t) => {
     ["LOG_LEVEL", "verbose", /debug, info, warn, error/],
     ["LOG_FORMAT", "xml", /json, pretty/],
     ["PIPECAT_REGION", "mars", /us-west/],
+    // Shorter than ringing (up to 120 s) would refuse calls answered late.
+    ["SIGNED_URL_TTL_SECONDS", "60", /integer between 150 and 86400/],
+    ["STREAM_URL_TTL_SECONDS", "1", /integer between 5 and 600/],
+    ["STREAM_URL_TTL_SECONDS", "3600", /integer between 5 and 600/],
+    ["MEDIA_START_TIMEOUT_MS", "0", /integer between 100 and 60000/],
+    ["MAX_PENDING_MEDIA_SOCKETS", "0", /integer between 1 and 100000/],
   ];
   for (const [name, value, accepted] of badValues) {
     await t.step(`${name}=${value} is named with what it accepts`, () => {
@@ -144,6 +154,16 @@ Deno.test("loadConfig rejects values it cannot run with", async (t) => {
     const named = error.problems.map((p) => p.slice(0, p.indexOf("="))).sort();
     assert.deepEqual(named, ["ENV", "LOG_LEVEL", "PORT", "TELNYX_BASE_URL"]);
     for (const problem of error.problems) assert.ok(error.message.includes(problem));
+  });
+
+  await t.step("a per-client socket cap above the overall cap is refused, naming both", () => {
+    const error = configErrorFor({
+      MAX_PENDING_MEDIA_SOCKETS: "10",
+      MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "20",
+    });
+    assert.equal(error.problems.length, 1);
+    assert.match(error.problems[0], /^MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT=20: /);
+    assert.match(error.problems[0], /must not exceed MAX_PENDING_MEDIA_SOCKETS \(10\)/);
   });
 
   await t.step("production without API_TOKEN is refused, naming API_TOKEN", () => {
