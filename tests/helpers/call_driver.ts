@@ -6,7 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { DOMParser } from "@xmldom/xmldom";
-import type { Harness } from "./harness.ts";
+import type { CallSession } from "../../src/session/call_session.ts";
+import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { type Harness, waitFor } from "./harness.ts";
 
 /** Custom data with every character that could break a URL, base64 or XML. */
 export const CUSTOM_DATA = {
@@ -48,4 +50,32 @@ export async function placeAndAnswer(
   assert.equal(answer.status, 200);
   const { stream } = readTeXml(answer.text);
   return { callSid: json.call_control_id, streamUrl: stream.url, answerUrl };
+}
+
+/** A call placed, answered and streaming: its media client has sent `start`. */
+export async function startLiveCall(
+  h: Harness,
+  body?: Record<string, unknown>,
+): Promise<{ callSid: string; client: TelnyxMediaClient; session: CallSession }> {
+  const { callSid, streamUrl } = await placeAndAnswer(h, body);
+  const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+  const index = h.sessions.length;
+  client.start();
+  await waitFor(() => h.sessions.length > index, "session");
+  return { callSid, client, session: h.sessions[index] };
+}
+
+/**
+ * A WebSocket upgrade request sent with fetch, for upgrades the server refuses with an HTTP
+ * status (a WebSocket client only sees that the upgrade failed, not why).
+ */
+export function upgradeRequest(wsUrl: string): Promise<Response> {
+  return fetch(wsUrl.replace(/^ws/, "http"), {
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+    },
+  });
 }

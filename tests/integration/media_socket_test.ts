@@ -1,0 +1,177 @@
+/**
+ * What a media socket may do with a Stream URL: open one call, once, promptly. Each test is an
+ * attack that worked before the URL was bound to its call: it must neither take over nor hang
+ * up a call it was not minted for, nor hold a connection without starting a call.
+ */
+import assert from "node:assert/strict";
+import { deadline } from "../../src/async/deadline.ts";
+import { UrlSigner } from "../../src/security/url_signature.ts";
+import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { placeAndAnswer, startLiveCall, upgradeRequest } from "../helpers/call_driver.ts";
+import { type Harness, startHarness } from "../helpers/harness.ts";
+
+/** Hang guard for a close the server must send; not a timing assertion. */
+const CLOSE_WITHIN_MS = 5_000;
+
+async function health(
+  h: Harness,
+): Promise<{ active_calls: number; pending_media_sockets: number }> {
+  return await (await fetch(`${h.server.url}/health`)).json();
+}
+
+function closedBy(client: TelnyxMediaClient): Promise<CloseEvent> {
+  return deadline(client.closed, CLOSE_WITHIN_MS, { what: "the server closing the socket" });
+}
+
+Deno.test("a start naming another live call is refused and hangs up nothing", async () => {
+  await using h = await startHarness();
+  const victim = await startLiveCall(h);
+  // One valid Stream URL of the attacker's own, used with the victim's call_control_id.
+  const own = await placeAndAnswer(h);
+  const attacker = await TelnyxMediaClient.connect(own.streamUrl, {
+    callControlId: victim.callSid,
+  });
+  attacker.start();
+
+  const close = await closedBy(attacker);
+  assert.equal(close.code, 1008);
+  assert.match(close.reason, /does not match the stream URL's call/);
+  assert.equal(victim.session.state, "active");
+  assert.deepEqual(h.sessions, [victim.session]);
+  assert.equal((await health(h)).active_calls, 1);
+  assert.equal(h.telnyx.hangupRequests().length, 0, "neither the victim nor the URL's call");
+  assert.ok(h.logs.some((l) => l.includes("start frame names another call")));
+
+  victim.client.stop();
+  await victim.session.ended;
+  await victim.client.closed;
+});
+
+Deno.test("a second socket on the same Stream URL is closed with 1008", async () => {
+  await using h = await startHarness();
+  const call = await placeAndAnswer(h);
+  const first = await TelnyxMediaClient.connect(call.streamUrl, { callControlId: call.callSid });
+  const second = await TelnyxMediaClient.connect(call.streamUrl, { callControlId: call.callSid });
+
+  const close = await closedBy(second);
+  assert.equal(close.code, 1008);
+  assert.match(close.reason, /already used/);
+
+  first.start();
+  first.stop();
+  await first.closed;
+  assert.equal(h.sessions.length, 1, "the first socket still became the call");
+});
+
+Deno.test("a Stream URL for call A used with the start of call B is closed with 1008", async () => {
+  await using h = await startHarness();
+  const a = await placeAndAnswer(h);
+  const client = await TelnyxMediaClient.connect(a.streamUrl, { callControlId: "v3:call-b" });
+  client.start();
+
+  const close = await closedBy(client);
+  assert.equal(close.code, 1008);
+  assert.equal(h.sessions.length, 0);
+  assert.equal(h.telnyx.hangupRequests().length, 0);
+});
+
+Deno.test("a second stream for a live call never replaces it in the registry", async () => {
+  const secret = "registry-test-secret";
+  await using h = await startHarness({ BODY_SIGNING_SECRET: secret });
+  const victim = await startLiveCall(h);
+  // A second genuine URL for the same call (as a re-fetched /answer mints a second later).
+  const signer = await UrlSigner.create(secret, { lifetimes: { answer: 300, ws: 30 } });
+  const streamUrl = await signer.signUrl(
+    `${h.server.url.replace(/^http/, "ws")}/ws`,
+    { purpose: "ws", body: "", call: victim.callSid },
+    Date.now() + 1_000,
+  );
+  const duplicate = await TelnyxMediaClient.connect(streamUrl, { callControlId: victim.callSid });
+  duplicate.start();
+
+  const close = await closedBy(duplicate);
+  assert.equal(close.code, 1008);
+  assert.match(close.reason, /already has a live media stream/);
+  assert.equal((await health(h)).active_calls, 1);
+  assert.deepEqual(h.server.registry.sessions(), [victim.session]);
+  assert.equal(h.telnyx.hangupRequests().length, 0);
+
+  victim.client.stop();
+  await victim.session.ended;
+  await victim.client.closed;
+});
+
+Deno.test("a socket that sends no start in time is counted, then closed with 1008", async () => {
+  await using h = await startHarness({ MEDIA_START_TIMEOUT_MS: "150" });
+  const call = await placeAndAnswer(h);
+  const silent = await TelnyxMediaClient.connect(call.streamUrl);
+  assert.equal((await health(h)).pending_media_sockets, 1);
+
+  const close = await closedBy(silent);
+  assert.equal(close.code, 1008);
+  assert.match(close.reason, /no start frame within 150 ms/);
+  assert.equal((await health(h)).pending_media_sockets, 0);
+  assert.equal(h.sessions.length, 0);
+  assert.equal(h.telnyx.hangupRequests().length, 0);
+});
+
+Deno.test("a socket that started its call is not closed by the start timeout", async () => {
+  await using h = await startHarness({ MEDIA_START_TIMEOUT_MS: "100" });
+  const call = await startLiveCall(h);
+  assert.equal((await health(h)).pending_media_sockets, 0);
+  // Three times the timeout: a timer left running would have closed the socket by now.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(call.session.state, "active");
+  call.client.stop();
+  await call.session.ended;
+  await call.client.closed;
+});
+
+Deno.test("pending sockets are capped per client (429) and overall (503)", async (t) => {
+  await t.step("per client", async () => {
+    await using h = await startHarness({
+      MAX_PENDING_MEDIA_SOCKETS: "3",
+      MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "2",
+    });
+    const urls = [await placeAndAnswer(h), await placeAndAnswer(h), await placeAndAnswer(h)];
+    const held = [
+      await TelnyxMediaClient.connect(urls[0].streamUrl),
+      await TelnyxMediaClient.connect(urls[1].streamUrl),
+    ];
+    const res = await upgradeRequest(urls[2].streamUrl);
+    const json = await res.json();
+    assert.equal(res.status, 429);
+    assert.equal(json.error.code, "too_many_pending_sockets_from_client");
+    assert.match(json.error.message, /MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT/);
+    assert.equal(json.error.limit, 2);
+
+    // A refused upgrade does not use up its URL: once a slot frees, it opens the call.
+    await held[0].close();
+    const client = await TelnyxMediaClient.connect(urls[2].streamUrl, {
+      callControlId: urls[2].callSid,
+    });
+    client.start();
+    client.stop();
+    await client.closed;
+    assert.equal(h.sessions.length, 1);
+    await held[1].close();
+  });
+
+  await t.step("overall", async () => {
+    await using h = await startHarness({
+      MAX_PENDING_MEDIA_SOCKETS: "2",
+      MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "2",
+    });
+    const urls = [await placeAndAnswer(h), await placeAndAnswer(h), await placeAndAnswer(h)];
+    const held = [
+      await TelnyxMediaClient.connect(urls[0].streamUrl),
+      await TelnyxMediaClient.connect(urls[1].streamUrl),
+    ];
+    const res = await upgradeRequest(urls[2].streamUrl);
+    const json = await res.json();
+    assert.equal(res.status, 503);
+    assert.equal(json.error.code, "too_many_pending_sockets");
+    assert.match(json.error.message, /MAX_PENDING_MEDIA_SOCKETS/);
+    await Promise.all(held.map((c) => c.close()));
+  });
+});
