@@ -10,7 +10,7 @@ import { ApiError } from "../http/api_error.ts";
 import { clientAddress } from "../http/client_address.ts";
 import { type UrlSigner, UsedSignatures } from "../security/url_signature.ts";
 import type { HangupCall } from "../session/call_session.ts";
-import { serveMediaSocket } from "../session/media_socket.ts";
+import { refuseMediaSocket, serveMediaSocket } from "../session/media_socket.ts";
 import { BodyParamError, type CustomData, decodeBodyParam } from "../telnyx/body_param.ts";
 import type { TelnyxCalls } from "../telnyx/calls.ts";
 
@@ -67,8 +67,7 @@ export function mediaRoute(
     const { socket, response } = Deno.upgradeWebSocket(request);
     if (!accepted.ok) {
       logger.warn("refusing media socket", { reason: accepted.reason });
-      // 1008 "policy violation": the peer learns why, and Telnyx logs it on its side.
-      socket.addEventListener("open", () => socket.close(1008, accepted.reason), { once: true });
+      refuseMediaSocket(socket, accepted.reason, { registry, client });
       return response;
     }
     serveMediaSocket(socket, {

@@ -46,6 +46,21 @@ function shouldLog(count: number): boolean {
   return count <= 5 || count % 100 === 0;
 }
 
+/**
+ * Closes a socket whose URL was refused with 1008 and `reason` once it opens, counting it as
+ * pending until the close completes, so refused sockets are capped like silent ones.
+ */
+export function refuseMediaSocket(
+  socket: WebSocket,
+  reason: string,
+  deps: Pick<MediaSocketDeps, "registry" | "client">,
+): void {
+  const pending = deps.registry.holdPending(deps.client, (code, why) => socket.close(code, why));
+  socket.addEventListener("close", () => pending.release(), { once: true });
+  // 1008 "policy violation": the peer learns why, and Telnyx logs it on its side.
+  socket.addEventListener("open", () => socket.close(1008, reason), { once: true });
+}
+
 /** Serves one accepted media WebSocket until it closes. */
 export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void {
   let session: CallSession | undefined;
@@ -70,10 +85,12 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     if (shouldLog(dropped[kind])) log.warn(msg, { ...fields, dropped: dropped[kind] });
   };
 
-  /** Closes a socket that never became a call; nothing is hung up. */
+  /**
+   * Closes a socket that never became a call; nothing is hung up. It keeps its pending slot
+   * until the close completes: a peer that ignores the close frame still holds a connection.
+   */
   function refuse(code: number, reason: string) {
     refused = true;
-    pending.release();
     waitingForStart.abort();
     channel.close(code, reason);
   }

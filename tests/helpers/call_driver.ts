@@ -79,3 +79,18 @@ export function upgradeRequest(wsUrl: string): Promise<Response> {
     },
   });
 }
+
+/**
+ * Opens a WebSocket over raw TCP that reads nothing and never answers a close frame, like a
+ * peer that holds the connection however the server closes it. Close the returned connection.
+ */
+export async function unresponsiveSocket(wsUrl: string): Promise<Deno.TcpConn> {
+  const url = new URL(wsUrl);
+  const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+  await conn.write(new TextEncoder().encode(
+    `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+      "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  ));
+  return conn;
+}

@@ -7,8 +7,13 @@ import assert from "node:assert/strict";
 import { deadline } from "../../src/async/deadline.ts";
 import { UrlSigner } from "../../src/security/url_signature.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
-import { placeAndAnswer, startLiveCall, upgradeRequest } from "../helpers/call_driver.ts";
-import { type Harness, startHarness } from "../helpers/harness.ts";
+import {
+  placeAndAnswer,
+  startLiveCall,
+  unresponsiveSocket,
+  upgradeRequest,
+} from "../helpers/call_driver.ts";
+import { type Harness, startHarness, waitFor } from "../helpers/harness.ts";
 
 /** Hang guard for a close the server must send; not a timing assertion. */
 const CLOSE_WITHIN_MS = 5_000;
@@ -110,6 +115,8 @@ Deno.test("a socket that sends no start in time is counted, then closed with 100
   const close = await closedBy(silent);
   assert.equal(close.code, 1008);
   assert.match(close.reason, /no start frame within 150 ms/);
+  // The slot is freed when the server sees the close complete, just after the client does.
+  await waitFor(() => h.server.registry.pending === 0, "the pending slot to be freed");
   assert.equal((await health(h)).pending_media_sockets, 0);
   assert.equal(h.sessions.length, 0);
   assert.equal(h.telnyx.hangupRequests().length, 0);
@@ -147,6 +154,7 @@ Deno.test("pending sockets are capped per client (429) and overall (503)", async
 
     // A refused upgrade does not use up its URL: once a slot frees, it opens the call.
     await held[0].close();
+    await waitFor(() => h.server.registry.pending === 1, "the closed socket's slot to be freed");
     const client = await TelnyxMediaClient.connect(urls[2].streamUrl, {
       callControlId: urls[2].callSid,
     });
@@ -174,4 +182,24 @@ Deno.test("pending sockets are capped per client (429) and overall (503)", async
     assert.match(json.error.message, /MAX_PENDING_MEDIA_SOCKETS/);
     await Promise.all(held.map((c) => c.close()));
   });
+});
+
+Deno.test("a refused socket whose peer ignores the close stays counted and capped", async () => {
+  await using h = await startHarness({
+    MAX_PENDING_MEDIA_SOCKETS: "4",
+    MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "1",
+  });
+  const { streamUrl } = await placeAndAnswer(h);
+  const forged = new URL(streamUrl);
+  forged.searchParams.set("call", "v3:someone-else");
+  const held = await unresponsiveSocket(forged.href);
+  try {
+    await waitFor(() => h.server.registry.pending === 1, "the refused socket to be counted");
+    const res = await upgradeRequest(streamUrl);
+    assert.equal(res.status, 429);
+    assert.equal((await res.json()).error.code, "too_many_pending_sockets_from_client");
+  } finally {
+    held.close();
+  }
+  await waitFor(() => h.server.registry.pending === 0, "the slot to be freed by the close");
 });
