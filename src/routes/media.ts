@@ -116,7 +116,7 @@ async function acceptSocketUrl(
     }
   }
   // Claimed only once everything else holds, so a refused attempt does not burn the URL.
-  switch (usedUrls.claim(check.signature!)) {
+  switch (usedUrls.claim(check.signature)) {
     case "reused":
       return { ok: false, reason: "stream URL already used by another socket" };
     case "full":

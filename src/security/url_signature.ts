@@ -138,7 +138,11 @@ export class UrlSigner {
     url: URL,
     purpose: SignaturePurpose,
     nowMs?: number,
-  ): Promise<SignatureCheck & { fields: SignedFields; signature?: UrlSignature }> {
+  ): Promise<
+    ({ ok: true; signature: UrlSignature } | { ok: false; reason: SignatureFailure }) & {
+      fields: SignedFields;
+    }
+  > {
     const fields: SignedFields = {
       purpose,
       body: url.searchParams.get("body") ?? "",
@@ -147,7 +151,8 @@ export class UrlSigner {
     const exp = url.searchParams.get("exp") ?? undefined;
     const sig = url.searchParams.get("sig") ?? undefined;
     const check = await this.verify(fields, exp, sig, nowMs);
-    return { ...check, fields, signature: exp && sig ? { exp, sig } : undefined };
+    if (!check.ok) return { ...check, fields };
+    return { ok: true, fields, signature: { exp: exp!, sig: sig! } };
   }
 }
 

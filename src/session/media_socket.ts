@@ -4,8 +4,8 @@
  *
  * The socket's signed URL names the call it is for. A `start` for any other call, or for a call
  * that already has a live stream, is refused with 1008 and hangs up nothing: a socket can only
- * ever speak for its own call. A socket that sends no valid `start` in time is closed too, so a
- * silent peer cannot hold a connection.
+ * ever speak for its own call. A socket that sends no valid `start` in time is closed too; until
+ * it is a call, or its close completes, it counts against the caps on pending sockets.
  *
  * Nothing a peer sends can throw out of here: a malformed, binary or unexpected frame is logged
  * (rate-limited, so a flood cannot flood the logs) and dropped, and the call goes on.
