@@ -20,7 +20,7 @@ export interface RecordedRequest {
   body: unknown;
 }
 
-/** How the fake answers the next create-call request. */
+/** How the fake answers the next create-call (or hang-up) request. */
 export type CreateBehaviour =
   | { kind: "ok" }
   | { kind: "error"; status: number; code: string; title: string; detail?: string }
@@ -31,6 +31,8 @@ export class FakeTelnyxApi {
   readonly requests: RecordedRequest[] = [];
   /** Queue of behaviours for create-call requests; `ok` when empty. */
   readonly createBehaviours: CreateBehaviour[] = [];
+  /** Queue of behaviours for hang-up requests; when empty, `ok` (or 422 once the call ended). */
+  readonly hangupBehaviours: CreateBehaviour[] = [];
   /** Calls that have ended: hanging them up yields 422 / 90018. */
   readonly endedCalls = new Set<string>();
   #server: Deno.HttpServer<Deno.NetAddr>;
@@ -97,19 +99,13 @@ export class FakeTelnyxApi {
     const create = /^\/v2\/texml\/Accounts\/([^/]+)\/Calls$/.exec(url.pathname);
     if (req.method === "POST" && create) return await this.#createCall(create[1], body);
     const hangup = /^\/v2\/calls\/([^/]+)\/actions\/hangup$/.exec(url.pathname);
-    if (req.method === "POST" && hangup) return this.#hangup(decodeURIComponent(hangup[1]));
+    if (req.method === "POST" && hangup) return await this.#hangup(decodeURIComponent(hangup[1]));
     return errors(404, "10005", "Resource not found", `No route ${req.method} ${url.pathname}`);
   }
 
   async #createCall(account: string, body: unknown): Promise<Response> {
     const behaviour = this.createBehaviours.shift() ?? { kind: "ok" };
-    if (behaviour.kind === "hang") {
-      // Never answers while the fake is up, like a Telnyx that has stopped responding.
-      await new Promise<void>((resolve) => {
-        this.#closing.signal.addEventListener("abort", () => resolve(), { once: true });
-      });
-      return new Response(null, { status: 499 });
-    }
+    if (behaviour.kind === "hang") return await this.#hang();
     if (behaviour.kind === "error") {
       return errors(behaviour.status, behaviour.code, behaviour.title, behaviour.detail);
     }
@@ -131,7 +127,20 @@ export class FakeTelnyxApi {
     });
   }
 
-  #hangup(callControlId: string): Response {
+  /** Never answers while the fake is up, like a Telnyx that has stopped responding. */
+  async #hang(): Promise<Response> {
+    await new Promise<void>((resolve) => {
+      this.#closing.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    return new Response(null, { status: 499 });
+  }
+
+  async #hangup(callControlId: string): Promise<Response> {
+    const behaviour = this.hangupBehaviours.shift() ?? { kind: "ok" };
+    if (behaviour.kind === "hang") return await this.#hang();
+    if (behaviour.kind === "error") {
+      return errors(behaviour.status, behaviour.code, behaviour.title, behaviour.detail);
+    }
     if (this.endedCalls.has(callControlId)) {
       return errors(
         422,
