@@ -9,13 +9,20 @@
  * @module
  */
 
+/**
+ * Bytes per second of a call's audio: 8 kHz G.711 mono, one byte per sample. Fixed rather than
+ * taken from the `start` frame: the whole pipeline runs at this rate, and a peer must not raise
+ * its own allowance by announcing a higher one.
+ */
+export const CALL_AUDIO_BYTES_PER_SECOND = 8_000;
+
 /** Default for {@link InboundAudioPacerOptions.burstMs}. */
 export const DEFAULT_INBOUND_BURST_MS = 1_000;
 
 /** Settings for {@link InboundAudioPacer}. */
 export interface InboundAudioPacerOptions {
-  /** Bytes of audio per second of call: 8000 for 8 kHz G.711 mono. */
-  bytesPerSecond: number;
+  /** Defaults to {@link CALL_AUDIO_BYTES_PER_SECOND}. */
+  bytesPerSecond?: number;
   /**
    * How much audio may arrive ahead of real time; also the largest frame that can ever pass.
    * Defaults to {@link DEFAULT_INBOUND_BURST_MS}.
@@ -34,8 +41,9 @@ export class InboundAudioPacer {
   #tokens: number;
   #refilledAt: number;
 
-  constructor(options: InboundAudioPacerOptions) {
-    const { bytesPerSecond, burstMs = DEFAULT_INBOUND_BURST_MS } = options;
+  constructor(options: InboundAudioPacerOptions = {}) {
+    const { bytesPerSecond = CALL_AUDIO_BYTES_PER_SECOND, burstMs = DEFAULT_INBOUND_BURST_MS } =
+      options;
     if (!(bytesPerSecond > 0) || !(burstMs > 0)) {
       throw new RangeError(
         `bytesPerSecond (${bytesPerSecond}) and burstMs (${burstMs}) must be positive`,

@@ -41,7 +41,7 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
   let session: CallSession | undefined;
   let log = deps.logger;
   const dropped = { malformed: 0, binary: 0, early: 0 };
-  let pacer: InboundAudioPacer | undefined;
+  const pacer = new InboundAudioPacer();
 
   const channel: MediaChannel = {
     send(frame) {
@@ -101,9 +101,6 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
       case "media": {
         // Paced before decoding, so audio sent faster than real time costs nothing more.
         const bytes = mediaPayloadBytes(frame.media.payload);
-        // G.711 is one byte per sample.
-        const { sampleRate, channels } = session.info.mediaFormat;
-        pacer ??= new InboundAudioPacer({ bytesPerSecond: sampleRate * channels });
         if (!pacer.admit(bytes)) {
           const { stats } = session;
           stats.mediaFramesDropped++;

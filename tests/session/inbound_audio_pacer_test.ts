@@ -110,3 +110,13 @@ Deno.test("a rate or burst that is not positive is refused", () => {
   }
   assert.throws(() => new InboundAudioPacer({ bytesPerSecond: NaN }), RangeError);
 });
+
+Deno.test("by default the pacer runs at the call's 8000 bytes/s with a 1 s burst", () => {
+  let now = 0;
+  const pacer = new InboundAudioPacer({ now: () => now });
+  assert.equal(pacer.admit(BYTES_PER_SECOND), true, "one second at once");
+  assert.equal(pacer.admit(1), false);
+  now += 20;
+  assert.equal(pacer.admit(FRAME_BYTES), true, "20 ms later, 20 ms of audio");
+  assert.equal(pacer.admit(1), false);
+});
