@@ -53,8 +53,8 @@ const MAX_CLIENT_STATE_CHARS = 4_096;
 
 /**
  * Longest inbound text frame we attempt to parse. A `start` frame with every field at the limits
- * above is under 30,000 characters (without escapes), so anything bigger is not a Telnyx frame
- * and not worth a JSON.parse.
+ * above fits (a test builds one), so anything bigger is not a Telnyx frame and not worth a
+ * JSON.parse.
  */
 export const MAX_INBOUND_FRAME_CHARS = 32_768;
 
@@ -140,23 +140,9 @@ export function mediaPayloadBytes(base64: string): number {
 }
 
 /** The keys of a phone keypad, as DTMF carries them. */
+// deno-fmt-ignore
 export const DTMF_DIGITS = [
-  "0",
-  "1",
-  "2",
-  "3",
-  "4",
-  "5",
-  "6",
-  "7",
-  "8",
-  "9",
-  "A",
-  "B",
-  "C",
-  "D",
-  "*",
-  "#",
+  "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "*", "#",
 ] as const;
 /** One DTMF key. */
 export type DtmfDigit = typeof DTMF_DIGITS[number];
