@@ -2,10 +2,42 @@
  * Structured logging: JSON lines in production (for log shippers), one readable line locally.
  *
  * Every call-scoped logger carries the call id so a whole call can be grepped out of a busy
- * server. Secrets are redacted here, at the single exit point, so no caller can forget.
+ * server. Secrets are redacted, phone numbers masked and control characters escaped here, at the
+ * single exit point, so no caller can forget (and no value from a peer can forge a line).
  *
  * @module
  */
+
+/**
+ * A phone number in E.164 form (`+` and 7 or more digits), also URL-encoded (`%2B`). Longer runs
+ * than E.164 allows are masked too: what matters is that no number gets through whole.
+ */
+const PHONE_NUMBER = /(\+|%2[Bb])(\d{3})\d{2,}(\d{2})/g;
+
+/**
+ * Masks every phone number in `text`, keeping enough to tell calls apart: `+15551234567` becomes
+ * `+155…67`. Text without a number comes back unchanged, so it is safe to apply twice.
+ */
+export function maskPhoneNumbers(text: string): string {
+  return text.replace(PHONE_NUMBER, "$1$2…$3");
+}
+
+/**
+ * Characters that end or rewrite a line on a terminal or in a log viewer: C0 controls, DEL, C1
+ * controls (NEL among them) and the Unicode line and paragraph separators.
+ */
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+const CONTROL_ESCAPES: Readonly<Record<string, string>> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/** `\n`, `\r` and `\t` as such, any other control character as `\uXXXX`. */
+function escapeControlCharacters(text: string): string {
+  return text.replace(
+    CONTROL_CHARACTERS,
+    (char) => CONTROL_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
 
 /** Severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -83,6 +115,8 @@ export class Logger {
     if (this.options.format === "json") {
       // Core keys last, so a field can never pass itself off as the level or message.
       line = JSON.stringify({ ...all, time: new Date().toISOString(), level, msg }, errorReplacer);
+      // JSON.stringify escapes C0 controls; these two it leaves raw, and some readers split on them.
+      line = line.replaceAll("\u2028", "\\u2028").replaceAll("\u2029", "\\u2029");
     } else {
       const extra = Object.entries(all)
         .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v, errorReplacer)}`)
@@ -91,6 +125,10 @@ export class Logger {
       line = `${time} ${level.toUpperCase().padEnd(5)} ${msg}${extra ? ` ${extra}` : ""}`;
     }
     for (const secret of this.#secrets) line = line.replaceAll(secret, "[redacted]");
+    line = maskPhoneNumbers(line);
+    // Only values carry control characters (the layout uses spaces): a CallSid with a newline in
+    // it must not start a line of its own.
+    if (this.options.format === "pretty") line = escapeControlCharacters(line);
     (this.options.sink ?? consoleSink)(line, level);
   }
 }

@@ -12,7 +12,7 @@ import { z } from "zod";
 import type { AppDeps } from "../app.ts";
 import { missingFor } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
-import { maskNumber } from "../http/mask_number.ts";
+import { maskPhoneNumbers } from "../log.ts";
 import { publicBaseUrl } from "../http/public_url.ts";
 import { hasBearerToken } from "../security/bearer_token.ts";
 import { encodeBodyParam } from "../telnyx/body_param.ts";
@@ -156,7 +156,7 @@ export function startRoute(
       });
 
       const to = request.phone_number;
-      const log = logger.child({ to: maskNumber(to) });
+      const log = logger.child({ to: maskPhoneNumbers(to) });
       log.info("placing call");
       if (logger.enabled("debug")) log.debug("custom data", { body: request.body });
       let placed;

@@ -77,6 +77,9 @@ export interface CallAgent {
 export interface SessionStats {
   mediaFrames: number;
   mediaBytes: number;
+  /** Inbound audio dropped for arriving faster than real time. */
+  mediaFramesDropped: number;
+  mediaBytesDropped: number;
   dtmf: string[];
   marks: string[];
   ignoredEvents: number;
@@ -97,6 +100,8 @@ export class CallSession {
   readonly stats: SessionStats = {
     mediaFrames: 0,
     mediaBytes: 0,
+    mediaFramesDropped: 0,
+    mediaBytesDropped: 0,
     dtmf: [],
     marks: [],
     ignoredEvents: 0,
@@ -223,6 +228,8 @@ export class CallSession {
       duration_ms: Date.now() - this.startedAt,
       media_frames: this.stats.mediaFrames,
       media_bytes: this.stats.mediaBytes,
+      media_frames_dropped: this.stats.mediaFramesDropped,
+      media_bytes_dropped: this.stats.mediaBytesDropped,
       dtmf_presses: this.stats.dtmf.length,
     });
     this.#ended.resolve();

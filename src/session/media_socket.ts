@@ -19,10 +19,12 @@ import {
   decodeMediaPayload,
   type InboundFrame,
   isTelephonyEncoding,
+  mediaPayloadBytes,
   parseInboundFrame,
 } from "../telnyx/media_stream.ts";
 import { CallSession, type HangupCall, type MediaChannel } from "./call_session.ts";
 import type { CallRegistry } from "./call_registry.ts";
+import { InboundAudioPacer } from "./inbound_audio_pacer.ts";
 
 /** What a media socket needs from the server. */
 export interface MediaSocketDeps {
@@ -68,6 +70,7 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
   let refused = false;
   let log = deps.logger.child({ call: deps.callControlId });
   const dropped = { malformed: 0, binary: 0, early: 0 };
+  const pacer = new InboundAudioPacer();
 
   const channel: MediaChannel = {
     send(frame) {
@@ -161,9 +164,24 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     if (frame.event === "start") return onStart(frame);
     if (!session) return drop("early", `${frame.event} before start ignored`);
     switch (frame.event) {
-      case "media":
+      case "media": {
+        // Paced before decoding, so audio sent faster than real time costs nothing more.
+        const bytes = mediaPayloadBytes(frame.media.payload);
+        if (!pacer.admit(bytes)) {
+          const { stats } = session;
+          stats.mediaFramesDropped++;
+          stats.mediaBytesDropped += bytes;
+          if (shouldLog(stats.mediaFramesDropped)) {
+            log.warn("inbound audio ahead of real time dropped", {
+              dropped_frames: stats.mediaFramesDropped,
+              dropped_bytes: stats.mediaBytesDropped,
+            });
+          }
+          return;
+        }
         session.deliver({ type: "media", payload: decodeMediaPayload(frame.media.payload) });
         return;
+      }
       case "dtmf":
         session.deliver({ type: "dtmf", digit: frame.dtmf.digit });
         return;

@@ -5,6 +5,15 @@
  * @module
  */
 import Telnyx from "telnyx";
+import { delay } from "../async/deadline.ts";
+import { maskPhoneNumbers } from "../log.ts";
+
+/** Longest a hang-up attempt waits for Telnyx by default. */
+export const DEFAULT_HANGUP_TIMEOUT_MS = 2_000;
+/** Hang-up attempts by default, the first included. */
+export const DEFAULT_HANGUP_ATTEMPTS = 2;
+/** Pause before a hang-up is retried, so a refused connection gets a moment to come back. */
+const HANGUP_RETRY_PAUSE_MS = 250;
 
 /** Settings for {@link TelnyxCalls}. */
 export interface TelnyxCallsOptions {
@@ -15,6 +24,13 @@ export interface TelnyxCallsOptions {
   /** Overrides the SDK's default `https://api.telnyx.com/v2` (tests point it at a fake). */
   baseURL?: string;
   timeoutMs: number;
+  /**
+   * Longest one hang-up attempt waits; defaults to {@link DEFAULT_HANGUP_TIMEOUT_MS} or
+   * `timeoutMs`, whichever is shorter.
+   */
+  hangupTimeoutMs?: number;
+  /** Attempts per hang-up, the first included; defaults to {@link DEFAULT_HANGUP_ATTEMPTS}. */
+  hangupAttempts?: number;
 }
 
 /** What Telnyx said when it refused or failed a request. */
@@ -40,8 +56,19 @@ export interface PlacedCall {
 /** Places and ends calls on one Telnyx account. */
 export class TelnyxCalls {
   readonly #client: Telnyx;
+  readonly #hangupTimeoutMs: number;
+  readonly #hangupAttempts: number;
 
   constructor(private readonly options: TelnyxCallsOptions) {
+    // The SDK takes whole milliseconds.
+    this.#hangupTimeoutMs = Math.max(
+      1,
+      Math.round(options.hangupTimeoutMs ?? Math.min(DEFAULT_HANGUP_TIMEOUT_MS, options.timeoutMs)),
+    );
+    this.#hangupAttempts = Math.max(
+      1,
+      Math.floor(options.hangupAttempts ?? DEFAULT_HANGUP_ATTEMPTS),
+    );
     this.#client = new Telnyx({
       apiKey: options.apiKey,
       baseURL: options.baseURL,
@@ -88,18 +115,45 @@ export class TelnyxCalls {
   }
 
   /**
+   * Longest one {@link hangup} can take: every attempt timing out, plus the pauses between them.
+   * Whoever waits for hang-ups (the shutdown drain) can size its deadline on it.
+   */
+  get hangupBoundMs(): number {
+    return this.#hangupAttempts * this.#hangupTimeoutMs +
+      (this.#hangupAttempts - 1) * HANGUP_RETRY_PAUSE_MS;
+  }
+
+  /**
    * Hangs up `callControlId`. Resolves `"already_ended"` when Telnyx says the call is over
    * (422 / code 90018), which is the outcome the caller wanted anyway.
+   *
+   * Bounded by {@link hangupBoundMs}: each attempt has its own timeout, and a new attempt is
+   * made only when Telnyx could not be reached, did not answer or failed (5xx). Retrying is safe
+   * because a hang-up is idempotent: a second one for an ended call is the 422 above.
    */
-  async hangup(callControlId: string): Promise<"hung_up" | "already_ended"> {
-    try {
-      await this.#client.calls.actions.hangup(callControlId, {});
-      return "hung_up";
-    } catch (error) {
-      if (isCallAlreadyEnded(error)) return "already_ended";
-      throw toRequestError(error);
+  async hangup(callControlId: string, signal?: AbortSignal): Promise<"hung_up" | "already_ended"> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        // The SDK's own retries are off: its back-off honours Retry-After without a bound.
+        await this.#client.calls.actions.hangup(callControlId, {}, {
+          maxRetries: 0,
+          timeout: this.#hangupTimeoutMs,
+          signal,
+        });
+        return "hung_up";
+      } catch (error) {
+        if (isCallAlreadyEnded(error)) return "already_ended";
+        const failure = toRequestError(error);
+        if (attempt >= this.#hangupAttempts || !isWorthRetrying(failure)) throw failure;
+      }
+      await delay(HANGUP_RETRY_PAUSE_MS, signal);
     }
   }
+}
+
+/** Failures where Telnyx may not have acted on the request, so another attempt can help. */
+function isWorthRetrying(failure: TelnyxRequestError): boolean {
+  return failure.kind !== "refused" || (failure.status ?? 0) >= 500;
 }
 
 function isCallAlreadyEnded(error: unknown): boolean {
@@ -115,7 +169,7 @@ function toRequestError(error: unknown): TelnyxRequestError {
   }
   if (error instanceof Telnyx.APIConnectionError) {
     return new TelnyxRequestError(
-      `Could not reach Telnyx: ${error.message}`,
+      maskPhoneNumbers(`Could not reach Telnyx: ${error.message}`),
       undefined,
       "unreachable",
     );
@@ -126,13 +180,19 @@ function toRequestError(error: unknown): TelnyxRequestError {
   throw error;
 }
 
-/** Telnyx's own words: `errors[].title: detail`, falling back to the status line. */
+/**
+ * Telnyx's own words: `errors[].title: detail`, falling back to the status line. Phone numbers in
+ * them are masked: the text is logged and returned to the API client, and Telnyx quotes the
+ * dialled number in some errors.
+ */
 function describeApiError(error: InstanceType<typeof Telnyx.APIError>): string {
   const body = error.error as { errors?: { title?: string; detail?: string; code?: string }[] };
   const parts = (Array.isArray(body?.errors) ? body.errors : [])
     .map((e) => [e.code && `[${e.code}]`, e.title, e.detail].filter(Boolean).join(" "))
     .filter(Boolean);
-  return parts.length > 0
-    ? `Telnyx ${error.status}: ${parts.join("; ")}`
-    : `Telnyx ${error.status}: ${error.message}`;
+  return maskPhoneNumbers(
+    parts.length > 0
+      ? `Telnyx ${error.status}: ${parts.join("; ")}`
+      : `Telnyx ${error.status}: ${error.message}`,
+  );
 }

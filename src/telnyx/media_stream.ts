@@ -1,22 +1,62 @@
 /**
- * Frames on the Telnyx bidirectional media WebSocket (vendor reference §1.7): zod schemas for what
- * Telnyx sends us, builders for what we send back, and schemas for the latter so tests and the
- * fake Telnyx client can check our output.
+ * Frames on the Telnyx bidirectional media WebSocket: zod schemas for what Telnyx sends us,
+ * builders for what we send back, and schemas for the latter so tests and the fake Telnyx client
+ * can check our output.
  *
  * Inbound parsing is lenient where the real wire is known to vary (numbers vs strings, two
  * spellings of the encoding, optional fields, extra fields) and strict only about what the app
- * cannot work without. Outbound parsing is strict because it checks our own output.
+ * cannot work without. Every inbound field is bounded by what Telnyx actually sends, so one socket
+ * cannot make the server hold (or forward to the LLM) megabytes per frame.
  *
  * @module
  */
 
 import { z } from "zod";
 
+// ---------------------------------------------------------------------------------------------
+// Size limits of inbound frames
+
 /**
- * Longest inbound text frame we attempt to parse. A 20 ms PCMU frame is ~400 characters and even
- * 30 s of audio is ~330 KB, so anything bigger is not a Telnyx frame and not worth a JSON.parse.
+ * Most audio one inbound `media` frame may carry: 500 ms of 8 kHz G.711. Telnyx sends 20 ms
+ * (160 bytes) per frame; the margin is for senders that bundle a few frames.
  */
-export const MAX_INBOUND_FRAME_CHARS = 1_048_576;
+export const MAX_INBOUND_MEDIA_BYTES = 4_000;
+
+/** {@link MAX_INBOUND_MEDIA_BYTES} as base64 characters (padded). */
+export const MAX_INBOUND_MEDIA_PAYLOAD_CHARS = Math.ceil(MAX_INBOUND_MEDIA_BYTES / 3) * 4;
+
+/** Longest `mark` name accepted back; ours are short ids such as `playback-end-4`. */
+export const MAX_MARK_NAME_CHARS = 128;
+
+/** Longest stream, call, session or user id (Telnyx's are UUIDs or `v3:` + ~60 characters). */
+export const MAX_ID_CHARS = 128;
+
+/** Longest `from`/`to`: an E.164 number or a SIP URI. */
+const MAX_ADDRESS_CHARS = 256;
+
+/** Longest counter (`sequence_number`, `chunk`, `timestamp`) sent as a string: a 64-bit integer. */
+const MAX_COUNTER_CHARS = 20;
+
+/** Longest short label: `version`, `track`, `encoding`, `occurred_at`, an error `title`. */
+const MAX_LABEL_CHARS = 64;
+
+/** Longest error `detail` from Telnyx. */
+const MAX_ERROR_DETAIL_CHARS = 1_024;
+
+/** Bounds of the `start` frame's caller-defined fields (`tags`, `custom_parameters`, `client_state`). */
+const MAX_TAGS = 20;
+const MAX_TAG_CHARS = 128;
+const MAX_CUSTOM_PARAMETERS = 32;
+const MAX_CUSTOM_PARAMETER_NAME_CHARS = 128;
+const MAX_CUSTOM_PARAMETER_VALUE_CHARS = 512;
+const MAX_CLIENT_STATE_CHARS = 4_096;
+
+/**
+ * Longest inbound text frame we attempt to parse. A `start` frame with every field at the limits
+ * above fits (a test builds one), so anything bigger is not a Telnyx frame and not worth a
+ * JSON.parse.
+ */
+export const MAX_INBOUND_FRAME_CHARS = 32_768;
 
 /** Longest `reason` returned by the parse functions; they end up in logs. */
 const MAX_REASON_CHARS = 200;
@@ -25,7 +65,12 @@ const MAX_REASON_CHARS = 200;
 // Shared field schemas
 
 /** Counters documented as strings; some senders emit numbers. Normalised to the documented string. */
-const CounterSchema = z.union([z.string(), z.number()]).transform((value) => String(value));
+const CounterSchema = z.union([z.string().max(MAX_COUNTER_CHARS), z.number()])
+  .transform((value) => String(value));
+
+const IdSchema = z.string().max(MAX_ID_CHARS);
+const AddressSchema = z.string().max(MAX_ADDRESS_CHARS);
+const LabelSchema = z.string().max(MAX_LABEL_CHARS);
 
 /** Sample rate/channel counts are numbers in the docs; accept numeric strings too. */
 const CountSchema = z.union([
@@ -79,10 +124,31 @@ function isDecodableBase64(value: string, requirePadding: boolean): boolean {
   return padding === 4 - remainder;
 }
 
-/** Base64 as Telnyx sends it: standard alphabet, padding optional. */
-const InboundBase64Schema = z.string().refine((value) => isDecodableBase64(value, false), {
-  message: "not base64",
-});
+/** Audio as Telnyx sends it: base64 (standard alphabet, padding optional) of a bounded size. */
+const InboundPayloadSchema = z.string().max(MAX_INBOUND_MEDIA_PAYLOAD_CHARS).refine(
+  (value) => isDecodableBase64(value, false),
+  { message: "not base64" },
+);
+
+/**
+ * Number of bytes `base64` decodes to, without decoding it (for pacing before the work). Exact
+ * for any payload {@link parseInboundFrame} accepted.
+ */
+export function mediaPayloadBytes(base64: string): number {
+  const padding = base64.endsWith("==") ? 2 : base64.endsWith("=") ? 1 : 0;
+  return Math.floor((base64.length - padding) * 3 / 4);
+}
+
+/** The keys of a phone keypad, as DTMF carries them. */
+// deno-fmt-ignore
+export const DTMF_DIGITS = [
+  "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "*", "#",
+] as const;
+/** One DTMF key. */
+export type DtmfDigit = typeof DTMF_DIGITS[number];
+
+// The message names the allowed keys and never the value: key presses can be PINs.
+const DtmfDigitSchema = z.enum(DTMF_DIGITS, { error: "not a DTMF digit (0-9, A-D, * or #)" });
 
 // ---------------------------------------------------------------------------------------------
 // Inbound frames (Telnyx → app)
@@ -90,14 +156,14 @@ const InboundBase64Schema = z.string().refine((value) => isDecodableBase64(value
 /** First frame after the upgrade; carries no stream identity. */
 export const ConnectedFrameSchema = z.object({
   event: z.literal("connected"),
-  version: z.string().optional(),
+  version: LabelSchema.optional(),
 });
 /** `{"event":"connected","version":"1.0.0"}` */
 export type ConnectedFrame = z.infer<typeof ConnectedFrameSchema>;
 
 /** Audio format of the call leg, announced once in `start`. */
 export const MediaFormatSchema = z.object({
-  encoding: z.string().min(1).transform(normaliseEncoding),
+  encoding: LabelSchema.min(1).transform(normaliseEncoding),
   sample_rate: CountSchema,
   channels: CountSchema.optional(),
 });
@@ -112,16 +178,21 @@ export type MediaFormat = z.infer<typeof MediaFormatSchema>;
 export const StartFrameSchema = z.object({
   event: z.literal("start"),
   sequence_number: CounterSchema.optional(),
-  stream_id: z.string().min(1),
+  stream_id: IdSchema.min(1),
   start: z.object({
-    user_id: z.string().optional(),
-    call_control_id: z.string().optional(),
-    call_session_id: z.string().optional(),
-    from: z.string().optional(),
-    to: z.string().optional(),
-    tags: z.array(z.string()).optional(),
-    client_state: z.string().nullable().optional(),
-    custom_parameters: z.record(z.string(), z.string()).optional(),
+    user_id: IdSchema.optional(),
+    call_control_id: IdSchema.optional(),
+    call_session_id: IdSchema.optional(),
+    from: AddressSchema.optional(),
+    to: AddressSchema.optional(),
+    tags: z.array(z.string().max(MAX_TAG_CHARS)).max(MAX_TAGS).optional(),
+    client_state: z.string().max(MAX_CLIENT_STATE_CHARS).nullable().optional(),
+    custom_parameters: z.record(
+      z.string().max(MAX_CUSTOM_PARAMETER_NAME_CHARS),
+      z.string().max(MAX_CUSTOM_PARAMETER_VALUE_CHARS),
+    ).refine((parameters) => Object.keys(parameters).length <= MAX_CUSTOM_PARAMETERS, {
+      message: `more than ${MAX_CUSTOM_PARAMETERS} parameters`,
+    }).optional(),
     media_format: MediaFormatSchema,
   }),
 });
@@ -135,12 +206,12 @@ export type StartFrame = z.infer<typeof StartFrameSchema>;
 export const InboundMediaFrameSchema = z.object({
   event: z.literal("media"),
   sequence_number: CounterSchema.optional(),
-  stream_id: z.string().optional(),
+  stream_id: IdSchema.optional(),
   media: z.object({
-    track: z.string().optional(),
+    track: LabelSchema.optional(),
     chunk: CounterSchema.optional(),
     timestamp: CounterSchema.optional(),
-    payload: InboundBase64Schema,
+    payload: InboundPayloadSchema,
   }),
 });
 /** Inbound `media` frame. */
@@ -150,10 +221,10 @@ export type InboundMediaFrame = z.infer<typeof InboundMediaFrameSchema>;
 export const DtmfFrameSchema = z.object({
   event: z.literal("dtmf"),
   sequence_number: CounterSchema.optional(),
-  stream_id: z.string().optional(),
+  stream_id: IdSchema.optional(),
   dtmf: z.object({
-    digit: z.string().min(1),
-    occurred_at: z.string().optional(),
+    digit: DtmfDigitSchema,
+    occurred_at: LabelSchema.optional(),
   }),
 });
 /** Inbound `dtmf` frame. */
@@ -163,8 +234,8 @@ export type DtmfFrame = z.infer<typeof DtmfFrameSchema>;
 export const InboundMarkFrameSchema = z.object({
   event: z.literal("mark"),
   sequence_number: CounterSchema.optional(),
-  stream_id: z.string().optional(),
-  mark: z.object({ name: z.string() }),
+  stream_id: IdSchema.optional(),
+  mark: z.object({ name: z.string().max(MAX_MARK_NAME_CHARS) }),
 });
 /** Inbound `mark` frame. */
 export type InboundMarkFrame = z.infer<typeof InboundMarkFrameSchema>;
@@ -173,10 +244,10 @@ export type InboundMarkFrame = z.infer<typeof InboundMarkFrameSchema>;
 export const StopFrameSchema = z.object({
   event: z.literal("stop"),
   sequence_number: CounterSchema.optional(),
-  stream_id: z.string().optional(),
+  stream_id: IdSchema.optional(),
   stop: z.object({
-    user_id: z.string().optional(),
-    call_control_id: z.string().optional(),
+    user_id: IdSchema.optional(),
+    call_control_id: IdSchema.optional(),
   }).optional(),
 });
 /** Inbound `stop` frame. */
@@ -189,11 +260,11 @@ export type StopFrame = z.infer<typeof StopFrameSchema>;
 export const ErrorFrameSchema = z.object({
   event: z.literal("error"),
   sequence_number: CounterSchema.optional(),
-  stream_id: z.string().optional(),
+  stream_id: IdSchema.optional(),
   error: z.object({
-    title: z.string().optional(),
+    title: LabelSchema.optional(),
     code: CounterSchema.optional(),
-    detail: z.string().optional(),
+    detail: z.string().max(MAX_ERROR_DETAIL_CHARS).optional(),
   }).optional(),
 });
 /** Inbound `error` frame. */
@@ -332,9 +403,15 @@ function parseFrame<Frame>(
   return { ok: true, frame: parsed.data };
 }
 
-/** Optional counter: absent, a string, or a number (normalised to its string). */
+/** Optional counter: absent, a bounded string, or a number (normalised to its string). */
 function isCounter(value: unknown): boolean {
-  return value === undefined || typeof value === "string" || typeof value === "number";
+  return value === undefined || typeof value === "number" ||
+    (typeof value === "string" && value.length <= MAX_COUNTER_CHARS);
+}
+
+/** Absent, or a string of at most `max` characters. */
+function isOptionalString(value: unknown, max: number): boolean {
+  return value === undefined || (typeof value === "string" && value.length <= max);
 }
 
 /**
@@ -349,21 +426,22 @@ function parseMediaFast(
 ): InboundMediaFrame | undefined {
   if (event !== "media") return undefined;
   const { sequence_number: sequence, stream_id: streamId, media } = json;
-  if (!isCounter(sequence) || (streamId !== undefined && typeof streamId !== "string")) {
-    return undefined;
-  }
+  if (!isCounter(sequence) || !isOptionalString(streamId, MAX_ID_CHARS)) return undefined;
   if (media === null || typeof media !== "object" || Array.isArray(media)) return undefined;
   const { track, chunk, timestamp, payload } = media as Record<string, unknown>;
-  if (track !== undefined && typeof track !== "string") return undefined;
+  if (!isOptionalString(track, MAX_LABEL_CHARS)) return undefined;
   if (!isCounter(chunk) || !isCounter(timestamp)) return undefined;
-  if (typeof payload !== "string" || !isDecodableBase64(payload, false)) return undefined;
+  if (typeof payload !== "string" || payload.length > MAX_INBOUND_MEDIA_PAYLOAD_CHARS) {
+    return undefined;
+  }
+  if (!isDecodableBase64(payload, false)) return undefined;
   const out: InboundMediaFrame["media"] = { payload };
-  if (track !== undefined) out.track = track;
+  if (track !== undefined) out.track = track as string;
   if (chunk !== undefined) out.chunk = String(chunk);
   if (timestamp !== undefined) out.timestamp = String(timestamp);
   const frame: InboundMediaFrame = { event: "media", media: out };
   if (sequence !== undefined) frame.sequence_number = String(sequence);
-  if (streamId !== undefined) frame.stream_id = streamId;
+  if (streamId !== undefined) frame.stream_id = streamId as string;
   return frame;
 }
 

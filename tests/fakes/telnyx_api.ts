@@ -22,7 +22,7 @@ export interface RecordedRequest {
   body: unknown;
 }
 
-/** How the fake answers the next create-call request. */
+/** How the fake answers the next create-call (or hang-up) request. */
 export type CreateBehaviour =
   | { kind: "ok" }
   | { kind: "error"; status: number; code: string; title: string; detail?: string }
@@ -36,8 +36,11 @@ export class FakeTelnyxApi {
   readonly requests: RecordedRequest[] = [];
   /** Queue of behaviours for create-call requests; `ok` when empty. */
   readonly createBehaviours: CreateBehaviour[] = [];
+  /** Queue of behaviours for hang-up requests; when empty, `ok` (or 422 once the call ended). */
+  readonly hangupBehaviours: CreateBehaviour[] = [];
   /** Calls that have ended: hanging them up yields 422 / 90018. */
   readonly endedCalls = new Set<string>();
+  /** `hang` makes every hang-up hang, whatever the queue holds. */
   hangupBehaviour: HangupBehaviour = "ok";
   /** The `Url` of each call created, by call sid. */
   readonly #answerUrls = new Map<string, string>();
@@ -160,7 +163,13 @@ export class FakeTelnyxApi {
   }
 
   async #hangup(callControlId: string): Promise<Response> {
-    if (this.hangupBehaviour === "hang") return await this.#hang();
+    const behaviour = this.hangupBehaviour === "hang"
+      ? { kind: "hang" as const }
+      : this.hangupBehaviours.shift() ?? { kind: "ok" as const };
+    if (behaviour.kind === "hang") return await this.#hang();
+    if (behaviour.kind === "error") {
+      return errors(behaviour.status, behaviour.code, behaviour.title, behaviour.detail);
+    }
     if (this.endedCalls.has(callControlId)) {
       return errors(
         422,

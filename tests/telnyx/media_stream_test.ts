@@ -2,15 +2,21 @@ import assert from "node:assert/strict";
 import {
   clearFrame,
   decodeMediaPayload,
+  DTMF_DIGITS,
   type FrameParseResult,
   type InboundFrame,
   InboundFrameSchema,
   InboundMediaFrameSchema,
   isTelephonyEncoding,
   markFrame,
+  MAX_ID_CHARS,
   MAX_INBOUND_FRAME_CHARS,
+  MAX_INBOUND_MEDIA_BYTES,
+  MAX_INBOUND_MEDIA_PAYLOAD_CHARS,
+  MAX_MARK_NAME_CHARS,
   mediaFrame,
   mediaFrameFromBytes,
+  mediaPayloadBytes,
   type OutboundFrame,
   OutboundFrameSchema,
   parseInboundFrame,
@@ -49,7 +55,9 @@ function expectOk<Frame>(result: FrameParseResult<Frame>): Frame {
 
 /** Asserts failure with a short reason that mentions `reasonPattern`. */
 function expectRejected<Frame>(result: FrameParseResult<Frame>, reasonPattern: RegExp): string {
-  if (result.ok) assert.fail(`expected rejection, got ${JSON.stringify(result.frame)}`);
+  if (result.ok) {
+    assert.fail(`expected rejection, got ${JSON.stringify(result.frame).slice(0, 300)}`);
+  }
   assert.match(result.reason, reasonPattern);
   assert.ok(result.reason.length <= 200, `reason too long (${result.reason.length})`);
   return result.reason;
@@ -59,7 +67,7 @@ const STREAM_ID = "32de0dea-53cb-4b21-89a4-9ed1a2a1b2a3";
 const CALL_CONTROL_ID = "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg";
 const PCMU_SILENCE_20MS = referenceBase64(new Uint8Array(160).fill(0xff));
 
-/** Frames exactly as §1.7 of the vendor reference shows them. */
+/** Frames exactly as Telnyx documents them. */
 const DOCUMENTED = {
   connected: '{"event":"connected","version":"1.0.0"}',
   start: JSON.stringify({
@@ -298,6 +306,10 @@ Deno.test("parseInboundFrame rejects malformed frames with a short reason", asyn
     ],
     ["mark without name", '{"event":"mark","mark":{}}', /mark\.name/],
     ["dtmf with empty digit", '{"event":"dtmf","dtmf":{"digit":""}}', /dtmf\.digit/],
+    ["dtmf with two digits", '{"event":"dtmf","dtmf":{"digit":"12"}}', /not a DTMF digit/],
+    ["dtmf with a letter beyond D", '{"event":"dtmf","dtmf":{"digit":"E"}}', /not a DTMF digit/],
+    ["dtmf with a lowercase letter", '{"event":"dtmf","dtmf":{"digit":"a"}}', /not a DTMF digit/],
+    ["dtmf with a number", '{"event":"dtmf","dtmf":{"digit":5}}', /not a DTMF digit/],
     ["counter of the wrong type", '{"event":"stop","sequence_number":true}', /sequence_number/],
   ];
   for (const [name, text, reason] of cases) {
@@ -307,13 +319,14 @@ Deno.test("parseInboundFrame rejects malformed frames with a short reason", asyn
   }
 
   await t.step("huge strings never make it into the reason", () => {
-    const huge = "x".repeat(100_000);
+    // Over every field limit, under the frame cap, so each reaches the schema.
+    const huge = "x".repeat(20_000);
     const reasons = [
       expectRejected(parseInboundFrame(huge), /invalid JSON/),
       expectRejected(parseInboundFrame(JSON.stringify({ event: huge })), /unknown event/),
       expectRejected(
         parseInboundFrame(JSON.stringify({ event: "media", media: { payload: `${huge}!` } })),
-        /not base64/,
+        /media\.payload/,
       ),
       expectRejected(
         parseInboundFrame(JSON.stringify({ event: "mark", mark: { [huge]: 1 } })),
@@ -457,10 +470,29 @@ Deno.test("decodeMediaPayload", async (t) => {
 });
 
 Deno.test("the media fast path accepts and returns exactly what the zod schema does", async (t) => {
-  const payloads = ["", "/w==", "/w", "!!", "AAAA", "AAAAA", 5, null];
-  const counters = [undefined, "1", 2, null, true];
-  const tracks = [undefined, "inbound", 3];
-  const extras = [{}, { extra: "x" }, { stream_id: 7 }, { stream_id: "s" }];
+  // Each list straddles the field's limit, so the hand-written bounds are checked against zod's.
+  const payloads = [
+    "",
+    "/w==",
+    "/w",
+    "!!",
+    "AAAA",
+    "AAAAA",
+    5,
+    null,
+    "A".repeat(MAX_INBOUND_MEDIA_PAYLOAD_CHARS),
+    "A".repeat(MAX_INBOUND_MEDIA_PAYLOAD_CHARS + 4),
+  ];
+  const counters = [undefined, "1", 2, null, true, "9".repeat(20), "9".repeat(21)];
+  const tracks = [undefined, "inbound", 3, "t".repeat(64), "t".repeat(65)];
+  const extras = [
+    {},
+    { extra: "x" },
+    { stream_id: 7 },
+    { stream_id: "s" },
+    { stream_id: "s".repeat(MAX_ID_CHARS) },
+    { stream_id: "s".repeat(MAX_ID_CHARS + 1) },
+  ];
   let cases = 0;
   for (const payload of payloads) {
     for (const chunk of counters) {
@@ -482,5 +514,137 @@ Deno.test("the media fast path accepts and returns exactly what the zod schema d
       }
     }
   }
-  await t.step(`${cases} frame variants agree`, () => assert.ok(cases > 400));
+  await t.step(`${cases} frame variants agree`, () => assert.ok(cases > 2000));
+});
+
+/** `count` characters of `char`. */
+const chars = (count: number, char = "a") => char.repeat(count);
+
+/** A `start` frame with every field at the most it may hold. */
+function largestStartFrame() {
+  return {
+    event: "start",
+    sequence_number: "9".repeat(20),
+    stream_id: chars(MAX_ID_CHARS),
+    start: {
+      user_id: chars(MAX_ID_CHARS),
+      call_control_id: chars(MAX_ID_CHARS),
+      call_session_id: chars(MAX_ID_CHARS),
+      from: chars(256),
+      to: chars(256),
+      tags: Array.from({ length: 20 }, () => chars(128)),
+      client_state: chars(4_096),
+      custom_parameters: Object.fromEntries(
+        Array.from({ length: 32 }, (_, i) => [`${i}`.padStart(128, "k"), chars(512)]),
+      ),
+      media_format: { encoding: "PCMU", sample_rate: 8000, channels: 1 },
+    },
+  };
+}
+
+Deno.test("every inbound field is bounded by what Telnyx sends", async (t) => {
+  await t.step("a start frame with every field at its limit fits the frame cap", () => {
+    const text = JSON.stringify(largestStartFrame());
+    assert.ok(text.length < MAX_INBOUND_FRAME_CHARS, `${text.length} chars`);
+    expectOk(parseInboundFrame(text));
+  });
+
+  await t.step("one more character or entry in any start field rejects the frame", () => {
+    type Frame = ReturnType<typeof largestStartFrame>;
+    const over: Array<[path: RegExp, grow: (frame: Frame) => void]> = [
+      [/stream_id/, (f) => f.stream_id += "a"],
+      [/sequence_number/, (f) => f.sequence_number += "9"],
+      [/start\.user_id/, (f) => f.start.user_id += "a"],
+      [/start\.call_control_id/, (f) => f.start.call_control_id += "a"],
+      [/start\.call_session_id/, (f) => f.start.call_session_id += "a"],
+      [/start\.from/, (f) => f.start.from += "a"],
+      [/start\.to/, (f) => f.start.to += "a"],
+      [/start\.tags\.0/, (f) => f.start.tags[0] += "a"],
+      [/start\.tags/, (f) => f.start.tags.push("a")],
+      [/start\.client_state/, (f) => f.start.client_state = chars(4_097)],
+      [/start\.custom_parameters/, (f) => f.start.custom_parameters["0".padStart(128, "k")] += "a"],
+      [/start\.custom_parameters/, (f) => f.start.custom_parameters[chars(129, "n")] = "v"],
+      [/more than 32 parameters/, (f) => f.start.custom_parameters.extra = "v"],
+      [/start\.media_format\.encoding/, (f) => f.start.media_format.encoding = chars(65)],
+    ];
+    for (const [path, grow] of over) {
+      const frame = largestStartFrame();
+      grow(frame);
+      expectRejected(parseInboundFrame(JSON.stringify(frame)), path);
+    }
+  });
+
+  await t.step("the other frames' fields are bounded too", () => {
+    const cases: Array<[frame: unknown, path: RegExp]> = [
+      [{ event: "connected", version: chars(65) }, /version/],
+      [{ event: "mark", stream_id: chars(MAX_ID_CHARS + 1), mark: { name: "m" } }, /stream_id/],
+      [{ event: "dtmf", dtmf: { digit: "1", occurred_at: chars(65) } }, /dtmf\.occurred_at/],
+      [
+        { event: "stop", stop: { call_control_id: chars(MAX_ID_CHARS + 1) } },
+        /stop\.call_control_id/,
+      ],
+      [{ event: "stop", stop: { user_id: chars(MAX_ID_CHARS + 1) } }, /stop\.user_id/],
+      [{ event: "error", error: { title: chars(65) } }, /error\.title/],
+      [{ event: "error", error: { detail: chars(1_025) } }, /error\.detail/],
+      [{ event: "error", error: { code: "9".repeat(21) } }, /error\.code/],
+      [{ event: "media", media: { track: chars(65), payload: "" } }, /media\.track/],
+      [{ event: "media", media: { chunk: "9".repeat(21), payload: "" } }, /media\.chunk/],
+    ];
+    for (const [frame, path] of cases) {
+      expectRejected(parseInboundFrame(JSON.stringify(frame)), path);
+    }
+  });
+
+  await t.step("a mark name is at most MAX_MARK_NAME_CHARS", () => {
+    const markWith = (name: string) => JSON.stringify({ event: "mark", mark: { name } });
+    const longest = chars(MAX_MARK_NAME_CHARS);
+    const frame = expectOk(parseInboundFrame(markWith(longest)));
+    assert.ok(frame.event === "mark" && frame.mark.name === longest);
+    expectRejected(parseInboundFrame(markWith(`${longest}a`)), /mark\.name/);
+  });
+
+  await t.step("the adversarial 1 MB mark name and 64 KiB digit never reach JSON.parse", () => {
+    const mark = JSON.stringify({ event: "mark", mark: { name: chars(1_000_000) } });
+    expectRejected(parseInboundFrame(mark), /too large/);
+    const dtmf = JSON.stringify({ event: "dtmf", dtmf: { digit: chars(65_536, "1") } });
+    expectRejected(parseInboundFrame(dtmf), /too large/);
+  });
+
+  await t.step("media carries at most MAX_INBOUND_MEDIA_BYTES of audio", () => {
+    const mediaOf = (bytes: number) => mediaFrameFromBytes(new Uint8Array(bytes).fill(0xff));
+    const frame = expectOk(parseInboundFrame(mediaOf(MAX_INBOUND_MEDIA_BYTES)));
+    assert.ok(frame.event === "media");
+    assert.equal(frame.media.payload.length, MAX_INBOUND_MEDIA_PAYLOAD_CHARS);
+    expectRejected(parseInboundFrame(mediaOf(MAX_INBOUND_MEDIA_BYTES + 3)), /media\.payload/);
+  });
+});
+
+Deno.test("DTMF digits are exactly the sixteen keys, and a bad one is never echoed", async (t) => {
+  const dtmfWith = (digit: unknown) => JSON.stringify({ event: "dtmf", dtmf: { digit } });
+
+  await t.step("every key is accepted as is", () => {
+    assert.equal(DTMF_DIGITS.length, 16);
+    for (const digit of DTMF_DIGITS) {
+      const frame = expectOk(parseInboundFrame(dtmfWith(digit)));
+      assert.ok(frame.event === "dtmf" && frame.dtmf.digit === digit, digit);
+    }
+  });
+
+  await t.step("anything else is refused with a reason that leaves the value out", () => {
+    for (const digit of ["pin=4711", "12", " 1", "1\n", "#*", "\u0000"]) {
+      const reason = expectRejected(parseInboundFrame(dtmfWith(digit)), /not a DTMF digit/);
+      assert.ok(!reason.includes(digit), reason);
+    }
+    assert.ok(!expectRejected(parseInboundFrame(dtmfWith("pin=4711")), /dtmf/).includes("4711"));
+  });
+});
+
+Deno.test("mediaPayloadBytes counts the decoded bytes without decoding", () => {
+  for (let length = 0; length <= 300; length++) {
+    const padded = new Uint8Array(length).toBase64();
+    const unpadded = padded.replace(/=+$/, "");
+    assert.equal(mediaPayloadBytes(padded), length, padded);
+    assert.equal(mediaPayloadBytes(unpadded), length, unpadded);
+    assert.equal(decodeMediaPayload(unpadded).length, length);
+  }
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Logger, type LoggerOptions, type LogLevel } from "../../src/log.ts";
+import { Logger, type LoggerOptions, type LogLevel, maskPhoneNumbers } from "../../src/log.ts";
 
 interface Captured {
   line: string;
@@ -224,5 +224,95 @@ Deno.test("pretty format", async (t) => {
     const { logger, lines } = capture({ format: "pretty" });
     logger.error("failed", { error: new Error("boom") });
     assert.match(lines[0].line, /error=\{"name":"Error","message":"boom"\}/);
+  });
+});
+
+Deno.test("maskPhoneNumbers", async (t) => {
+  await t.step("keeps the country prefix and the last two digits", () => {
+    assert.equal(maskPhoneNumbers("+15551234567"), "+155…67");
+    assert.equal(maskPhoneNumbers("+4930123456"), "+493…56");
+  });
+
+  await t.step("masks every number inside text, URL-encoded ones too", () => {
+    assert.equal(
+      maskPhoneNumbers("from +15550001111 to +447700900123, To=%2B15551234567&x=1"),
+      "from +155…11 to +447…23, To=%2B155…67&x=1",
+    );
+  });
+
+  await t.step("masks runs longer than E.164 allows", () => {
+    assert.equal(maskPhoneNumbers("+1234567890123456789"), "+123…89");
+  });
+
+  await t.step("leaves shorter digit runs, signs and masked numbers alone", () => {
+    for (const text of ["+123456", "1e+21", "+05:30", "15551234567", "+155…67", "a+b"]) {
+      assert.equal(maskPhoneNumbers(text), text);
+    }
+  });
+});
+
+Deno.test("phone numbers are masked in every line", async (t) => {
+  const number = "+15551234567";
+  // Telnyx quoting the dialled number in an error, as it does for an invalid destination.
+  const telnyxError = `Telnyx 422: [10016] Invalid destination ${number} is not reachable`;
+
+  for (const format of ["json", "pretty"] as const) {
+    await t.step(`${format}: message, fields, nested values and errors`, () => {
+      const { logger, lines } = capture({ format });
+      logger.child({ to: number }).warn(`calling ${number} failed`, {
+        detail: telnyxError,
+        nested: { list: [number] },
+        error: new Error(telnyxError),
+      });
+      const { line } = lines[0];
+      assert.ok(!line.includes("1234567"), line);
+      assert.ok(!line.includes("5551234"), line);
+      assert.match(line, /\+155…67/);
+    });
+  }
+
+  await t.step("json lines still parse, with the masked value in place", () => {
+    const { logger, lines } = capture();
+    logger.info("placing call", { to: number });
+    assert.equal(parsed(lines)[0].to, "+155…67");
+  });
+});
+
+Deno.test("control characters cannot forge a pretty line", async (t) => {
+  const forged = "v3:abc\n00:00:00.000 INFO  call placed call=v3:victim";
+
+  await t.step("a newline in a field value stays inside its line, escaped", () => {
+    const { logger, lines } = capture({ format: "pretty" });
+    logger.warn("answer refused", { call_sid: forged });
+    assert.equal(lines.length, 1);
+    assert.doesNotMatch(lines[0].line, /\n/);
+    assert.ok(
+      lines[0].line.endsWith(` call_sid=v3:abc\\n00:00:00.000 INFO  call placed call=v3:victim`),
+    );
+  });
+
+  await t.step("every line-breaking or terminal control character is escaped", () => {
+    const { logger, lines } = capture({ format: "pretty" });
+    const nasty = "a\rb\tc\u001b[31md\u0000e\u007ff\u0085g\u2028h\u2029i";
+    logger.info(`msg ${nasty}`, { [`key${nasty}`]: nasty, nested: { value: nasty } });
+    const { line } = lines[0];
+    // deno-lint-ignore no-control-regex -- looking for control characters is the point
+    assert.doesNotMatch(line, /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/);
+    assert.ok(line.includes("a\\rb\\tc\\u001b[31md\\u0000e\\u007ff\\u0085g\\u2028h\\u2029i"), line);
+  });
+
+  await t.step("json lines escape the Unicode line separators and still round-trip", () => {
+    const { logger, lines } = capture();
+    const value = "a\u2028b\u2029c\nd";
+    logger.info("x", { value });
+    assert.doesNotMatch(lines[0].line, /[\n\u2028\u2029]/);
+    assert.equal(parsed(lines)[0].value, value);
+  });
+
+  await t.step("secrets are still redacted when escaped", () => {
+    const { logger, lines } = capture({ format: "pretty", secrets: [API_KEY] });
+    logger.info("x", { header: `Bearer ${API_KEY}\nnext` });
+    assert.ok(!lines[0].line.includes(API_KEY), lines[0].line);
+    assert.match(lines[0].line, /header=Bearer \[redacted\]\\nnext$/);
   });
 });

@@ -1,0 +1,73 @@
+/**
+ * What one media socket may send: audio no faster than real time, fields no bigger than Telnyx's.
+ * Whatever exceeds that is dropped and counted, and the call goes on.
+ */
+import assert from "node:assert/strict";
+import { FRAME_BYTES, TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { type Harness, startHarness, waitFor } from "../helpers/harness.ts";
+import { placeAndAnswer } from "../helpers/call_driver.ts";
+
+/** Places a call and opens its media stream; the session is the harness's latest. */
+async function liveCall(h: Harness) {
+  const { callSid, streamUrl } = await placeAndAnswer(h);
+  const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+  const before = h.sessions.length;
+  client.start();
+  await waitFor(() => h.sessions.length > before, "session");
+  return { client, session: h.sessions.at(-1)! };
+}
+
+Deno.test("a media flood is paced to real time and the excess counted in the end log", async () => {
+  await using h = await startHarness();
+  const { client, session } = await liveCall(h);
+  const flood = 500; // 10 s of audio, sent at once
+  const frame = new Uint8Array(FRAME_BYTES).fill(0xff);
+  for (let i = 0; i < flood; i++) client.media(frame);
+  await waitFor(
+    () => session.stats.mediaFrames + session.stats.mediaFramesDropped === flood,
+    "every frame handled",
+  );
+  // One second of burst is allowed, plus what real time added while the flood was read.
+  assert.ok(
+    session.stats.mediaFrames >= 50 && session.stats.mediaFrames < 150,
+    `${session.stats.mediaFrames} frames forwarded`,
+  );
+  assert.equal(session.stats.mediaBytesDropped, session.stats.mediaFramesDropped * FRAME_BYTES);
+  assert.ok(h.logs.some((l) => l.includes("inbound audio ahead of real time dropped")));
+
+  client.stop();
+  await session.ended;
+  await client.closed;
+  const ended = h.logs.map((l) => JSON.parse(l)).find((e) => e.msg === "call session ended");
+  assert.equal(ended?.media_frames_dropped, session.stats.mediaFramesDropped);
+  assert.equal(ended?.media_bytes_dropped, session.stats.mediaBytesDropped);
+});
+
+Deno.test("oversized and invalid fields are dropped without their value; the call goes on", async () => {
+  await using h = await startHarness();
+  const { client, session } = await liveCall(h);
+  const dtmf = (digit: string) =>
+    JSON.stringify({ event: "dtmf", stream_id: client.streamId, dtmf: { digit } });
+  const mark = (name: string) =>
+    JSON.stringify({ event: "mark", stream_id: client.streamId, mark: { name } });
+
+  client.sendRaw(dtmf("7".repeat(65_536)));
+  client.sendRaw(dtmf("pin=4711"));
+  client.sendRaw(dtmf("47"));
+  client.sendRaw(mark("m".repeat(1_000_000)));
+  client.sendRaw(mark("m".repeat(129)));
+  client.dtmf("5");
+  await waitFor(() => session.stats.dtmf.length === 1, "the valid key press");
+
+  assert.deepEqual(session.stats.dtmf, ["5"]);
+  assert.deepEqual(session.stats.marks, []);
+  assert.equal(session.state, "active");
+  const dropped = h.logs.filter((l) => l.includes("malformed frame ignored"));
+  assert.equal(dropped.length, 5);
+  assert.ok(dropped.some((l) => l.includes("not a DTMF digit")), dropped.join("\n"));
+  assert.ok(h.logs.every((l) => !l.includes("4711") && !l.includes("mmmm")));
+
+  client.stop();
+  await session.ended;
+  await client.closed;
+});
