@@ -21,6 +21,10 @@ import {
   TtsUnavailableError,
 } from "../../src/services/tts.ts";
 import { PhraseChunker, phrases } from "../../src/services/phrases.ts";
+import { AsyncQueue } from "../../src/async/async_queue.ts";
+import { deadline } from "../../src/async/deadline.ts";
+import { startSilentPeer } from "../fakes/silent_peer.ts";
+import { waitFor } from "../helpers/harness.ts";
 
 // Any unhandled rejection anywhere in this file is a defect: the SDK's unlistened errors would
 // kill the production process. preventDefault() keeps the test runner alive so we can assert.
@@ -31,44 +35,6 @@ globalThis.addEventListener("unhandledrejection", (event) => {
 });
 
 const BYTES_PER_CHAR = 80;
-
-/** A text stream the test feeds by hand, to prove audio flows before the answer is complete. */
-class TextChannel implements AsyncIterable<string> {
-  #queue: string[] = [];
-  #ended = false;
-  #wake: (() => void) | undefined;
-
-  push(text: string): void {
-    this.#queue.push(text);
-    this.#notify();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#notify();
-  }
-
-  /** The consumer stopped iterating (returned or broke out), e.g. so the LLM stream ends. */
-  closed = false;
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<string> {
-    try {
-      for (;;) {
-        const text = this.#queue.shift();
-        if (text !== undefined) yield text;
-        else if (this.#ended) return;
-        else await new Promise<void>((resolve) => this.#wake = resolve);
-      }
-    } finally {
-      this.closed = true;
-    }
-  }
-
-  #notify(): void {
-    this.#wake?.();
-    this.#wake = undefined;
-  }
-}
 
 async function* textOf(...deltas: string[]): AsyncGenerator<string> {
   for (const delta of deltas) {
@@ -116,15 +82,6 @@ async function events(stream: AsyncIterable<SpeechEvent>): Promise<SpeechEvent[]
 /** What a consumer should see for these phrases: each phrase's own audio, then its end. */
 function expectedPhrases(...texts: string[]): HeardPhrase[] {
   return texts.map((text, index) => ({ index, text, bytes: text.length * BYTES_PER_CHAR }));
-}
-
-/** Waits for a condition driven by socket traffic; the bound only turns a hang into a failure. */
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 /** Lets pending rejections surface as `unhandledrejection` events. */
@@ -195,7 +152,7 @@ Deno.test("phrase chunker", async (t) => {
 Deno.test("speak streams phrases with continue:true, then continue:false, and returns the audio", async () => {
   await withFake({ bytesPerChar: BYTES_PER_CHAR }, {}, async (fake, speaker) => {
     await speaker.connect(AbortSignal.timeout(10_000));
-    const text = new TextChannel();
+    const text = new AsyncQueue<string>();
     // As the orchestration does: LLM deltas through the phrase chunker, phrases into speak().
     const stream = speaker.speak(phrases(text), new AbortController().signal);
     const received: SpeechEvent[] = [];
@@ -210,7 +167,7 @@ Deno.test("speak streams phrases with continue:true, then continue:false, and re
     assert.deepEqual(context.pieces, [{ transcript: "Hello there. ", continue: true }]);
 
     text.push(" are you today?");
-    text.end();
+    text.close();
     for (let r = await stream.next(); !r.done; r = await stream.next()) received.push(r.value);
 
     const connection = fake.connections[0];
@@ -322,7 +279,7 @@ Deno.test("abort mid-phrase: only completed phrases end, the text source is clos
   await withFake({ chunkDelayMs: 2, chunkBytes: 160 }, {}, async (fake, speaker) => {
     const first = "First. ";
     const second = "The second phrase is long enough to be cut in the middle. ";
-    const text = new TextChannel();
+    const text = new AsyncQueue<string>();
     const controller = new AbortController();
     const stream = speaker.speak(text, controller.signal);
     text.push(first);
@@ -591,6 +548,55 @@ Deno.test("a silent server fails the response with a timeout", async () => {
     const [context] = fake.contextList();
     await waitFor(() => context.cancelled, "the cancel frame"); // free Cartesia's context
   });
+});
+
+Deno.test("a context that never answers fails the response while the text still streams", async () => {
+  await withFake({ chunkDelayMs: 60_000 }, { stallTimeoutMs: 50 }, async (fake, speaker) => {
+    const text = new AsyncQueue<string>();
+    text.push("Hello, are you there? "); // the LLM is still thinking about the rest
+    const failure = await deadline(
+      collect(speaker.speak(text, new AbortController().signal)),
+      2000,
+      { what: "the response to fail" },
+    ).catch((error) => error);
+    assert.ok(failure instanceof TtsError && failure.reason === "timeout", String(failure));
+    const [context] = fake.contextList();
+    await waitFor(() => context.cancelled, "the cancel frame");
+  });
+});
+
+Deno.test("the silence bound pauses while Cartesia owes nothing (a slow LLM)", async () => {
+  await withFake({}, { stallTimeoutMs: 50 }, async (_fake, speaker) => {
+    const text = new AsyncQueue<string>();
+    const stream = speaker.speak(text, new AbortController().signal);
+    text.push("First. ");
+    const received: SpeechEvent[] = [];
+    for (let r = await stream.next(); !r.done; r = await stream.next()) {
+      received.push(r.value);
+      if (r.value.type === "phrase_end") break;
+    }
+    // Everything sent has been answered: three stall bounds of silence are the LLM's, not ours.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    text.push("Second. ");
+    text.close();
+    received.push(...await events(stream));
+    assert.deepEqual(splitAtPhraseEnds(received), {
+      phrases: expectedPhrases("First. ", "Second. "),
+      rest: 0,
+    });
+  });
+});
+
+Deno.test("close() is bounded when Cartesia never answers the close frame", async () => {
+  await using peer = await startSilentPeer({ answer: "upgrade", tls: true });
+  const speaker = new CartesiaSpeaker({
+    apiKey: FAKE_CARTESIA_API_KEY,
+    baseURL: peer.url,
+    closeTimeoutMs: 30,
+  });
+  await speaker.connect(AbortSignal.timeout(5000));
+  assert.equal(peer.upgraded, 1);
+  await deadline(speaker.close(), 1000, { what: "close()" });
 });
 
 Deno.test("a text source failure cancels the context and surfaces the same error", async () => {
