@@ -320,6 +320,23 @@ Deno.test("llm: timeout while the response headers are held back", async () => {
   assert.match(await fake.requests[0].outcome, /^(cancelled|closed)$/);
 });
 
+Deno.test("llm: an answer trickling in just under the chunk timeout still ends at the request bound", async () => {
+  await withFake(async (fake) => {
+    // Every delta arrives well inside timeoutMs, but the whole answer would take about 4 s.
+    fake.enqueue({ kind: "text", text: "word ".repeat(100), deltaDelayMs: 40 });
+    const stream = streamerFor(fake, { timeoutMs: 1000, requestTimeoutMs: 200 });
+    const seen: LlmEvent[] = [];
+    const error = await llmErrorFrom((async () => {
+      for await (const e of stream({ messages: MESSAGES }, neverAborted())) seen.push(e);
+    })());
+    assert.equal(error.code, "timeout");
+    assert.equal(error.retryable, true);
+    assert.match(error.message, /took more than 200 ms/);
+    assert.ok(textOf(seen).length > 0, "some text arrived before the bound");
+    assert.equal(await fake.requests[0].outcome, "cancelled");
+  });
+});
+
 Deno.test("llm: a consumer slow to pull does not count against the timeout", async () => {
   await withFake(async (fake) => {
     fake.enqueue({ kind: "text", text: "Take your time, I will wait." });
