@@ -27,36 +27,28 @@ export type LlmEvent =
   /** Token usage, from the final chunk of the stream. */
   | { type: "usage"; promptTokens: number; completionTokens: number; totalTokens: number };
 
-/**
- * Default model: `gpt-4.1-mini`, a current non-reasoning model. Reasoning models (the gpt-5
- * family, o-series) spend seconds before their first token, which a caller hears as silence.
- */
-export const DEFAULT_LLM_MODEL = "gpt-4.1-mini";
-
-/** Default for {@link LlmOptions.timeoutMs}. */
-export const DEFAULT_LLM_TIMEOUT_MS = 10_000;
-
-/** Default for {@link LlmOptions.requestTimeoutMs}: a spoken answer streams in a few seconds. */
-export const DEFAULT_LLM_REQUEST_TIMEOUT_MS = 30_000;
-
 /** Validated adapter options; input type is {@link LlmOptions}. */
-export const LlmOptionsSchema = z.object({
+const LlmOptionsSchema = z.object({
   apiKey: z.string().min(1),
   /** Must include `/v1`. When absent the SDK reads `OPENAI_BASE_URL`, then uses the real API. */
   baseURL: z.url().optional(),
-  model: z.string().min(1).default(DEFAULT_LLM_MODEL),
+  /**
+   * Default `gpt-4.1-mini`, a current non-reasoning model. Reasoning models (the gpt-5 family,
+   * o-series) spend seconds before their first token, which a caller hears as silence.
+   */
+  model: z.string().min(1).default("gpt-4.1-mini"),
   /**
    * Longest wait for the response's first chunk (so it bounds time-to-first-token), and then
    * for each next chunk. Exceeding it aborts the request and fails with a retryable
    * {@link LlmError} (`code: "timeout"`). Time the consumer spends between pulls does not count.
    */
-  timeoutMs: z.number().positive().default(DEFAULT_LLM_TIMEOUT_MS),
+  timeoutMs: z.number().positive().default(10_000),
   /**
    * Longest time OpenAI may take for one answer as a whole, counted like `timeoutMs` (only while
    * we wait on the network), so a stream that trickles a chunk just inside `timeoutMs` forever
-   * still ends. Exceeding it fails like `timeoutMs`.
+   * still ends. Exceeding it fails like `timeoutMs`. A spoken answer streams in a few seconds.
    */
-  requestTimeoutMs: z.number().positive().default(DEFAULT_LLM_REQUEST_TIMEOUT_MS),
+  requestTimeoutMs: z.number().positive().default(30_000),
 });
 
 /** Options for {@link createChatStreamer}. */

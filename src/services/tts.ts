@@ -27,9 +27,9 @@ import { AsyncQueue } from "../async/async_queue.ts";
 import { abortable, deadline, delay, settledWithin } from "../async/deadline.ts";
 
 /** The original bot's model. */
-export const DEFAULT_TTS_MODEL = "sonic-3";
+const DEFAULT_TTS_MODEL = "sonic-3";
 /** The original bot's voice. */
-export const DEFAULT_TTS_VOICE_ID = "71a7ad14-091c-4e8e-a314-022ece01c121";
+const DEFAULT_TTS_VOICE_ID = "71a7ad14-091c-4e8e-a314-022ece01c121";
 
 /** What {@link CartesiaSpeaker.speak} yields, in playback order. */
 export type SpeechEvent =
@@ -42,7 +42,7 @@ export type SpeechEvent =
   | { type: "phrase_end"; index: number; text: string };
 
 /** Validated configuration of a {@link CartesiaSpeaker}. */
-export const TtsConfigSchema = z.object({
+const TtsConfigSchema = z.object({
   apiKey: z.string().min(1),
   /**
    * e.g. `https://api.cartesia.ai`; the SDK forces `wss:` for the socket. Unset: the SDK reads
@@ -74,7 +74,7 @@ export const TtsConfigSchema = z.object({
 });
 
 /** Configuration after defaults are applied. */
-export type TtsConfig = z.infer<typeof TtsConfigSchema>;
+type TtsConfig = z.infer<typeof TtsConfigSchema>;
 
 /** Structured log sink; the speaker never logs text content, only ids and reasons. */
 export type TtsLog = (
@@ -175,7 +175,7 @@ export class CartesiaSpeaker {
 
   /**
    * Synthesises one bot response in one Cartesia context. Each string `text` yields is one phrase
-   * (the orchestration chunks LLM deltas with `phrases()` first; a string that is not a whole
+   * (the orchestration chunks LLM deltas with `PhraseChunker` first; a string that is not a whole
    * phrase is still spoken, it only gets its own boundary). Phrases are forwarded as they arrive,
    * each followed by a flush, so the events mark where each phrase's audio ends: every
    * `phrase_end` comes right after the last audio of that phrase, and the last one comes before

@@ -6,7 +6,6 @@ import {
   type ChatMessage,
   type ChatTool,
   createChatStreamer,
-  DEFAULT_LLM_MODEL,
   LlmError,
   type LlmEvent,
   type LlmOptions,
@@ -110,7 +109,7 @@ Deno.test("llm: defaults the model and omits tools when none are offered", async
     fake.enqueue({ kind: "text", text: "Sure." });
     await collect(streamerFor(fake)({ messages: MESSAGES }, neverAborted()));
     const body = fake.requests[0].body;
-    assert.equal(body.model, DEFAULT_LLM_MODEL);
+    assert.equal(body.model, "gpt-4.1-mini");
     assert.equal("tools" in body, false);
     assert.equal("tool_choice" in body, false);
   });

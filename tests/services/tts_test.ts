@@ -13,14 +13,12 @@ import {
 } from "../fakes/cartesia.ts";
 import {
   CartesiaSpeaker,
-  DEFAULT_TTS_MODEL,
-  DEFAULT_TTS_VOICE_ID,
   type SpeechEvent,
   TtsError,
   type TtsOptions,
   TtsUnavailableError,
 } from "../../src/services/tts.ts";
-import { PhraseChunker, phrases } from "../../src/services/phrases.ts";
+import { PhraseChunker } from "../../src/services/phrases.ts";
 import { AsyncQueue } from "../../src/async/async_queue.ts";
 import { deadline } from "../../src/async/deadline.ts";
 import { startSilentPeer } from "../fakes/silent_peer.ts";
@@ -116,58 +114,28 @@ function unusedPort(): number {
   return port;
 }
 
-Deno.test("phrase chunker", async (t) => {
-  await t.step("releases sentences as soon as they complete, keeping the space", () => {
-    const chunker = new PhraseChunker();
-    assert.deepEqual(chunker.push("Hel"), []);
-    assert.deepEqual(chunker.push("lo there"), []);
-    assert.deepEqual(chunker.push("! How are"), ["Hello there! "]);
-    assert.deepEqual(chunker.push(" you? I'm fine."), ["How are you? "]);
-    assert.equal(chunker.flush(), "I'm fine.");
-    assert.equal(chunker.flush(), "");
-  });
-
-  await t.step("keeps decimals and short clauses together", () => {
-    const chunker = new PhraseChunker({ minClauseChars: 24 });
-    assert.deepEqual(chunker.push("It costs 3.5 dollars, "), []);
-    assert.deepEqual(chunker.push("which is cheap, and it ships today."), [
-      "It costs 3.5 dollars, which is cheap, ",
-    ]);
-    assert.equal(chunker.flush(), "and it ships today.");
-  });
-
-  await t.step("cuts an endless run-on sentence at a space", () => {
-    const chunker = new PhraseChunker({ maxChars: 20 });
-    assert.deepEqual(chunker.push("one two three four five six seven"), ["one two three four "]);
-    assert.equal(chunker.flush(), "five six seven");
-  });
-
-  await t.step("phrases() re-chunks a stream and drops pure whitespace at the end", async () => {
-    const out: string[] = [];
-    for await (const phrase of phrases(textOf("Hi", ". ", "Bye", "!", "  "))) out.push(phrase);
-    assert.deepEqual(out, ["Hi. ", "Bye! "]);
-  });
-});
-
 Deno.test("speak streams phrases with continue:true, then continue:false, and returns the audio", async () => {
   await withFake({ bytesPerChar: BYTES_PER_CHAR }, {}, async (fake, speaker) => {
     await speaker.connect(AbortSignal.timeout(10_000));
-    const text = new AsyncQueue<string>();
     // As the orchestration does: LLM deltas through the phrase chunker, phrases into speak().
-    const stream = speaker.speak(phrases(text), new AbortController().signal);
+    const phrases = new AsyncQueue<string>();
+    const chunker = new PhraseChunker();
+    const delta = (text: string) => chunker.push(text).forEach((phrase) => phrases.push(phrase));
+    const stream = speaker.speak(phrases, new AbortController().signal);
     const received: SpeechEvent[] = [];
 
     // Audio must start while the LLM is still producing the answer.
-    text.push("Hel");
-    text.push("lo there. How");
+    delta("Hel");
+    delta("lo there. How");
     const first = await stream.next();
     assert.equal(first.done, false);
     received.push(first.value as SpeechEvent);
     const [context] = fake.contextList();
     assert.deepEqual(context.pieces, [{ transcript: "Hello there. ", continue: true }]);
 
-    text.push(" are you today?");
-    text.close();
+    delta(" are you today?");
+    phrases.push(chunker.flush());
+    phrases.close();
     for (let r = await stream.next(); !r.done; r = await stream.next()) received.push(r.value);
 
     const connection = fake.connections[0];
@@ -177,8 +145,12 @@ Deno.test("speak streams phrases with continue:true, then continue:false, and re
     assert.match(connection.client ?? "", /^cartesia-js\//);
 
     assert.equal(fake.contexts.size, 1);
-    assert.equal(context.request.model_id, DEFAULT_TTS_MODEL);
-    assert.deepEqual(context.request.voice, { mode: "id", id: DEFAULT_TTS_VOICE_ID });
+    // The original bot's model and voice.
+    assert.equal(context.request.model_id, "sonic-3");
+    assert.deepEqual(context.request.voice, {
+      mode: "id",
+      id: "71a7ad14-091c-4e8e-a314-022ece01c121",
+    });
     assert.deepEqual(context.request.output_format, {
       container: "raw",
       encoding: "pcm_mulaw",
