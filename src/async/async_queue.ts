@@ -105,7 +105,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     return this.#waiter.promise;
   }
 
-  /** The consumer leaves: queued items are discarded and {@link AsyncQueueOptions.onReturn} runs. */
+  /** The consumer leaves: queued items are discarded, then `onReturn` runs (once). */
   return(): Promise<IteratorResult<T>> {
     this.#items.length = 0;
     this.#failed = false;

@@ -2,9 +2,10 @@
  * OpenAI streaming Chat Completions as an async generator of {@link LlmEvent}s.
  *
  * The SDK has one trap that matters for a voice agent: when a request is aborted after the
- * response started, its `for await` loop ends silently, exactly like a complete answer. This adapter never lets a cut answer pass as a complete one: a generator that returns
- * normally has seen the model's `finish_reason`; every other ending throws — the caller's abort
- * reason when the caller aborted, otherwise an {@link LlmError}.
+ * response started, its `for await` loop ends silently, exactly like a complete answer. This
+ * adapter never lets a cut answer pass as a complete one: a generator that returns normally has
+ * seen the model's `finish_reason`; every other ending throws — the caller's abort reason when
+ * the caller aborted, otherwise an {@link LlmError}.
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
 import { z } from "zod";

@@ -333,7 +333,7 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
     );
   }
 
-  /** {@link openLink}, bounded: a handshake that takes longer is abandoned and its socket closed. */
+  /** {@link openLink}, bounded: a slower handshake is abandoned and its socket closed. */
   private async openLinkWithin(ms: number): Promise<Link> {
     const opening = this.openLink();
     try {

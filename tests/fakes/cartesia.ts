@@ -1,16 +1,16 @@
 /**
- * Loopback fake of Cartesia's streaming TTS WebSocket (`wss://…/tts/websocket`), speaking the wire
- * protocol of vendor-protocols.md §4.3 so the real `@cartesia/cartesia-js` SDK can be tested
- * against it. TLS is mandatory because the SDK forces `wss://`; the test process must trust
- * `tests/fakes/tls/ca.pem` (`deno test --cert tests/fakes/tls/ca.pem`).
+ * Loopback fake of Cartesia's streaming TTS WebSocket (`wss://…/tts/websocket`), speaking its wire
+ * protocol (JSON generation frames with `context_id`, `continue` and `flush`; `cancel` frames;
+ * `chunk`, `flush_done`, `done` and `error` replies) so the real `@cartesia/cartesia-js` SDK can
+ * be tested against it. TLS is mandatory because the SDK forces `wss://`; the test process must
+ * trust `tests/fakes/tls/ca.pem` (`deno test --cert tests/fakes/tls/ca.pem`).
  *
  * Audio is deterministic: every transcript character becomes `bytesPerChar` bytes of a mu-law
  * tone whose pitch identifies the context, so tests can compare bytes end to end.
  *
- * Flushes follow Cartesia's documented numbering (docs "Context Flushing and Flush IDs"): per
- * context, audio of the transcripts sent before the first flush carries `flush_id: 1`, the k-th
- * flush increments the id, and its `flush_done` (with `flush_id: k`) is sent after all audio of
- * the transcripts before it.
+ * Flushes are numbered as Cartesia numbers them: per context, audio of the transcripts sent
+ * before the first flush carries `flush_id: 1`, the k-th flush increments the id, and its
+ * `flush_done` (with `flush_id: k`) is sent after all audio of the transcripts before it.
  *
  * @module
  */
