@@ -15,6 +15,7 @@
  * @module
  */
 import { z } from "zod";
+import { delay } from "../../src/async/deadline.ts";
 
 const TLS_DIR = new URL("./tls/", import.meta.url);
 
@@ -181,7 +182,8 @@ export class CartesiaFake {
   readonly #omitFlushDone: boolean;
   readonly #sockets = new Map<WebSocket, Promise<void>>();
   readonly #runtimes = new Map<string, ContextRuntime>();
-  readonly #sleeps = new Set<{ timer: ReturnType<typeof setTimeout>; wake: () => void }>();
+  /** Aborted by close(): ends every chunk delay at once. */
+  readonly #closing = new AbortController();
   readonly #errorFaults: ContextErrorFault[] = [];
   readonly #dropFaults: number[] = [];
   #closed = false;
@@ -247,11 +249,7 @@ export class CartesiaFake {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const sleep of this.#sleeps) {
-      clearTimeout(sleep.timer);
-      sleep.wake();
-    }
-    this.#sleeps.clear();
+    this.#closing.abort();
     for (const socket of this.#sockets.keys()) closeQuietly(socket, 1001, "fake closing");
     await Promise.all(this.#sockets.values());
     await this.#server.shutdown();
@@ -436,7 +434,9 @@ export class CartesiaFake {
         const item = runtime.outbox.shift();
         if (!item) return;
         if (item.kind === "audio") {
-          if (this.chunkDelayMs > 0) await this.#sleep(this.chunkDelayMs);
+          if (this.chunkDelayMs > 0) {
+            await delay(this.chunkDelayMs, this.#closing.signal).catch(() => {});
+          }
           if (!this.#isLive(runtime)) return;
           record.audioChunks.push(item.bytes);
           record.chunkFlushIds.push(item.flushId);
@@ -495,19 +495,6 @@ export class CartesiaFake {
 
   #send(socket: WebSocket, message: unknown): void {
     if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const sleep = {
-        timer: setTimeout(() => {
-          this.#sleeps.delete(sleep);
-          resolve();
-        }, ms),
-        wake: resolve,
-      };
-      this.#sleeps.add(sleep);
-    });
   }
 }
 

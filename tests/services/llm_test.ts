@@ -10,6 +10,7 @@ import {
   type LlmEvent,
   type LlmOptions,
 } from "../../src/services/llm.ts";
+import { delay } from "../../src/async/deadline.ts";
 import { type FakeOpenAi, splitIntoDeltas, startFakeOpenAi } from "../fakes/openai.ts";
 
 const MESSAGES: ChatMessage[] = [
@@ -345,7 +346,7 @@ Deno.test("llm: a consumer slow to pull does not count against the timeout", asy
     ) {
       events.push(e);
       // Longer than timeoutMs: the request must survive a consumer that blocks (e.g. on TTS).
-      if (events.length === 2) await new Promise((resolve) => setTimeout(resolve, 800));
+      if (events.length === 2) await delay(800);
     }
     assert.equal(textOf(events), "Take your time, I will wait.");
   });

@@ -12,7 +12,7 @@ import {
   startFakeDeepgram,
 } from "../fakes/deepgram.ts";
 import { startSilentPeer } from "../fakes/silent_peer.ts";
-import { deadline } from "../../src/async/deadline.ts";
+import { deadline, DeadlineError } from "../../src/async/deadline.ts";
 import { waitFor } from "../helpers/harness.ts";
 
 /** Deterministic non-silent mu-law bytes, so content (not just length) can be compared. */
@@ -38,19 +38,17 @@ async function readUntil(
 ): Promise<TranscriptEvent[]> {
   const seen: TranscriptEvent[] = [];
   // Turns a hang into a failure with context; asserts nothing about speed.
-  let guard: ReturnType<typeof setTimeout> | undefined;
-  const hung = new Promise<never>((_, reject) => {
-    guard = setTimeout(() => reject(new Error(`no match; saw ${JSON.stringify(seen)}`)), 10_000);
-  });
-  try {
-    while (true) {
-      const r = await Promise.race([events.next(), hung]);
-      if (r.done) throw new Error(`iterator ended; saw ${JSON.stringify(seen)}`);
-      seen.push(r.value);
-      if (until(r.value)) return seen;
-    }
-  } finally {
-    clearTimeout(guard);
+  const giveUpAt = performance.now() + 10_000;
+  while (true) {
+    const r = await deadline(events.next(), Math.max(0, giveUpAt - performance.now()), {
+      what: "a matching event",
+    }).catch((error) => {
+      if (error instanceof DeadlineError) throw new Error(`no match; saw ${JSON.stringify(seen)}`);
+      throw error;
+    });
+    if (r.done) throw new Error(`iterator ended; saw ${JSON.stringify(seen)}`);
+    seen.push(r.value);
+    if (until(r.value)) return seen;
   }
 }
 

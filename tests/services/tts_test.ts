@@ -20,7 +20,7 @@ import {
 } from "../../src/services/tts.ts";
 import { PhraseChunker } from "../../src/services/phrases.ts";
 import { AsyncQueue } from "../../src/async/async_queue.ts";
-import { deadline } from "../../src/async/deadline.ts";
+import { deadline, delay } from "../../src/async/deadline.ts";
 import { startSilentPeer } from "../fakes/silent_peer.ts";
 import { waitFor } from "../helpers/harness.ts";
 
@@ -84,7 +84,7 @@ function expectedPhrases(...texts: string[]): HeardPhrase[] {
 
 /** Lets pending rejections surface as `unhandledrejection` events. */
 async function settle(): Promise<void> {
-  for (let i = 0; i < 3; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  for (let i = 0; i < 3; i++) await delay(20);
 }
 
 async function withFake(
@@ -307,7 +307,7 @@ Deno.test("pre-synthesis: a consumer that starts reading 300 ms late loses nothi
     await withFake({ chunkBytes: 160 }, {}, async (fake, speaker) => {
       const greeting = "Hello! This is an automated call from our Telnyx chatbot demo.";
       const stream = speaker.speakText(greeting, new AbortController().signal);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await delay(300);
       // Synthesised in full although nothing has read the stream yet.
       await waitFor(() => fake.contextList()[0]?.done === true, "the greeting to be synthesised");
       const [context] = fake.contextList();
@@ -331,7 +331,7 @@ Deno.test("pre-synthesis: a consumer that starts reading 300 ms late loses nothi
     await withFake({ chunkBytes: 160, chunkDelayMs: 1 }, {}, async (fake, speaker) => {
       const spoken = ["One phrase. ", "And another one. "];
       const stream = speaker.speak(textOf(...spoken), new AbortController().signal);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await delay(300);
       const first = await stream.next(); // reading starts late, mid-stream or after the end
       assert.equal(first.done, false);
       const received = [first.value as SpeechEvent, ...await events(stream)];
@@ -548,7 +548,7 @@ Deno.test("the silence bound pauses while Cartesia owes nothing (a slow LLM)", a
       if (r.value.type === "phrase_end") break;
     }
     // Everything sent has been answered: three stall bounds of silence are the LLM's, not ours.
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await delay(150);
     text.push("Second. ");
     text.close();
     received.push(...await events(stream));
@@ -576,7 +576,7 @@ Deno.test("a text source failure cancels the context and surfaces the same error
     const llmFailure = new Error("LLM stream broke");
     async function* failing(): AsyncGenerator<string> {
       yield "Let me check that for you. ";
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await delay(5);
       throw llmFailure;
     }
     await assert.rejects(collect(speaker.speak(failing(), new AbortController().signal)), (e) => {
