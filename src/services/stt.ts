@@ -335,11 +335,12 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
 
   /** {@link openLink}, bounded: a slower handshake is abandoned and its socket closed. */
   private async openLinkWithin(ms: number): Promise<Link> {
-    const opening = this.openLink();
+    const attempt = { abandoned: false };
     try {
-      return await deadline(opening, ms, { what: "Deepgram handshake" });
+      return await deadline(this.openLink(attempt), ms, { what: "Deepgram handshake" });
     } catch (error) {
       if (!(error instanceof DeadlineError)) throw error;
+      attempt.abandoned = true;
       this.dialing?.close();
       this.dialing = undefined;
       throw new LinkFailure(error.message);
@@ -347,11 +348,11 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   }
 
   /** Opens one connection; resolves once it is open, rejects if it ends before. */
-  private async openLink(): Promise<Link> {
+  private async openLink(attempt: { abandoned: boolean }): Promise<Link> {
     const socket = await this.dial();
     const wire = socket.wire;
-    if (this.isOver() || this.state === "closing") {
-      throw new LinkFailure("transcriber closed while connecting");
+    if (this.isOver() || this.state === "closing" || attempt.abandoned) {
+      throw new LinkFailure("transcriber closed or attempt abandoned while connecting");
     }
     this.dialing = wire;
     return await new Promise<Link>((resolve, reject) => {
