@@ -189,7 +189,8 @@ export class CartesiaSpeaker {
    * events and ends the generator without error.
    *
    * @throws {TtsError} for a failure of this response (the next one may still work), after the
-   *   events queued before the failure.
+   *   events queued before the failure; `timeout` when Cartesia stays silent for
+   *   `stallTimeoutMs` while it owes audio (its first audio included).
    * @throws {TtsUnavailableError} when no socket can be (re)established.
    * @throws whatever `text` throws, after cancelling the context.
    *
