@@ -35,7 +35,7 @@ const OutputFormatSchema = z.looseObject({
 });
 
 /** A generation request frame as the SDK sends it (`push`, `no_more_inputs`, `flush`). */
-export const GenerationFrameSchema = z.looseObject({
+const GenerationFrameSchema = z.looseObject({
   model_id: z.string(),
   voice: VoiceSchema,
   output_format: OutputFormatSchema,
@@ -536,7 +536,7 @@ function closeQuietly(socket: WebSocket, code: number, reason: string): void {
 }
 
 /** G.711 mu-law encoding of one 16-bit linear sample. */
-export function encodeMulaw(sample: number): number {
+function encodeMulaw(sample: number): number {
   const BIAS = 0x84;
   const CLIP = 32635;
   const sign = sample < 0 ? 0x80 : 0;
