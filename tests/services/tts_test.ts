@@ -659,27 +659,27 @@ Deno.test("unreachable Cartesia: TtsUnavailableError and no unhandled rejection"
     });
   });
 
-  await t.step("TLS handshake never completes: connect times out", async () => {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const held: Deno.Conn[] = [];
-    const accepting = (async () => {
-      for await (const conn of listener) held.push(conn); // accept, then say nothing
-    })();
-    const speaker = new CartesiaSpeaker({
-      apiKey: "k",
-      baseURL: `https://127.0.0.1:${listener.addr.port}`,
-      connectTimeoutMs: 50,
-      connectAttempts: 1,
+  for (const tls of [false, true]) {
+    const what = tls ? "WebSocket upgrade" : "TLS handshake";
+    await t.step(`${what} never completes: connect times out`, async () => {
+      // Without TLS on the peer, the client's TLS hello is what goes unanswered.
+      await using peer = await startSilentPeer({ answer: "nothing", tls });
+      const speaker = new CartesiaSpeaker({
+        apiKey: "k",
+        baseURL: peer.url.replace("http:", "https:"),
+        connectTimeoutMs: 50,
+        connectAttempts: 1,
+      });
+      try {
+        await assert.rejects(
+          speaker.connect(new AbortController().signal),
+          (error) => error instanceof TtsUnavailableError && /within 50 ms/.test(error.message),
+        );
+      } finally {
+        await speaker.close();
+      }
     });
-    try {
-      await assert.rejects(speaker.connect(new AbortController().signal), TtsUnavailableError);
-    } finally {
-      await speaker.close();
-      listener.close();
-      await accepting;
-      for (const conn of held) conn.close();
-    }
-  });
+  }
 
   await settle();
   assert.deepEqual(unhandledRejections, []);
