@@ -20,9 +20,6 @@ export type G711Encoding = "PCMU" | "PCMA";
 /** mu-law byte for digital silence (decodes to 0). Telnyx and Deepgram both treat it as silence. */
 export const MU_LAW_SILENCE = 0xff;
 
-/** A-law byte for the quietest positive level (decodes to +8); the conventional A-law idle code. */
-export const A_LAW_SILENCE = 0xd5;
-
 /** Largest input magnitude mu-law can represent before the top code saturates. */
 const MU_LAW_CLIP = 32635;
 /** mu-law bias: shifts every magnitude so segment 0 starts at a power of two (132 = 33 << 2). */
@@ -180,32 +177,6 @@ export function encodeALaw(src: Int16Array, dst?: Uint8Array): Uint8Array {
   const table = A_LAW_ENCODE_TABLE;
   for (let i = 0; i < src.length; i++) out[i] = table[src[i] & 0xffff];
   return out;
-}
-
-/** Clamps any number to an int16 table index so stray floats or overshoots saturate, not wrap. */
-function sampleIndex(sample: number): number {
-  const clamped = sample > 32767 ? 32767 : sample < -32768 ? -32768 : sample;
-  return (clamped | 0) & 0xffff; // `| 0` truncates toward zero and maps NaN to 0
-}
-
-/** Decodes one mu-law code (only its low 8 bits are used) to a linear sample in [-32124, 32124]. */
-export function muLawToLinear(code: number): number {
-  return MU_LAW_DECODE_TABLE[code & 0xff];
-}
-
-/** Encodes one linear sample (clamped to int16, truncated toward zero) to a mu-law code. */
-export function linearToMuLaw(sample: number): number {
-  return MU_LAW_ENCODE_TABLE[sampleIndex(sample)];
-}
-
-/** Decodes one A-law code (only its low 8 bits are used) to a linear sample in [-32256, 32256]. */
-export function aLawToLinear(code: number): number {
-  return A_LAW_DECODE_TABLE[code & 0xff];
-}
-
-/** Encodes one linear sample (clamped to int16, truncated toward zero) to an A-law code. */
-export function linearToALaw(sample: number): number {
-  return A_LAW_ENCODE_TABLE[sampleIndex(sample)];
 }
 
 /** One G.711 variant's buffer codec, so a call session can pick it from the announced format. */

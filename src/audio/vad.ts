@@ -80,15 +80,15 @@ export interface VoiceActivityDetector {
 }
 
 /** Sample rate of telephone audio and of every detector. */
-export const VAD_SAMPLE_RATE = 8000;
+const VAD_SAMPLE_RATE = 8000;
 /** Default {@link VadOptions.frameMs}. */
-export const DEFAULT_FRAME_MS: VadFrameMs = 20;
+const DEFAULT_FRAME_MS: VadFrameMs = 20;
 /** Default {@link VadOptions.startMs}. */
-export const DEFAULT_START_MS = 120;
+const DEFAULT_START_MS = 120;
 /** Default {@link VadOptions.endMs}. */
-export const DEFAULT_END_MS = 400;
+const DEFAULT_END_MS = 400;
 /** Default {@link VadOptions.mode}. */
-export const DEFAULT_MODE = 2;
+const DEFAULT_MODE = 2;
 
 const SAMPLES_PER_MS = VAD_SAMPLE_RATE / 1000;
 const NO_EVENTS: readonly VadEvent[] = Object.freeze([]);

@@ -1,14 +1,15 @@
 /**
  * OpenAI streaming Chat Completions as an async generator of {@link LlmEvent}s.
  *
- * The SDK has one trap that matters for a voice agent (vendor reference §2.4): when a request is
- * aborted after the response started, its `for await` loop ends silently, exactly like a complete
- * answer. This adapter never lets a cut answer pass as a complete one: a generator that returns
- * normally has seen the model's `finish_reason`; every other ending throws — the caller's abort
- * reason when the caller aborted, otherwise an {@link LlmError}.
+ * The SDK has one trap that matters for a voice agent: when a request is aborted after the
+ * response started, its `for await` loop ends silently, exactly like a complete answer. This
+ * adapter never lets a cut answer pass as a complete one: a generator that returns normally has
+ * seen the model's `finish_reason`; every other ending throws — the caller's abort reason when
+ * the caller aborted, otherwise an {@link LlmError}.
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
 import { z } from "zod";
+import { deadline, DeadlineError } from "../async/deadline.ts";
 
 /** A message of the chat context, in the SDK's own shape. */
 export type ChatMessage = OpenAI.Chat.ChatCompletionMessageParam;
@@ -27,27 +28,28 @@ export type LlmEvent =
   /** Token usage, from the final chunk of the stream. */
   | { type: "usage"; promptTokens: number; completionTokens: number; totalTokens: number };
 
-/**
- * Default model: `gpt-4.1-mini`, a current non-reasoning model. Reasoning models (the gpt-5
- * family, o-series) spend seconds before their first token, which a caller hears as silence.
- */
-export const DEFAULT_LLM_MODEL = "gpt-4.1-mini";
-
-/** Default for {@link LlmOptions.timeoutMs}. */
-export const DEFAULT_LLM_TIMEOUT_MS = 10_000;
-
 /** Validated adapter options; input type is {@link LlmOptions}. */
-export const LlmOptionsSchema = z.object({
+const LlmOptionsSchema = z.object({
   apiKey: z.string().min(1),
   /** Must include `/v1`. When absent the SDK reads `OPENAI_BASE_URL`, then uses the real API. */
   baseURL: z.url().optional(),
-  model: z.string().min(1).default(DEFAULT_LLM_MODEL),
+  /**
+   * Default `gpt-4.1-mini`, a current non-reasoning model. Reasoning models (the gpt-5 family,
+   * o-series) spend seconds before their first token, which a caller hears as silence.
+   */
+  model: z.string().min(1).default("gpt-4.1-mini"),
   /**
    * Longest wait for the response's first chunk (so it bounds time-to-first-token), and then
    * for each next chunk. Exceeding it aborts the request and fails with a retryable
    * {@link LlmError} (`code: "timeout"`). Time the consumer spends between pulls does not count.
    */
-  timeoutMs: z.number().positive().default(DEFAULT_LLM_TIMEOUT_MS),
+  timeoutMs: z.number().positive().default(10_000),
+  /**
+   * Longest time OpenAI may take for one answer as a whole, counted like `timeoutMs` (only while
+   * we wait on the network), so a stream that trickles a chunk just inside `timeoutMs` forever
+   * still ends. Exceeding it fails like `timeoutMs`. A spoken answer streams in a few seconds.
+   */
+  requestTimeoutMs: z.number().positive().default(30_000),
 });
 
 /** Options for {@link createChatStreamer}. */
@@ -93,106 +95,102 @@ export class LlmError extends Error {
 
 /** Builds a streamer bound to one API key, base URL and model. */
 export function createChatStreamer(options: LlmOptions): ChatStreamer {
-  const { apiKey, baseURL, model, timeoutMs } = LlmOptionsSchema.parse(options);
+  const { apiKey, baseURL, model, ...bounds } = LlmOptionsSchema.parse(options);
   // Retries are the conversation's decision (it knows whether anything was already spoken).
-  const client = new OpenAI({ apiKey, baseURL, maxRetries: 0, timeout: timeoutMs });
-  return (req, signal) => streamCompletion(client, model, timeoutMs, req, signal);
+  const client = new OpenAI({ apiKey, baseURL, maxRetries: 0, timeout: bounds.timeoutMs });
+  return (req, signal) => streamCompletion(client, model, bounds, req, signal);
 }
 
 async function* streamCompletion(
   client: OpenAI,
   model: string,
-  timeoutMs: number,
+  bounds: { timeoutMs: number; requestTimeoutMs: number },
   req: ChatRequest,
   signal: AbortSignal,
 ): AsyncGenerator<LlmEvent> {
   signal.throwIfAborted();
   const startedAt = performance.now();
-  // One controller aborts the request for every reason: caller's abort, our timeout, early exit.
+  // Aborted when we stop for any reason (caller's abort, timeout, early exit): ends the HTTP body.
   const request = new AbortController();
-  const onCallerAbort = () => request.abort(signal.reason);
-  signal.addEventListener("abort", onCallerAbort, { once: true });
-  const timeoutError = new LlmError(`no data from OpenAI for ${timeoutMs} ms`, {
-    code: "timeout",
-    retryable: true,
-  });
-  // Armed only while we wait on the network, so a consumer slow to pull is not a timeout.
-  let watchdog: ReturnType<typeof setTimeout> | undefined;
-  const armWatchdog = () => {
-    clearTimeout(watchdog);
-    watchdog = setTimeout(() => request.abort(timeoutError), timeoutMs);
-  };
-  // The SDK reports both kinds of abort its own way (or not at all): name the real cause.
-  const throwIfAborted = () => {
-    signal.throwIfAborted();
-    if (request.signal.aborted) throw timeoutError;
+  let waitedMs = 0;
+  // Each wait on OpenAI is bounded by `timeoutMs` and by what is left of `requestTimeoutMs`;
+  // only these waits count, so a consumer slow to pull is never a timeout. A caller's abort
+  // rejects at once with its reason, whatever the SDK would have made of it.
+  const fromOpenAi = async <T>(promise: Promise<T>): Promise<T> => {
+    const left = bounds.requestTimeoutMs - waitedMs;
+    const ms = Math.max(0, Math.min(bounds.timeoutMs, left));
+    const since = performance.now();
+    try {
+      return await deadline(promise, ms, { signal });
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (!(error instanceof DeadlineError)) throw toLlmError(error);
+      const message = ms < bounds.timeoutMs
+        ? `OpenAI's answer took more than ${bounds.requestTimeoutMs} ms`
+        : `no data from OpenAI for ${ms} ms`;
+      throw new LlmError(message, { code: "timeout", retryable: true, cause: error });
+    } finally {
+      waitedMs += performance.now() - since;
+    }
   };
 
   try {
-    armWatchdog();
     const hasTools = (req.tools?.length ?? 0) > 0;
-    let stream;
-    try {
-      stream = await client.chat.completions.create(
-        {
-          model,
-          stream: true,
-          stream_options: { include_usage: true },
-          messages: req.messages,
-          ...(hasTools ? { tools: req.tools, tool_choice: "auto" as const } : {}),
-        },
-        { signal: request.signal },
-      );
-    } catch (error) {
-      throwIfAborted();
-      throw toLlmError(error);
-    }
+    const stream = await fromOpenAi(client.chat.completions.create(
+      {
+        model,
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: req.messages,
+        ...(hasTools ? { tools: req.tools, tool_choice: "auto" as const } : {}),
+      },
+      { signal: request.signal },
+    ));
 
+    const chunks = stream[Symbol.asyncIterator]();
     const calls = new Map<number, { id: string; name: string; arguments: string }>();
     let sawFirstToken = false;
     let finishReason: string | null = null;
-    try {
-      for await (const chunk of stream) {
-        clearTimeout(watchdog);
-        const choice = chunk.choices[0];
-        const content = choice?.delta.content;
-        const toolDeltas = choice?.delta.tool_calls ?? [];
-        if (!sawFirstToken && (content || toolDeltas.length > 0)) {
-          sawFirstToken = true;
-          yield { type: "first_token", ms: performance.now() - startedAt };
-        }
-        if (content) yield { type: "text", text: content };
-        for (const piece of toolDeltas) {
-          const call = calls.get(piece.index) ?? { id: "", name: "", arguments: "" };
-          calls.set(piece.index, call);
-          if (piece.id) call.id = piece.id;
-          if (piece.function?.name) call.name = piece.function.name;
-          if (piece.function?.arguments) call.arguments += piece.function.arguments;
-        }
-        if (choice?.finish_reason) {
-          finishReason = choice.finish_reason;
-          // Emit now rather than after the usage chunk: ending the call should not wait on it.
-          for (const [, call] of [...calls].sort(([a], [b]) => a - b)) {
-            yield { type: "tool_call", ...call };
-          }
-          calls.clear();
-        }
-        if (chunk.usage) {
-          yield {
-            type: "usage",
-            promptTokens: chunk.usage.prompt_tokens,
-            completionTokens: chunk.usage.completion_tokens,
-            totalTokens: chunk.usage.total_tokens,
-          };
-        }
-        armWatchdog();
+    for (
+      let next = await fromOpenAi(chunks.next());
+      !next.done;
+      next = await fromOpenAi(chunks.next())
+    ) {
+      const chunk = next.value;
+      const choice = chunk.choices[0];
+      const content = choice?.delta.content;
+      const toolDeltas = choice?.delta.tool_calls ?? [];
+      if (!sawFirstToken && (content || toolDeltas.length > 0)) {
+        sawFirstToken = true;
+        yield { type: "first_token", ms: performance.now() - startedAt };
       }
-    } catch (error) {
-      throwIfAborted();
-      throw toLlmError(error);
+      if (content) yield { type: "text", text: content };
+      for (const piece of toolDeltas) {
+        const call = calls.get(piece.index) ?? { id: "", name: "", arguments: "" };
+        calls.set(piece.index, call);
+        if (piece.id) call.id = piece.id;
+        if (piece.function?.name) call.name = piece.function.name;
+        if (piece.function?.arguments) call.arguments += piece.function.arguments;
+      }
+      if (choice?.finish_reason) {
+        finishReason = choice.finish_reason;
+        // Emit now rather than after the usage chunk: ending the call should not wait on it.
+        for (const [, call] of [...calls].sort(([a], [b]) => a - b)) {
+          yield { type: "tool_call", ...call };
+        }
+        calls.clear();
+      }
+      if (chunk.usage) {
+        yield {
+          type: "usage",
+          promptTokens: chunk.usage.prompt_tokens,
+          completionTokens: chunk.usage.completion_tokens,
+          totalTokens: chunk.usage.total_tokens,
+        };
+      }
     }
-    // An aborted stream ends its loop without an error; this is where a cut answer is caught.
-    throwIfAborted();
+    // An aborted stream ends without an error; this is where a cut answer is caught.
+    signal.throwIfAborted();
     if (finishReason === null) {
       // The connection closed before the model said it was done: the answer may be cut anywhere.
       throw new LlmError("OpenAI stream ended before finish_reason (truncated answer)", {
@@ -201,9 +199,7 @@ async function* streamCompletion(
       });
     }
   } finally {
-    clearTimeout(watchdog);
-    signal.removeEventListener("abort", onCallerAbort);
-    // Stops the HTTP body if the consumer left early; a no-op once the stream has completed.
+    // Stops the HTTP body if we left early; a no-op once the stream has completed.
     request.abort();
   }
 }

@@ -1,9 +1,9 @@
 /**
  * Turns a stream of LLM text deltas into speakable phrases, so TTS can start on the first
  * sentence while the rest of the answer is still being generated, yet never receives fragments
- * like "Hel" that would make it guess the prosody of half a word. The orchestration runs this on
- * the LLM deltas and hands the phrases to `CartesiaSpeaker.speak()`, which marks where each
- * phrase's audio ends so barge-in can tell which phrases the callee heard.
+ * like "Hel" that would make it guess the prosody of half a word. The voice agent pushes each LLM
+ * delta through a {@link PhraseChunker} and hands the phrases to `CartesiaSpeaker.speak()`, which
+ * marks where each phrase's audio ends so barge-in can tell which phrases the callee heard.
  *
  * @module
  */
@@ -69,15 +69,4 @@ export class PhraseChunker {
     }
     return undefined;
   }
-}
-
-/** Re-chunks a delta stream into phrases (see {@link PhraseChunker}). */
-export async function* phrases(
-  deltas: AsyncIterable<string>,
-  options?: PhraseChunkerOptions,
-): AsyncGenerator<string> {
-  const chunker = new PhraseChunker(options);
-  for await (const delta of deltas) yield* chunker.push(delta);
-  const rest = chunker.flush();
-  if (rest !== "") yield rest;
 }

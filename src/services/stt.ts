@@ -13,6 +13,8 @@
 
 import { DeepgramClient } from "@deepgram/sdk";
 import { z } from "zod";
+import { AsyncQueue } from "../async/async_queue.ts";
+import { deadline, DeadlineError, delay, settledWithin } from "../async/deadline.ts";
 
 /** Which Deepgram live model family transcribes the call. */
 export type SttEngine = "nova" | "flux";
@@ -55,8 +57,8 @@ export interface SttOptions {
   maxBufferBytes?: number;
   /** How long `close()` waits for the server to flush and close; default 2000 ms. */
   closeTimeoutMs?: number;
-  /** Per connection attempt; default 5 s. */
-  connectTimeoutSeconds?: number;
+  /** Per connection attempt (TCP, TLS and the WebSocket upgrade); default 5000 ms. */
+  connectTimeoutMs?: number;
 }
 
 /** What the transcriber reports; Nova and Flux each use their own subset. */
@@ -180,77 +182,19 @@ class LinkFailure extends Error {
   }
 }
 
-/** Single-consumer async queue: events in, `for await` out. */
-class EventQueue implements AsyncIterator<TranscriptEvent> {
-  private readonly items: TranscriptEvent[] = [];
-  private waiter?: {
-    resolve: (r: IteratorResult<TranscriptEvent>) => void;
-    reject: (e: unknown) => void;
-  };
-  private finished = false;
-  private failure?: unknown;
-  overflowLogged = false;
-
-  constructor(private readonly onReturn: () => void) {}
-
-  /** False if dropped (only interim events are dropped, when the consumer lags badly). */
-  push(event: TranscriptEvent): boolean {
-    if (this.finished) return true;
-    if (this.waiter) {
-      const { resolve } = this.waiter;
-      this.waiter = undefined;
-      resolve({ value: event, done: false });
-      return true;
-    }
-    if (event.type === "interim" && this.items.length >= MAX_QUEUED_EVENTS) return false;
-    this.items.push(event);
-    return true;
-  }
-
-  end(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.waiter?.resolve({ value: undefined, done: true });
-    this.waiter = undefined;
-  }
-
-  fail(error: unknown): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.failure = error;
-    if (this.waiter) {
-      this.waiter.reject(error);
-      this.waiter = undefined;
-      this.failure = undefined;
-    }
-  }
-
-  next(): Promise<IteratorResult<TranscriptEvent>> {
-    const item = this.items.shift();
-    if (item) return Promise.resolve({ value: item, done: false });
-    if (this.failure !== undefined) {
-      const failure = this.failure;
-      this.failure = undefined;
-      return Promise.reject(failure);
-    }
-    if (this.finished) return Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve, reject) => this.waiter = { resolve, reject });
-  }
-
-  return(): Promise<IteratorResult<TranscriptEvent>> {
-    this.items.length = 0;
-    this.end();
-    this.onReturn();
-    return Promise.resolve({ value: undefined, done: true });
-  }
-}
-
 type State = "connecting" | "open" | "reconnecting" | "closing" | "closed" | "failed";
 
 class DeepgramLiveTranscriber implements LiveTranscriber {
   private readonly client: DeepgramClient;
   private readonly log: SttLog;
-  private readonly events: EventQueue;
+  /** Interim results are dropped when the consumer lags this far behind; nothing else is. */
+  private readonly events = new AsyncQueue<TranscriptEvent>({
+    limit: MAX_QUEUED_EVENTS,
+    droppable: (event) => event.type === "interim",
+    onReturn: () => void this.close(),
+  });
+  /** Aborted when the transcriber stops: cancels a reconnection backoff. */
+  private readonly lifetime = new AbortController();
   private state: State = "connecting";
   private link?: Link;
   /** The SDK socket of a connection attempt in progress, so abort can cancel it. */
@@ -263,19 +207,18 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   private sentBytes = 0;
   private sentSinceKeepAliveTick = false;
   private keepAliveTimer?: ReturnType<typeof setInterval>;
-  private cancelBackoff?: () => void;
   private closing?: Promise<void>;
   private iterated = false;
   private lastFluxUpdate = "";
   private overflowWarned = false;
+  private eventsOverflowWarned = false;
 
   constructor(private readonly opts: SttOptions) {
     this.client = new DeepgramClient({ apiKey: opts.apiKey, baseUrl: opts.baseUrl });
     this.log = opts.log ?? (() => {});
-    this.events = new EventQueue(() => void this.close());
     if (opts.signal.aborted) {
       this.state = "closed";
-      this.events.end();
+      this.events.close();
       return;
     }
     opts.signal.addEventListener("abort", this.onAbort, { once: true });
@@ -328,10 +271,13 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
     const tries = Math.max(1, attempts);
     let lastFailure: LinkFailure | undefined;
     for (let attempt = 1; attempt <= tries; attempt++) {
-      if (attempt > 1) await this.backoff(Math.min(backoffMs * 2 ** (attempt - 2), MAX_BACKOFF_MS));
+      if (attempt > 1) {
+        const pause = Math.min(backoffMs * 2 ** (attempt - 2), MAX_BACKOFF_MS);
+        await delay(pause, this.lifetime.signal).catch(() => {});
+      }
       if (this.state !== "connecting" && this.state !== "reconnecting") return;
       try {
-        const link = await this.openLink();
+        const link = await this.openLinkWithin(this.opts.connectTimeoutMs ?? 5000);
         if (this.state !== "connecting" && this.state !== "reconnecting") {
           link.closing = true;
           link.wire.close();
@@ -387,12 +333,26 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
     );
   }
 
+  /** {@link openLink}, bounded: a slower handshake is abandoned and its socket closed. */
+  private async openLinkWithin(ms: number): Promise<Link> {
+    const attempt = { abandoned: false };
+    try {
+      return await deadline(this.openLink(attempt), ms, { what: "Deepgram handshake" });
+    } catch (error) {
+      if (!(error instanceof DeadlineError)) throw error;
+      attempt.abandoned = true;
+      this.dialing?.close();
+      this.dialing = undefined;
+      throw new LinkFailure(error.message);
+    }
+  }
+
   /** Opens one connection; resolves once it is open, rejects if it ends before. */
-  private async openLink(): Promise<Link> {
+  private async openLink(attempt: { abandoned: boolean }): Promise<Link> {
     const socket = await this.dial();
     const wire = socket.wire;
-    if (this.isOver() || this.state === "closing") {
-      throw new LinkFailure("transcriber closed while connecting");
+    if (this.isOver() || this.state === "closing" || attempt.abandoned) {
+      throw new LinkFailure("transcriber closed or attempt abandoned while connecting");
     }
     this.dialing = wire;
     return await new Promise<Link>((resolve, reject) => {
@@ -458,7 +418,8 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
       encoding: "mulaw",
       sample_rate: BYTES_PER_SECOND,
       reconnectAttempts: 0,
-      connectionTimeoutInSeconds: o.connectTimeoutSeconds ?? 5,
+      // The SDK's own bound, in whole seconds; openLinkWithin() enforces the exact one.
+      connectionTimeoutInSeconds: Math.ceil((o.connectTimeoutMs ?? 5000) / 1000) + 1,
     } as const;
     if (o.engine === "nova") {
       const nova = await this.client.listen.v1.connect({
@@ -626,8 +587,8 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   }
 
   private emit(event: TranscriptEvent): void {
-    if (!this.events.push(event) && !this.events.overflowLogged) {
-      this.events.overflowLogged = true;
+    if (!this.events.push(event) && !this.events.closed && !this.eventsOverflowWarned) {
+      this.eventsOverflowWarned = true;
       this.log("warn", "stt events not consumed; dropping interim results");
     }
   }
@@ -649,16 +610,6 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
     }, this.opts.keepAliveMs ?? 3000);
   }
 
-  private backoff(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.cancelBackoff = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    }).finally(() => this.cancelBackoff = undefined);
-  }
-
   private fail(error: SttUnavailableError): void {
     this.log("error", "stt unavailable", { reason: error.reason, attempts: error.attempts });
     this.state = "failed";
@@ -669,7 +620,7 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   private releaseTimers(): void {
     clearInterval(this.keepAliveTimer);
     this.keepAliveTimer = undefined;
-    this.cancelBackoff?.();
+    this.lifetime.abort();
     this.opts.signal.removeEventListener("abort", this.onAbort);
   }
 
@@ -690,25 +641,19 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
       if (graceful && wasOpen) {
         try {
           link.wire.sendCloseStream({ type: "CloseStream" });
-          await this.within(link.ended, this.opts.closeTimeoutMs ?? 2000);
+          await settledWithin(link.ended, this.opts.closeTimeoutMs ?? 2000);
         } catch {
           // Already closed by the other side.
         }
       }
       this.state = "closed";
       link.wire.close();
-      await this.within(link.transportClosed, this.opts.closeTimeoutMs ?? 2000);
+      await settledWithin(link.transportClosed, this.opts.closeTimeoutMs ?? 2000);
     }
     this.state = "closed";
     this.link = undefined;
     this.audioLog.length = 0;
-    this.events.end();
-  }
-
-  private within(promise: Promise<void>, ms: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+    this.events.close();
   }
 }
 

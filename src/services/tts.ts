@@ -9,7 +9,7 @@
  * the callee actually heard.
  *
  * The SDK's `TTSWS` is used for the wire format, but connection lifecycle is ours because the
- * SDK's own is unsafe for a long-running server (vendor-protocols.md §4.2):
+ * SDK's own is unsafe for a long-running server:
  * - an error with no `on("error")` listener becomes an unhandled rejection that kills the
  *   process, so each `TTSWS` is constructed directly and gets its listener before `connect()`;
  * - a socket that drops mid-response never ends `receive()`, and the next send silently
@@ -23,11 +23,13 @@ import Cartesia from "@cartesia/cartesia-js";
 import { type ContextOptions, TTSWS, TTSWSContext } from "@cartesia/cartesia-js/resources/tts/ws";
 import type { WebsocketResponse } from "@cartesia/cartesia-js/resources/tts";
 import { z } from "zod";
+import { AsyncQueue } from "../async/async_queue.ts";
+import { abortable, deadline, delay, settledWithin } from "../async/deadline.ts";
 
 /** The original bot's model. */
-export const DEFAULT_TTS_MODEL = "sonic-3";
+const DEFAULT_TTS_MODEL = "sonic-3";
 /** The original bot's voice. */
-export const DEFAULT_TTS_VOICE_ID = "71a7ad14-091c-4e8e-a314-022ece01c121";
+const DEFAULT_TTS_VOICE_ID = "71a7ad14-091c-4e8e-a314-022ece01c121";
 
 /** What {@link CartesiaSpeaker.speak} yields, in playback order. */
 export type SpeechEvent =
@@ -40,7 +42,7 @@ export type SpeechEvent =
   | { type: "phrase_end"; index: number; text: string };
 
 /** Validated configuration of a {@link CartesiaSpeaker}. */
-export const TtsConfigSchema = z.object({
+const TtsConfigSchema = z.object({
   apiKey: z.string().min(1),
   /**
    * e.g. `https://api.cartesia.ai`; the SDK forces `wss:` for the socket. Unset: the SDK reads
@@ -61,12 +63,18 @@ export const TtsConfigSchema = z.object({
   connectAttempts: z.number().int().positive().default(2),
   /** Pause before a further attempt (multiplied by the attempt number). */
   reconnectDelayMs: z.number().int().min(0).default(200),
-  /** After all text is sent, silence from the server longer than this fails the response. */
-  stallTimeoutMs: z.number().int().positive().default(10_000),
+  /**
+   * Longest silence from Cartesia while it owes this response audio (a phrase sent and not yet
+   * flushed, or the end of input sent and not yet `done`): it bounds the first audio of a
+   * response as well as every gap after it. Longer fails the response with `timeout`.
+   */
+  stallTimeoutMs: z.number().int().positive().default(5000),
+  /** Longest wait for Cartesia to answer our close frame. */
+  closeTimeoutMs: z.number().int().positive().default(2000),
 });
 
 /** Configuration after defaults are applied. */
-export type TtsConfig = z.infer<typeof TtsConfigSchema>;
+type TtsConfig = z.infer<typeof TtsConfigSchema>;
 
 /** Structured log sink; the speaker never logs text content, only ids and reasons. */
 export type TtsLog = (
@@ -127,9 +135,6 @@ export class TtsUnavailableError extends TtsError {
   }
 }
 
-/** Longest wait for Cartesia to acknowledge our close frame. */
-const CLOSE_TIMEOUT_MS = 2000;
-
 const OUTPUT_FORMAT = { container: "raw", encoding: "pcm_mulaw", sample_rate: 8000 } as const;
 
 /**
@@ -165,12 +170,12 @@ export class CartesiaSpeaker {
    * @throws the signal's reason when it aborts first.
    */
   async connect(signal: AbortSignal): Promise<void> {
-    await untilAborted(this.#openConnection(), signal);
+    await abortable(this.#openConnection(), signal);
   }
 
   /**
    * Synthesises one bot response in one Cartesia context. Each string `text` yields is one phrase
-   * (the orchestration chunks LLM deltas with `phrases()` first; a string that is not a whole
+   * (the orchestration chunks LLM deltas with `PhraseChunker` first; a string that is not a whole
    * phrase is still spoken, it only gets its own boundary). Phrases are forwarded as they arrive,
    * each followed by a flush, so the events mark where each phrase's audio ends: every
    * `phrase_end` comes right after the last audio of that phrase, and the last one comes before
@@ -184,7 +189,8 @@ export class CartesiaSpeaker {
    * events and ends the generator without error.
    *
    * @throws {TtsError} for a failure of this response (the next one may still work), after the
-   *   events queued before the failure.
+   *   events queued before the failure; `timeout` when Cartesia stays silent for
+   *   `stallTimeoutMs` while it owes audio (its first audio included).
    * @throws {TtsUnavailableError} when no socket can be (re)established.
    * @throws whatever `text` throws, after cancelling the context.
    *
@@ -192,10 +198,10 @@ export class CartesiaSpeaker {
    * `return()` at its next phrase, so an LLM stream feeding it stops too.
    */
   speak(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<SpeechEvent> {
-    const inbox = new ResponseInbox(crypto.randomUUID());
-    if (signal.aborted) inbox.stop();
-    else void this.#respond(text, signal, inbox);
-    return readEvents(inbox);
+    const response = new SpeechResponse(this.#config.stallTimeoutMs);
+    if (signal.aborted) response.stop();
+    else void this.#respond(text, signal, response);
+    return readEvents(response);
   }
 
   /** {@link speak} for a text known in full (the greeting, a canned reply): one phrase. */
@@ -213,33 +219,33 @@ export class CartesiaSpeaker {
     await connection?.close();
   }
 
-  /** Connects, opens the context and streams the text; every outcome ends up in `inbox`. */
-  async #respond(text: AsyncIterable<string>, signal: AbortSignal, inbox: ResponseInbox) {
+  /** Connects, opens the context and streams the text; every outcome ends up in `response`. */
+  async #respond(text: AsyncIterable<string>, signal: AbortSignal, response: SpeechResponse) {
     let connection: Connection;
     try {
-      connection = await untilAborted(this.#openConnection(), signal);
+      connection = await abortable(this.#openConnection(), signal);
     } catch (error) {
-      if (signal.aborted) inbox.stop();
-      else inbox.fail(error);
+      if (signal.aborted) response.stop();
+      else response.fail(error);
       return;
     }
-    if (inbox.settled) return; // the consumer left while we were connecting
+    if (response.settled) return; // the consumer left while we were connecting
 
-    const contextId = inbox.contextId;
-    const onAbort = () => inbox.stop();
-    inbox.onSettled = () => {
+    const contextId = response.contextId;
+    const onAbort = () => response.stop();
+    response.onSettled = () => {
       signal.removeEventListener("abort", onAbort);
       connection.responses.delete(contextId);
       // The SDK's ctx.cancel() would silently reconnect on a closed socket; send only if open.
-      if (!inbox.finishedByServer && connection.isOpen()) {
+      if (!response.finishedByServer && connection.isOpen()) {
         void connection.ws.cancelContext(contextId);
         this.#log("debug", "tts context cancelled", { contextId });
       }
     };
-    connection.responses.set(contextId, inbox);
+    connection.responses.set(contextId, response);
     signal.addEventListener("abort", onAbort, { once: true });
     if (signal.aborted) {
-      inbox.stop();
+      response.stop();
       return;
     }
     const context = new TTSWSContext(connection.ws, {
@@ -250,34 +256,34 @@ export class CartesiaSpeaker {
       language: this.#config.language as ContextOptions["language"],
       max_buffer_delay_ms: this.#config.maxBufferDelayMs,
     });
-    await this.#streamText(text, connection, context, inbox);
+    await this.#streamText(text, connection, context, response);
   }
 
   async #streamText(
     text: AsyncIterable<string>,
     connection: Connection,
     context: TTSWSContext,
-    inbox: ResponseInbox,
+    response: SpeechResponse,
   ): Promise<void> {
     try {
       for await (const phrase of text) {
-        if (inbox.settled) return;
+        if (response.settled) return;
         if (phrase.trim() === "") continue;
         // Registered before it is sent, so its flush_done can never arrive first.
-        inbox.addPhrase(phrase);
+        response.addPhrase(phrase);
         await connection.send(() => context.push({ transcript: phrase }));
         this.#charactersSent += phrase.length;
-        if (inbox.settled) return;
+        if (response.settled) return;
         // One flush per phrase, in order: Cartesia numbers flushes from 1, so flush_id k ends
         // phrase k - 1. Each flush is its own send (not push({flush})) so that the open-socket
         // check runs right before it.
         await connection.send(() => context.flush());
       }
-      if (inbox.settled) return;
+      if (response.settled) return;
+      response.endInput(); // before sending, so a prompt `done` always finds it
       await connection.send(() => context.no_more_inputs());
-      inbox.watchForStall(this.#config.stallTimeoutMs);
     } catch (error) {
-      inbox.fail(error);
+      response.fail(error);
     }
   }
 
@@ -311,7 +317,7 @@ export class CartesiaSpeaker {
             error,
           );
         }
-        await sleep(this.#config.reconnectDelayMs * attempt, lifetime).catch(() => {});
+        await delay(this.#config.reconnectDelayMs * attempt, lifetime).catch(() => {});
       }
     }
   }
@@ -321,19 +327,21 @@ export class CartesiaSpeaker {
 class Connection {
   readonly ws: TTSWS;
   /** In-flight responses by context id. */
-  readonly responses = new Map<string, ResponseInbox>();
+  readonly responses = new Map<string, SpeechResponse>();
   /** Called once when the socket has closed. */
   onClose: () => void = () => {};
   readonly #socket: TTSWS["socket"];
   readonly #log: TtsLog;
+  readonly #closeTimeoutMs: number;
   readonly #closed: Promise<void>;
   #isClosed = false;
   #closing = false;
 
-  private constructor(ws: TTSWS, log: TtsLog) {
+  private constructor(ws: TTSWS, log: TtsLog, closeTimeoutMs: number) {
     this.ws = ws;
     this.#socket = ws.socket;
     this.#log = log;
+    this.#closeTimeoutMs = closeTimeoutMs;
     this.#closed = new Promise((resolve) => {
       this.#socket.addEventListener("close", (event: CloseEvent) => {
         this.#isClosed = true;
@@ -341,10 +349,10 @@ class Connection {
         if (!this.#closing) {
           this.#log("warn", "tts socket closed", { code: event.code, reason: event.reason });
         }
-        for (const inbox of this.responses.values()) {
-          inbox.fail(
+        for (const response of this.responses.values()) {
+          response.fail(
             new TtsError(`Cartesia socket closed (code ${event.code})`, reason, {
-              contextId: inbox.contextId,
+              contextId: response.contextId,
             }),
           );
         }
@@ -366,25 +374,18 @@ class Connection {
     lifetime: AbortSignal,
   ): Promise<Connection> {
     const ws = new TTSWS(client);
-    const connection = new Connection(ws, log);
+    const connection = new Connection(ws, log, config.closeTimeoutMs);
     ws.on("error", (error) => log("debug", "tts socket error", { error: error.message }));
     ws.on("event", (event) => connection.#route(event));
-    const ready = ws.connect();
-    // A timer we clear ourselves: AbortSignal.timeout() would outlive a fast handshake.
-    const timeout = new AbortController();
-    const timer = setTimeout(
-      () => timeout.abort(new Error(`handshake timed out after ${config.connectTimeoutMs} ms`)),
-      config.connectTimeoutMs,
-    );
     try {
-      await untilAborted(ready, AbortSignal.any([lifetime, timeout.signal]));
+      await deadline(ws.connect(), config.connectTimeoutMs, {
+        signal: lifetime,
+        what: "Cartesia handshake",
+      });
       return connection;
     } catch (error) {
-      ready.catch(() => {}); // still pending after a timeout; its later rejection is expected
       await connection.close();
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -410,18 +411,13 @@ class Connection {
     this.#closing = true;
     if (!this.#isClosed) this.ws.close({ code: 1000, reason: "call ended" });
     // A peer that ignores our close frame would otherwise hold the call's teardown forever.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#closed,
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS))),
-    ]);
-    clearTimeout(timer);
+    await settledWithin(this.#closed, this.#closeTimeoutMs);
   }
 
   #route(event: WebsocketResponse): void {
     const contextId = "context_id" in event ? event.context_id : undefined;
-    const inbox = contextId === undefined ? undefined : this.responses.get(contextId);
-    if (!inbox) {
+    const response = contextId === undefined ? undefined : this.responses.get(contextId);
+    if (!response) {
       if (event.type === "error") {
         this.#log("warn", "tts error outside any response", {
           contextId,
@@ -433,16 +429,18 @@ class Connection {
     }
     switch (event.type) {
       case "chunk":
-        inbox.pushAudio(event.audio ?? Uint8Array.from(atob(event.data), (c) => c.charCodeAt(0)));
+        response.pushAudio(
+          event.audio ?? Uint8Array.from(atob(event.data), (c) => c.charCodeAt(0)),
+        );
         break;
       case "flush_done":
-        inbox.endPhrases(event.flush_id);
+        response.endPhrases(event.flush_id);
         break;
       case "done":
-        inbox.finish();
+        response.finish();
         break;
       case "error":
-        inbox.fail(
+        response.fail(
           new TtsError(`Cartesia: ${event.title}: ${event.message}`, "server", {
             errorCode: event.error_code,
             statusCode: event.status_code,
@@ -456,30 +454,35 @@ class Connection {
   }
 }
 
-/** Events of one response, handed from socket events to the `speak()` generator. */
-class ResponseInbox {
-  readonly contextId: string;
+/** One response's state: its events for the `speak()` generator, its phrases, its watchdog. */
+class SpeechResponse {
+  readonly contextId = crypto.randomUUID();
+  /**
+   * Unbounded on purpose: a consumer that reads late (pre-synthesised greeting) must lose
+   * nothing, and one response's audio is at most a few hundred kilobytes.
+   */
+  readonly events = new AsyncQueue<SpeechEvent>();
   /** Called once, when the response has settled (done, failed or stopped). */
   onSettled: () => void = () => {};
-  // Unbounded on purpose: a consumer that reads late (pre-synthesised greeting) must lose
-  // nothing, and one response's audio is at most a few hundred kilobytes.
-  #events: SpeechEvent[] = [];
-  #phrases: string[] = [];
+  readonly #stallMs: number;
+  readonly #phrases: string[] = [];
   #phrasesEnded = 0;
-  #ended = false;
+  #inputEnded = false;
+  #settled = false;
   #finishedByServer = false;
-  #error: unknown = undefined;
-  #wake: (() => void) | undefined;
-  #stallMs: number | undefined;
+  /**
+   * A resettable timer rather than `deadline()`: the silence it bounds restarts with every
+   * event and pauses while Cartesia owes nothing, so there is no single promise to bound.
+   */
   #stallTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(contextId: string) {
-    this.contextId = contextId;
+  constructor(stallMs: number) {
+    this.#stallMs = stallMs;
   }
 
   /** No more events will be queued (done, failed or stopped). */
   get settled(): boolean {
-    return this.#ended || this.#error !== undefined;
+    return this.#settled;
   }
 
   /** Cartesia completed or rejected the context, so there is nothing to cancel. */
@@ -487,89 +490,70 @@ class ResponseInbox {
     return this.#finishedByServer;
   }
 
-  /** Records the text of the next phrase sent to Cartesia. */
+  /** Records the text of the next phrase sent to Cartesia; its audio is now owed. */
   addPhrase(text: string): void {
     this.#phrases.push(text);
+    this.#watchSilence();
+  }
+
+  /** The end of input is being sent: `done` is now owed. */
+  endInput(): void {
+    this.#inputEnded = true;
+    this.#watchSilence();
   }
 
   pushAudio(audio: Uint8Array): void {
-    if (this.settled) return;
-    this.#events.push({ type: "audio", audio });
-    this.#restartStallTimer();
-    this.#notify();
+    if (this.#settled) return;
+    this.events.push({ type: "audio", audio });
+    this.#watchSilence();
   }
 
   /** All audio of the first `count` phrases has been queued (Cartesia's `flush_done`). */
   endPhrases(count: number): void {
-    if (this.settled) return;
+    if (this.#settled) return;
     const through = Math.min(count, this.#phrases.length);
     for (; this.#phrasesEnded < through; this.#phrasesEnded++) {
       const index = this.#phrasesEnded;
-      this.#events.push({ type: "phrase_end", index, text: this.#phrases[index] });
+      this.events.push({ type: "phrase_end", index, text: this.#phrases[index] });
     }
-    this.#restartStallTimer();
-    this.#notify();
+    this.#watchSilence();
   }
 
   finish(): void {
-    if (this.settled) return;
+    if (this.#settled) return;
     // `done` follows all audio, so every phrase has ended even if a flush_done went missing.
     this.endPhrases(this.#phrases.length);
     this.#finishedByServer = true;
-    this.#end();
+    this.events.close();
+    this.#settle();
   }
 
   /** Ends early by our choice (abort, consumer left): queued events are discarded. */
   stop(): void {
-    if (this.settled) return;
-    this.#events.length = 0;
-    this.#end();
-  }
-
-  fail(error: unknown): void {
-    if (this.settled) return;
-    if (error instanceof TtsError && error.reason === "server") this.#finishedByServer = true;
-    this.#error = error;
+    if (this.#settled) return;
+    void this.events.return();
     this.#settle();
   }
 
-  /** Starts failing the response if the server stays silent for `ms`. */
-  watchForStall(ms: number): void {
-    this.#stallMs = ms;
-    this.#restartStallTimer();
-  }
-
-  /** Next event; `undefined` at the end. Throws the failure, after the events queued before it. */
-  async next(): Promise<SpeechEvent | undefined> {
-    for (;;) {
-      const event = this.#events.shift();
-      if (event) return event;
-      if (this.#error !== undefined) throw this.#error;
-      if (this.#ended) return undefined;
-      await new Promise<void>((resolve) => this.#wake = resolve);
-    }
-  }
-
-  #end(): void {
-    this.#ended = true;
+  fail(error: unknown): void {
+    if (this.#settled) return;
+    if (error instanceof TtsError && error.reason === "server") this.#finishedByServer = true;
+    this.events.fail(error);
     this.#settle();
   }
 
   #settle(): void {
-    this.#clearStallTimer();
-    this.#notify();
+    this.#settled = true;
+    clearTimeout(this.#stallTimer);
     this.onSettled();
   }
 
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  #restartStallTimer(): void {
-    if (this.#stallMs === undefined || this.settled) return;
-    this.#clearStallTimer();
+  /** (Re)starts the silence bound while Cartesia owes audio or `done`; stops it otherwise. */
+  #watchSilence(): void {
+    clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+    const owed = this.#inputEnded || this.#phrasesEnded < this.#phrases.length;
+    if (this.#settled || !owed) return;
     const ms = this.#stallMs;
     this.#stallTimer = setTimeout(
       () =>
@@ -581,52 +565,19 @@ class ResponseInbox {
       ms,
     );
   }
-
-  #clearStallTimer(): void {
-    clearTimeout(this.#stallTimer);
-    this.#stallTimer = undefined;
-  }
 }
 
 /** The consumer's side of a response; leaving early stops it (and so cancels the context). */
-async function* readEvents(inbox: ResponseInbox): AsyncGenerator<SpeechEvent> {
+async function* readEvents(response: SpeechResponse): AsyncGenerator<SpeechEvent> {
   try {
-    for (;;) {
-      const event = await inbox.next();
-      if (event === undefined) return;
-      yield event;
-    }
+    yield* response.events;
   } finally {
-    inbox.stop();
+    response.stop();
   }
 }
 
 async function* onePhrase(text: string): AsyncGenerator<string> {
   yield text;
-}
-
-/** Resolves like `promise`, or rejects with the signal's reason once it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 function describe(error: unknown): string {

@@ -1,7 +1,8 @@
 /**
- * Frames on the Telnyx bidirectional media WebSocket: zod schemas for what Telnyx sends us,
- * builders for what we send back, and schemas for the latter so tests and the fake Telnyx client
- * can check our output.
+ * Frames on the Telnyx bidirectional media WebSocket (`bidirectionalMode="rtp"`, JSON text
+ * frames: connected, start, media, dtmf, mark, error, stop): zod schemas for what Telnyx sends
+ * us, builders for what we send back, and schemas for the latter so tests and the fake Telnyx
+ * client can check our output.
  *
  * Inbound parsing is lenient where the real wire is known to vary (numbers vs strings, two
  * spellings of the encoding, optional fields, extra fields) and strict only about what the app

@@ -1,5 +1,5 @@
 /**
- * TeXML documents the app returns to Telnyx's instruction fetch (`/answer`).
+ * TeXML documents the app returns when Telnyx fetches a call's instructions (`/answer`).
  *
  * The documents are assembled as strings rather than with an XML library because they are tiny and
  * fixed; the one dynamic part, attribute values, always goes through {@link escapeXmlAttribute}.

@@ -1,18 +1,19 @@
 import assert from "node:assert/strict";
 import {
-  A_LAW_SILENCE,
-  aLawToLinear,
   codecFor,
   decodeALaw,
   decodeMuLaw,
   encodeALaw,
   encodeMuLaw,
   type G711Encoding,
-  linearToALaw,
-  linearToMuLaw,
   MU_LAW_SILENCE,
-  muLawToLinear,
 } from "../../src/audio/g711.ts";
+
+/** One code or sample through the buffer codecs, for assertions on single values. */
+const muLawToLinear = (code: number) => decodeMuLaw(Uint8Array.of(code))[0];
+const linearToMuLaw = (sample: number) => encodeMuLaw(Int16Array.of(sample))[0];
+const aLawToLinear = (code: number) => decodeALaw(Uint8Array.of(code))[0];
+const linearToALaw = (sample: number) => encodeALaw(Int16Array.of(sample))[0];
 
 // Independent oracles, deliberately written in the style of the ITU-T G.191 STL `g711.c`
 // (step arithmetic and shift loops) rather than the bit layout the module uses, so a shared
@@ -116,8 +117,6 @@ Deno.test("known code values", async (t) => {
     assert.equal(aLawToLinear(0x55), -8);
     assert.equal(aLawToLinear(0x2a), -32256);
     assert.equal(aLawToLinear(0xaa), 32256);
-    assert.equal(aLawToLinear(A_LAW_SILENCE), 8);
-    assert.equal(A_LAW_SILENCE, 0xd5);
   });
 });
 
@@ -141,10 +140,8 @@ Deno.test("encode matches the reference encoder for every 16-bit sample", async 
     for (let i = 0; i < ALL_SAMPLES.length; i++) {
       const sample = ALL_SAMPLES[i];
       const expected = oracleMuLawEncode(sample);
-      if (encoded[i] !== expected || linearToMuLaw(sample) !== expected) {
-        assert.fail(
-          `sample ${sample}: got ${encoded[i]} / ${linearToMuLaw(sample)}, want ${expected}`,
-        );
+      if (encoded[i] !== expected) {
+        assert.fail(`sample ${sample}: got ${encoded[i]}, want ${expected}`);
       }
     }
     assert.equal(linearToMuLaw(0), 0xff);
@@ -157,10 +154,8 @@ Deno.test("encode matches the reference encoder for every 16-bit sample", async 
     for (let i = 0; i < ALL_SAMPLES.length; i++) {
       const sample = ALL_SAMPLES[i];
       const expected = oracleALawEncode(sample);
-      if (encoded[i] !== expected || linearToALaw(sample) !== expected) {
-        assert.fail(
-          `sample ${sample}: got ${encoded[i]} / ${linearToALaw(sample)}, want ${expected}`,
-        );
+      if (encoded[i] !== expected) {
+        assert.fail(`sample ${sample}: got ${encoded[i]}, want ${expected}`);
       }
     }
     assert.equal(linearToALaw(0), 0xd5);
@@ -235,17 +230,6 @@ Deno.test("quantisation error is at most half a step, and that bound is reached"
       assert.equal(error, aLawStep(code) / 2, `segment ${segment}`);
     }
   });
-});
-
-Deno.test("single-sample encoders clamp and truncate non-int16 input", () => {
-  assert.equal(linearToMuLaw(40000), linearToMuLaw(32767));
-  assert.equal(linearToMuLaw(-40000), linearToMuLaw(-32768));
-  assert.equal(linearToALaw(1e9), linearToALaw(32767));
-  assert.equal(linearToALaw(-Infinity), linearToALaw(-32768));
-  assert.equal(linearToMuLaw(300.9), linearToMuLaw(300));
-  assert.equal(linearToMuLaw(-300.9), linearToMuLaw(-300));
-  assert.equal(linearToMuLaw(NaN), MU_LAW_SILENCE);
-  assert.equal(muLawToLinear(0x1ff), muLawToLinear(0xff), "only the low 8 bits of a code count");
 });
 
 Deno.test("dst buffers are reused and length-checked", async (t) => {

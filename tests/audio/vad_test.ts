@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { decodeMuLaw } from "../../src/audio/g711.ts";
 import {
   createVad,
-  DEFAULT_END_MS,
   SpeechSegmenter,
   type VadEvent,
   vadInstanceBytes,
@@ -11,6 +10,8 @@ import {
 } from "../../src/audio/vad.ts";
 import { clipInfo, loadClip, NON_SPEECH_CLIPS, SPEECH_CLIPS } from "../fixtures/clips.ts";
 
+/** The detector's default {@link VadOptions.endMs}: silence before speech_end. */
+const DEFAULT_END_MS = 400;
 /** 1 s of digital silence appended to every clip so that speech_end is always reachable. */
 const TAIL = new Int16Array(8000);
 /** speech_start may come this long after the labelled onset (audio ms; measured max 200). */

@@ -1,20 +1,21 @@
 /**
- * Loopback fake of Cartesia's streaming TTS WebSocket (`wss://…/tts/websocket`), speaking the wire
- * protocol of vendor-protocols.md §4.3 so the real `@cartesia/cartesia-js` SDK can be tested
- * against it. TLS is mandatory because the SDK forces `wss://`; the test process must trust
- * `tests/fakes/tls/ca.pem` (`deno test --cert tests/fakes/tls/ca.pem`).
+ * Loopback fake of Cartesia's streaming TTS WebSocket (`wss://…/tts/websocket`), speaking its wire
+ * protocol (JSON generation frames with `context_id`, `continue` and `flush`; `cancel` frames;
+ * `chunk`, `flush_done`, `done` and `error` replies) so the real `@cartesia/cartesia-js` SDK can
+ * be tested against it. TLS is mandatory because the SDK forces `wss://`; the test process must
+ * trust `tests/fakes/tls/ca.pem` (`deno test --cert tests/fakes/tls/ca.pem`).
  *
  * Audio is deterministic: every transcript character becomes `bytesPerChar` bytes of a mu-law
  * tone whose pitch identifies the context, so tests can compare bytes end to end.
  *
- * Flushes follow Cartesia's documented numbering (docs "Context Flushing and Flush IDs"): per
- * context, audio of the transcripts sent before the first flush carries `flush_id: 1`, the k-th
- * flush increments the id, and its `flush_done` (with `flush_id: k`) is sent after all audio of
- * the transcripts before it.
+ * Flushes are numbered as Cartesia numbers them: per context, audio of the transcripts sent
+ * before the first flush carries `flush_id: 1`, the k-th flush increments the id, and its
+ * `flush_done` (with `flush_id: k`) is sent after all audio of the transcripts before it.
  *
  * @module
  */
 import { z } from "zod";
+import { delay } from "../../src/async/deadline.ts";
 
 const TLS_DIR = new URL("./tls/", import.meta.url);
 
@@ -34,7 +35,7 @@ const OutputFormatSchema = z.looseObject({
 });
 
 /** A generation request frame as the SDK sends it (`push`, `no_more_inputs`, `flush`). */
-export const GenerationFrameSchema = z.looseObject({
+const GenerationFrameSchema = z.looseObject({
   model_id: z.string(),
   voice: VoiceSchema,
   output_format: OutputFormatSchema,
@@ -181,7 +182,8 @@ export class CartesiaFake {
   readonly #omitFlushDone: boolean;
   readonly #sockets = new Map<WebSocket, Promise<void>>();
   readonly #runtimes = new Map<string, ContextRuntime>();
-  readonly #sleeps = new Set<{ timer: ReturnType<typeof setTimeout>; wake: () => void }>();
+  /** Aborted by close(): ends every chunk delay at once. */
+  readonly #closing = new AbortController();
   readonly #errorFaults: ContextErrorFault[] = [];
   readonly #dropFaults: number[] = [];
   #closed = false;
@@ -247,11 +249,7 @@ export class CartesiaFake {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const sleep of this.#sleeps) {
-      clearTimeout(sleep.timer);
-      sleep.wake();
-    }
-    this.#sleeps.clear();
+    this.#closing.abort();
     for (const socket of this.#sockets.keys()) closeQuietly(socket, 1001, "fake closing");
     await Promise.all(this.#sockets.values());
     await this.#server.shutdown();
@@ -436,7 +434,9 @@ export class CartesiaFake {
         const item = runtime.outbox.shift();
         if (!item) return;
         if (item.kind === "audio") {
-          if (this.chunkDelayMs > 0) await this.#sleep(this.chunkDelayMs);
+          if (this.chunkDelayMs > 0) {
+            await delay(this.chunkDelayMs, this.#closing.signal).catch(() => {});
+          }
           if (!this.#isLive(runtime)) return;
           record.audioChunks.push(item.bytes);
           record.chunkFlushIds.push(item.flushId);
@@ -496,19 +496,6 @@ export class CartesiaFake {
   #send(socket: WebSocket, message: unknown): void {
     if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
   }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const sleep = {
-        timer: setTimeout(() => {
-          this.#sleeps.delete(sleep);
-          resolve();
-        }, ms),
-        wake: resolve,
-      };
-      this.#sleeps.add(sleep);
-    });
-  }
 }
 
 function describeFormatProblem(frame: GenerationFrame): string | undefined {
@@ -549,7 +536,7 @@ function closeQuietly(socket: WebSocket, code: number, reason: string): void {
 }
 
 /** G.711 mu-law encoding of one 16-bit linear sample. */
-export function encodeMulaw(sample: number): number {
+function encodeMulaw(sample: number): number {
   const BIAS = 0x84;
   const CLIP = 32635;
   const sign = sample < 0 ? 0x80 : 0;

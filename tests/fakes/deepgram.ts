@@ -9,6 +9,8 @@
  * @module
  */
 
+import { deadline } from "../../src/async/deadline.ts";
+
 /** mu-law 8 kHz mono: one byte per sample. */
 export const BYTES_PER_SECOND = 8000;
 
@@ -597,21 +599,15 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
       for (const conn of connections) if (!conn.closing) dropConnection(conn, mode);
     },
     waitFor(predicate: () => boolean, guardMs = 10_000): Promise<void> {
-      return new Promise((resolve, reject) => {
-        // The guard only turns a hung test into a failure; it asserts nothing about timing.
-        const guard = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`fake Deepgram: condition not reached within ${guardMs} ms`));
-        }, guardMs);
-        const check = () => {
-          if (!predicate()) return;
-          waiters.delete(check);
-          clearTimeout(guard);
-          resolve();
-        };
-        waiters.add(check);
-        check();
-      });
+      const reached = Promise.withResolvers<void>();
+      const check = () => {
+        if (predicate()) reached.resolve();
+      };
+      waiters.add(check);
+      check();
+      // The guard only turns a hung test into a failure; it asserts nothing about timing.
+      return deadline(reached.promise, guardMs, { what: "fake Deepgram: the condition" })
+        .finally(() => waiters.delete(check));
     },
     async close() {
       for (const conn of connections) conn.closeWith(1001, "fake shutting down");

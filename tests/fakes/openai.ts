@@ -1,10 +1,11 @@
 /**
  * Loopback fake of OpenAI's streaming Chat Completions endpoint (`POST /v1/chat/completions`).
  *
- * It speaks the wire format the real API streams (vendor reference §2.3), so the real `openai`
- * SDK can be pointed at it with `baseURL`. Every request is recorded with its body, headers and
- * how its response ended (completed, or cancelled by the client), and each request consumes the
- * next scripted {@link OpenAiReply} from a queue.
+ * It streams the real API's wire format (server-sent events: `data: <chat.completion.chunk JSON>`,
+ * a final usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`), so the
+ * real `openai` SDK can be pointed at it with `baseURL`. Every request is recorded with its body,
+ * headers and how its response ended (completed, or cancelled by the client), and each request
+ * consumes the next scripted {@link OpenAiReply} from a queue.
  */
 
 /** A reply the fake gives to one chat-completion request. */

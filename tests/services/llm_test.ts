@@ -6,11 +6,11 @@ import {
   type ChatMessage,
   type ChatTool,
   createChatStreamer,
-  DEFAULT_LLM_MODEL,
   LlmError,
   type LlmEvent,
   type LlmOptions,
 } from "../../src/services/llm.ts";
+import { delay } from "../../src/async/deadline.ts";
 import { type FakeOpenAi, splitIntoDeltas, startFakeOpenAi } from "../fakes/openai.ts";
 
 const MESSAGES: ChatMessage[] = [
@@ -110,7 +110,7 @@ Deno.test("llm: defaults the model and omits tools when none are offered", async
     fake.enqueue({ kind: "text", text: "Sure." });
     await collect(streamerFor(fake)({ messages: MESSAGES }, neverAborted()));
     const body = fake.requests[0].body;
-    assert.equal(body.model, DEFAULT_LLM_MODEL);
+    assert.equal(body.model, "gpt-4.1-mini");
     assert.equal("tools" in body, false);
     assert.equal("tool_choice" in body, false);
   });
@@ -320,6 +320,23 @@ Deno.test("llm: timeout while the response headers are held back", async () => {
   assert.match(await fake.requests[0].outcome, /^(cancelled|closed)$/);
 });
 
+Deno.test("llm: an answer trickling in just under the chunk timeout still ends at the request bound", async () => {
+  await withFake(async (fake) => {
+    // Every delta arrives well inside timeoutMs, but the whole answer would take about 4 s.
+    fake.enqueue({ kind: "text", text: "word ".repeat(100), deltaDelayMs: 40 });
+    const stream = streamerFor(fake, { timeoutMs: 1000, requestTimeoutMs: 200 });
+    const seen: LlmEvent[] = [];
+    const error = await llmErrorFrom((async () => {
+      for await (const e of stream({ messages: MESSAGES }, neverAborted())) seen.push(e);
+    })());
+    assert.equal(error.code, "timeout");
+    assert.equal(error.retryable, true);
+    assert.match(error.message, /took more than 200 ms/);
+    assert.ok(textOf(seen).length > 0, "some text arrived before the bound");
+    assert.equal(await fake.requests[0].outcome, "cancelled");
+  });
+});
+
 Deno.test("llm: a consumer slow to pull does not count against the timeout", async () => {
   await withFake(async (fake) => {
     fake.enqueue({ kind: "text", text: "Take your time, I will wait." });
@@ -329,7 +346,7 @@ Deno.test("llm: a consumer slow to pull does not count against the timeout", asy
     ) {
       events.push(e);
       // Longer than timeoutMs: the request must survive a consumer that blocks (e.g. on TTS).
-      if (events.length === 2) await new Promise((resolve) => setTimeout(resolve, 800));
+      if (events.length === 2) await delay(800);
     }
     assert.equal(textOf(events), "Take your time, I will wait.");
   });

@@ -11,6 +11,9 @@ import {
   type FakeDeepgramOptions,
   startFakeDeepgram,
 } from "../fakes/deepgram.ts";
+import { startSilentPeer } from "../fakes/silent_peer.ts";
+import { deadline, DeadlineError } from "../../src/async/deadline.ts";
+import { waitFor } from "../helpers/harness.ts";
 
 /** Deterministic non-silent mu-law bytes, so content (not just length) can be compared. */
 function audio(length: number, seed = 1): Uint8Array {
@@ -35,19 +38,17 @@ async function readUntil(
 ): Promise<TranscriptEvent[]> {
   const seen: TranscriptEvent[] = [];
   // Turns a hang into a failure with context; asserts nothing about speed.
-  let guard: ReturnType<typeof setTimeout> | undefined;
-  const hung = new Promise<never>((_, reject) => {
-    guard = setTimeout(() => reject(new Error(`no match; saw ${JSON.stringify(seen)}`)), 10_000);
-  });
-  try {
-    while (true) {
-      const r = await Promise.race([events.next(), hung]);
-      if (r.done) throw new Error(`iterator ended; saw ${JSON.stringify(seen)}`);
-      seen.push(r.value);
-      if (until(r.value)) return seen;
-    }
-  } finally {
-    clearTimeout(guard);
+  const giveUpAt = performance.now() + 10_000;
+  while (true) {
+    const r = await deadline(events.next(), Math.max(0, giveUpAt - performance.now()), {
+      what: "a matching event",
+    }).catch((error) => {
+      if (error instanceof DeadlineError) throw new Error(`no match; saw ${JSON.stringify(seen)}`);
+      throw error;
+    });
+    if (r.done) throw new Error(`iterator ended; saw ${JSON.stringify(seen)}`);
+    seen.push(r.value);
+    if (until(r.value)) return seen;
   }
 }
 
@@ -386,6 +387,41 @@ Deno.test("nova: nothing listening is reported as unreachable", async () => {
   assert.equal(error.reason, "unreachable");
   assert.equal(error.attempts, 2);
   await stt.close();
+});
+
+Deno.test("nova: a handshake that is never answered fails within connectTimeoutMs", async () => {
+  await using peer = await startSilentPeer({ answer: "nothing" });
+  const stt = openLiveTranscriber({
+    apiKey: "k",
+    baseUrl: peer.url,
+    engine: "nova",
+    signal: new AbortController().signal,
+    reconnect: { attempts: 2, backoffMs: 5 },
+    connectTimeoutMs: 50,
+  });
+  // The SDK's own timeout is in whole seconds: failing well before one proves ours applies.
+  const error = await deadline(drain(stt[Symbol.asyncIterator]()), 900).catch((e) => e);
+  assert.ok(error instanceof SttUnavailableError, String(error));
+  assert.equal(error.reason, "unreachable");
+  assert.match(error.message, /Deepgram handshake did not happen within 50 ms/);
+  assert.equal(peer.accepted, 2);
+  await stt.close();
+});
+
+Deno.test("nova: close() is bounded when the server ignores CloseStream and the close frame", async () => {
+  await using peer = await startSilentPeer({ answer: "upgrade" });
+  const stt = openLiveTranscriber({
+    apiKey: "k",
+    baseUrl: peer.url,
+    engine: "nova",
+    signal: new AbortController().signal,
+    closeTimeoutMs: 30,
+  });
+  feed(stt, audio(160));
+  const events = stt[Symbol.asyncIterator]();
+  await waitFor(() => peer.upgraded === 1, "the upgrade");
+  await deadline(stt.close(), 1000, { what: "close()" });
+  assert.deepEqual(await drain(events), []);
 });
 
 Deno.test("abort closes the socket and ends the iterator", async (t) => {

@@ -13,14 +13,16 @@ import {
 } from "../fakes/cartesia.ts";
 import {
   CartesiaSpeaker,
-  DEFAULT_TTS_MODEL,
-  DEFAULT_TTS_VOICE_ID,
   type SpeechEvent,
   TtsError,
   type TtsOptions,
   TtsUnavailableError,
 } from "../../src/services/tts.ts";
-import { PhraseChunker, phrases } from "../../src/services/phrases.ts";
+import { PhraseChunker } from "../../src/services/phrases.ts";
+import { AsyncQueue } from "../../src/async/async_queue.ts";
+import { deadline, delay } from "../../src/async/deadline.ts";
+import { startSilentPeer } from "../fakes/silent_peer.ts";
+import { waitFor } from "../helpers/harness.ts";
 
 // Any unhandled rejection anywhere in this file is a defect: the SDK's unlistened errors would
 // kill the production process. preventDefault() keeps the test runner alive so we can assert.
@@ -31,44 +33,6 @@ globalThis.addEventListener("unhandledrejection", (event) => {
 });
 
 const BYTES_PER_CHAR = 80;
-
-/** A text stream the test feeds by hand, to prove audio flows before the answer is complete. */
-class TextChannel implements AsyncIterable<string> {
-  #queue: string[] = [];
-  #ended = false;
-  #wake: (() => void) | undefined;
-
-  push(text: string): void {
-    this.#queue.push(text);
-    this.#notify();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#notify();
-  }
-
-  /** The consumer stopped iterating (returned or broke out), e.g. so the LLM stream ends. */
-  closed = false;
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<string> {
-    try {
-      for (;;) {
-        const text = this.#queue.shift();
-        if (text !== undefined) yield text;
-        else if (this.#ended) return;
-        else await new Promise<void>((resolve) => this.#wake = resolve);
-      }
-    } finally {
-      this.closed = true;
-    }
-  }
-
-  #notify(): void {
-    this.#wake?.();
-    this.#wake = undefined;
-  }
-}
 
 async function* textOf(...deltas: string[]): AsyncGenerator<string> {
   for (const delta of deltas) {
@@ -118,18 +82,9 @@ function expectedPhrases(...texts: string[]): HeardPhrase[] {
   return texts.map((text, index) => ({ index, text, bytes: text.length * BYTES_PER_CHAR }));
 }
 
-/** Waits for a condition driven by socket traffic; the bound only turns a hang into a failure. */
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
-
 /** Lets pending rejections surface as `unhandledrejection` events. */
 async function settle(): Promise<void> {
-  for (let i = 0; i < 3; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  for (let i = 0; i < 3; i++) await delay(20);
 }
 
 async function withFake(
@@ -159,58 +114,28 @@ function unusedPort(): number {
   return port;
 }
 
-Deno.test("phrase chunker", async (t) => {
-  await t.step("releases sentences as soon as they complete, keeping the space", () => {
-    const chunker = new PhraseChunker();
-    assert.deepEqual(chunker.push("Hel"), []);
-    assert.deepEqual(chunker.push("lo there"), []);
-    assert.deepEqual(chunker.push("! How are"), ["Hello there! "]);
-    assert.deepEqual(chunker.push(" you? I'm fine."), ["How are you? "]);
-    assert.equal(chunker.flush(), "I'm fine.");
-    assert.equal(chunker.flush(), "");
-  });
-
-  await t.step("keeps decimals and short clauses together", () => {
-    const chunker = new PhraseChunker({ minClauseChars: 24 });
-    assert.deepEqual(chunker.push("It costs 3.5 dollars, "), []);
-    assert.deepEqual(chunker.push("which is cheap, and it ships today."), [
-      "It costs 3.5 dollars, which is cheap, ",
-    ]);
-    assert.equal(chunker.flush(), "and it ships today.");
-  });
-
-  await t.step("cuts an endless run-on sentence at a space", () => {
-    const chunker = new PhraseChunker({ maxChars: 20 });
-    assert.deepEqual(chunker.push("one two three four five six seven"), ["one two three four "]);
-    assert.equal(chunker.flush(), "five six seven");
-  });
-
-  await t.step("phrases() re-chunks a stream and drops pure whitespace at the end", async () => {
-    const out: string[] = [];
-    for await (const phrase of phrases(textOf("Hi", ". ", "Bye", "!", "  "))) out.push(phrase);
-    assert.deepEqual(out, ["Hi. ", "Bye! "]);
-  });
-});
-
 Deno.test("speak streams phrases with continue:true, then continue:false, and returns the audio", async () => {
   await withFake({ bytesPerChar: BYTES_PER_CHAR }, {}, async (fake, speaker) => {
     await speaker.connect(AbortSignal.timeout(10_000));
-    const text = new TextChannel();
     // As the orchestration does: LLM deltas through the phrase chunker, phrases into speak().
-    const stream = speaker.speak(phrases(text), new AbortController().signal);
+    const phrases = new AsyncQueue<string>();
+    const chunker = new PhraseChunker();
+    const delta = (text: string) => chunker.push(text).forEach((phrase) => phrases.push(phrase));
+    const stream = speaker.speak(phrases, new AbortController().signal);
     const received: SpeechEvent[] = [];
 
     // Audio must start while the LLM is still producing the answer.
-    text.push("Hel");
-    text.push("lo there. How");
+    delta("Hel");
+    delta("lo there. How");
     const first = await stream.next();
     assert.equal(first.done, false);
     received.push(first.value as SpeechEvent);
     const [context] = fake.contextList();
     assert.deepEqual(context.pieces, [{ transcript: "Hello there. ", continue: true }]);
 
-    text.push(" are you today?");
-    text.end();
+    delta(" are you today?");
+    phrases.push(chunker.flush());
+    phrases.close();
     for (let r = await stream.next(); !r.done; r = await stream.next()) received.push(r.value);
 
     const connection = fake.connections[0];
@@ -220,8 +145,12 @@ Deno.test("speak streams phrases with continue:true, then continue:false, and re
     assert.match(connection.client ?? "", /^cartesia-js\//);
 
     assert.equal(fake.contexts.size, 1);
-    assert.equal(context.request.model_id, DEFAULT_TTS_MODEL);
-    assert.deepEqual(context.request.voice, { mode: "id", id: DEFAULT_TTS_VOICE_ID });
+    // The original bot's model and voice.
+    assert.equal(context.request.model_id, "sonic-3");
+    assert.deepEqual(context.request.voice, {
+      mode: "id",
+      id: "71a7ad14-091c-4e8e-a314-022ece01c121",
+    });
     assert.deepEqual(context.request.output_format, {
       container: "raw",
       encoding: "pcm_mulaw",
@@ -322,7 +251,7 @@ Deno.test("abort mid-phrase: only completed phrases end, the text source is clos
   await withFake({ chunkDelayMs: 2, chunkBytes: 160 }, {}, async (fake, speaker) => {
     const first = "First. ";
     const second = "The second phrase is long enough to be cut in the middle. ";
-    const text = new TextChannel();
+    const text = new AsyncQueue<string>();
     const controller = new AbortController();
     const stream = speaker.speak(text, controller.signal);
     text.push(first);
@@ -378,7 +307,7 @@ Deno.test("pre-synthesis: a consumer that starts reading 300 ms late loses nothi
     await withFake({ chunkBytes: 160 }, {}, async (fake, speaker) => {
       const greeting = "Hello! This is an automated call from our Telnyx chatbot demo.";
       const stream = speaker.speakText(greeting, new AbortController().signal);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await delay(300);
       // Synthesised in full although nothing has read the stream yet.
       await waitFor(() => fake.contextList()[0]?.done === true, "the greeting to be synthesised");
       const [context] = fake.contextList();
@@ -402,7 +331,7 @@ Deno.test("pre-synthesis: a consumer that starts reading 300 ms late loses nothi
     await withFake({ chunkBytes: 160, chunkDelayMs: 1 }, {}, async (fake, speaker) => {
       const spoken = ["One phrase. ", "And another one. "];
       const stream = speaker.speak(textOf(...spoken), new AbortController().signal);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await delay(300);
       const first = await stream.next(); // reading starts late, mid-stream or after the end
       assert.equal(first.done, false);
       const received = [first.value as SpeechEvent, ...await events(stream)];
@@ -593,12 +522,61 @@ Deno.test("a silent server fails the response with a timeout", async () => {
   });
 });
 
+Deno.test("a context that never answers fails the response while the text still streams", async () => {
+  await withFake({ chunkDelayMs: 60_000 }, { stallTimeoutMs: 50 }, async (fake, speaker) => {
+    const text = new AsyncQueue<string>();
+    text.push("Hello, are you there? "); // the LLM is still thinking about the rest
+    const failure = await deadline(
+      collect(speaker.speak(text, new AbortController().signal)),
+      2000,
+      { what: "the response to fail" },
+    ).catch((error) => error);
+    assert.ok(failure instanceof TtsError && failure.reason === "timeout", String(failure));
+    const [context] = fake.contextList();
+    await waitFor(() => context.cancelled, "the cancel frame");
+  });
+});
+
+Deno.test("the silence bound pauses while Cartesia owes nothing (a slow LLM)", async () => {
+  await withFake({}, { stallTimeoutMs: 50 }, async (_fake, speaker) => {
+    const text = new AsyncQueue<string>();
+    const stream = speaker.speak(text, new AbortController().signal);
+    text.push("First. ");
+    const received: SpeechEvent[] = [];
+    for (let r = await stream.next(); !r.done; r = await stream.next()) {
+      received.push(r.value);
+      if (r.value.type === "phrase_end") break;
+    }
+    // Everything sent has been answered: three stall bounds of silence are the LLM's, not ours.
+    await delay(150);
+    text.push("Second. ");
+    text.close();
+    received.push(...await events(stream));
+    assert.deepEqual(splitAtPhraseEnds(received), {
+      phrases: expectedPhrases("First. ", "Second. "),
+      rest: 0,
+    });
+  });
+});
+
+Deno.test("close() is bounded when Cartesia never answers the close frame", async () => {
+  await using peer = await startSilentPeer({ answer: "upgrade", tls: true });
+  const speaker = new CartesiaSpeaker({
+    apiKey: FAKE_CARTESIA_API_KEY,
+    baseURL: peer.url,
+    closeTimeoutMs: 30,
+  });
+  await speaker.connect(AbortSignal.timeout(5000));
+  assert.equal(peer.upgraded, 1);
+  await deadline(speaker.close(), 1000, { what: "close()" });
+});
+
 Deno.test("a text source failure cancels the context and surfaces the same error", async () => {
   await withFake({ chunkDelayMs: 2 }, {}, async (fake, speaker) => {
     const llmFailure = new Error("LLM stream broke");
     async function* failing(): AsyncGenerator<string> {
       yield "Let me check that for you. ";
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await delay(5);
       throw llmFailure;
     }
     await assert.rejects(collect(speaker.speak(failing(), new AbortController().signal)), (e) => {
@@ -681,27 +659,27 @@ Deno.test("unreachable Cartesia: TtsUnavailableError and no unhandled rejection"
     });
   });
 
-  await t.step("TLS handshake never completes: connect times out", async () => {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const held: Deno.Conn[] = [];
-    const accepting = (async () => {
-      for await (const conn of listener) held.push(conn); // accept, then say nothing
-    })();
-    const speaker = new CartesiaSpeaker({
-      apiKey: "k",
-      baseURL: `https://127.0.0.1:${listener.addr.port}`,
-      connectTimeoutMs: 50,
-      connectAttempts: 1,
+  for (const tls of [false, true]) {
+    const what = tls ? "WebSocket upgrade" : "TLS handshake";
+    await t.step(`${what} never completes: connect times out`, async () => {
+      // Without TLS on the peer, the client's TLS hello is what goes unanswered.
+      await using peer = await startSilentPeer({ answer: "nothing", tls });
+      const speaker = new CartesiaSpeaker({
+        apiKey: "k",
+        baseURL: peer.url.replace("http:", "https:"),
+        connectTimeoutMs: 50,
+        connectAttempts: 1,
+      });
+      try {
+        await assert.rejects(
+          speaker.connect(new AbortController().signal),
+          (error) => error instanceof TtsUnavailableError && /within 50 ms/.test(error.message),
+        );
+      } finally {
+        await speaker.close();
+      }
     });
-    try {
-      await assert.rejects(speaker.connect(new AbortController().signal), TtsUnavailableError);
-    } finally {
-      await speaker.close();
-      listener.close();
-      await accepting;
-      for (const conn of held) conn.close();
-    }
-  });
+  }
 
   await settle();
   assert.deepEqual(unhandledRejections, []);

@@ -67,7 +67,7 @@ const STREAM_ID = "32de0dea-53cb-4b21-89a4-9ed1a2a1b2a3";
 const CALL_CONTROL_ID = "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg";
 const PCMU_SILENCE_20MS = referenceBase64(new Uint8Array(160).fill(0xff));
 
-/** Frames exactly as Telnyx documents them. */
+/** Frames as Telnyx sends them, with every field it documents for each event. */
 const DOCUMENTED = {
   connected: '{"event":"connected","version":"1.0.0"}',
   start: JSON.stringify({
