@@ -761,7 +761,9 @@ export class VoiceAgent {
     const closed = await this.#clock.deadline(closing, VENDOR_CLOSE_MS, {
       what: "STT and TTS close",
     }).then(() => true, () => false);
-    if (!closed) this.#log.warn("vendor sockets did not close in time", { limit_ms: VENDOR_CLOSE_MS });
+    if (!closed) {
+      this.#log.warn("vendor sockets did not close in time", { limit_ms: VENDOR_CLOSE_MS });
+    }
     this.metrics.usage.ttsCharacters = this.#deps.speaker.charactersSent;
     this.metrics.usage.sttAudioSeconds = this.#stt?.audioSeconds ?? 0;
     this.#log.info("call summary", {

@@ -30,7 +30,6 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-
 /** A playback wired to a model on a manual ticker and injected clock. */
 function setup(options: Partial<PlaybackOptions> = {}) {
   const model = new TelnyxModel();
