@@ -413,21 +413,18 @@ export class Playback {
    * The final mark echo of the finished utterance never came although its audio must have played
    * out (Telnyx lost or withheld it): counts the utterance as heard to the end, as that echo
    * would have, and settles its {@link finish} with `"played"`. Its marks are forgotten, so a
-   * late echo changes nothing. If the utterance's audio was not even all sent, it is stopped
-   * instead, and `finish` settles `"interrupted"`. Returns how the utterance was settled.
+   * late echo changes nothing. Returns false, changing nothing, when its audio has not even all
+   * been sent: then it did not play out, and the caller decides (typically {@link interrupt}).
    */
-  assumePlayed(): PlaybackOutcome {
+  assumePlayed(): boolean {
     const utterance = this.#current;
-    if (this.#closed) return "closed";
-    if (utterance === undefined || !utterance.sealed) return "played";
+    if (this.#closed) return false;
+    if (utterance === undefined || !utterance.sealed) return true;
     const finalMark = utterance.finalMark;
-    if (finalMark === undefined || finalMark.echoed) return "played";
-    if (this.#awaitingEcho.includes(finalMark)) {
-      this.onMarkEcho(finalMark.name);
-      return "played";
-    }
-    this.interrupt();
-    return "interrupted";
+    if (finalMark === undefined || finalMark.echoed) return true;
+    if (!this.#awaitingEcho.includes(finalMark)) return false;
+    this.onMarkEcho(finalMark.name);
+    return true;
   }
 
   /**

@@ -500,3 +500,41 @@ Deno.test("playback: against the fake Telnyx media client over a real WebSocket"
     await server.shutdown();
   }
 });
+
+Deno.test("playback: a lost final echo", async (t) => {
+  await t.step("playoutMs is the audio not sent plus what is queued at Telnyx", () => {
+    const { model, playback, ticker } = setup();
+    playback.enqueue(audio(8_000)); // 1 s
+    playback.endPhrase("a");
+    assert.equal(playback.playoutMs, 1000);
+    model.advance(500, () => ticker.tick());
+    assert.equal(playback.playoutMs, 500);
+    model.advance(600, () => ticker.tick());
+    assert.equal(playback.playoutMs, 0);
+  });
+
+  await t.step("assumePlayed settles finish as played and counts the phrases heard", async () => {
+    const { model, playback, ticker } = setup();
+    playback.enqueue(audio(1_600));
+    playback.endPhrase("a");
+    playback.enqueue(audio(1_600));
+    playback.endPhrase("b");
+    const done = playback.finish();
+    model.advance(1_000, () => ticker.tick()); // echoes withheld
+    assert.equal(playback.speaking, true);
+    assert.equal(playback.assumePlayed(), true);
+    assert.equal(await done, "played");
+    assert.equal(playback.speaking, false);
+    model.deliverEchoes(); // late echoes change nothing
+    playback.enqueue(audio(160));
+    assert.deepEqual(playback.interrupt().heard, [], "a new utterance starts clean");
+  });
+
+  await t.step("assumePlayed refuses while audio is still unsent", () => {
+    const { playback } = setup();
+    playback.enqueue(audio(8_000));
+    void playback.finish();
+    assert.equal(playback.assumePlayed(), false);
+    playback.close();
+  });
+});
