@@ -231,8 +231,12 @@ export class CallSession {
       // The call may still be up; say so loudly, but still release our side.
       this.#log.error("hang-up failed", { error, reason });
     }
-    // 1001 "going away" tells Telnyx the server, not the call, is why the stream stopped.
-    this.#deps.channel.close(reason === "shutdown" ? 1001 : 1000, reason);
+    try {
+      // 1001 "going away" tells Telnyx the server, not the call, is why the stream stopped.
+      this.#deps.channel.close(reason === "shutdown" ? 1001 : 1000, reason);
+    } catch (error) {
+      this.#log.error("media socket did not close cleanly", { error });
+    }
     const agentCloseMs = this.#deps.agentCloseTimeoutMs ?? AGENT_CLOSE_TIMEOUT_MS;
     if (!(await settledWithin(agentClosed ?? Promise.resolve(), agentCloseMs))) {
       this.#log.error("agent did not close in time; ending the session anyway", {
@@ -284,7 +288,9 @@ export class CallSession {
 
   #fail(error: unknown): void {
     this.#log.error("call session failed", { error });
-    void this.hangUp("error");
+    this.hangUp("error").catch((hangUpError) => {
+      this.#log.error("ending the failed call failed", { error: hangUpError });
+    });
   }
 
   /** Handles one event; returns a promise only when the handler is async. */

@@ -34,6 +34,8 @@ export interface DtmfAggregatorOptions {
   clock: CallClock;
   /** Called once per finished input. */
   onInput: (input: DtmfInput) => void;
+  /** Called if `onInput` throws when a pause ends an input (nobody else could catch it). */
+  onError: (error: unknown) => void;
   /** Quiet time that ends an input; default {@link DTMF_PAUSE_MS}. */
   pauseMs?: number;
   /** Most keys kept per input; default {@link DTMF_MAX_DIGITS}. */
@@ -44,6 +46,7 @@ export interface DtmfAggregatorOptions {
 export class DtmfAggregator {
   readonly #clock: CallClock;
   readonly #onInput: (input: DtmfInput) => void;
+  readonly #onError: (error: unknown) => void;
   readonly #pauseMs: number;
   readonly #maxDigits: number;
   #digits = "";
@@ -55,6 +58,7 @@ export class DtmfAggregator {
   constructor(options: DtmfAggregatorOptions) {
     this.#clock = options.clock;
     this.#onInput = options.onInput;
+    this.#onError = options.onError;
     this.#pauseMs = options.pauseMs ?? DTMF_PAUSE_MS;
     this.#maxDigits = options.maxDigits ?? DTMF_MAX_DIGITS;
   }
@@ -93,7 +97,7 @@ export class DtmfAggregator {
         if (this.#pause === pause) this.#flush();
       },
       () => {}, // restarted by a newer press, or closed
-    );
+    ).catch(this.#onError);
   }
 
   #flush(): void {

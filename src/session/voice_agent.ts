@@ -162,6 +162,7 @@ export class VoiceAgent {
     this.#dtmf = new DtmfAggregator({
       clock: this.#clock,
       onInput: (input) => this.#onDtmfInput(input),
+      onError: (error) => this.#failed(error, "dtmf input"),
     });
   }
 
@@ -183,12 +184,10 @@ export class VoiceAgent {
       onMark: (name) => this.#playback.onMarkEcho(name),
       close: () => this.#release(),
     });
-    const maxTimer = new AbortController();
-    this.#maxTimer = maxTimer;
-    this.#clock.delay(this.#deps.maxCallSeconds * 1000, maxTimer.signal).then(() => {
+    this.#maxTimer = this.#after(this.#deps.maxCallSeconds * 1000, "call time limit", () => {
       this.#log.info("call time limit reached", { max_call_seconds: this.#deps.maxCallSeconds });
       this.#background(this.#sayAndHangUp(CANNED.timeLimit, "system"), "time-limit goodbye");
-    }, () => {}); // cleared
+    });
 
     // The greeting is synthesised now, before anyone speaks, so playing it costs no round-trip.
     const greetingController = new LinkedAbortController(signal);
@@ -625,8 +624,8 @@ export class VoiceAgent {
    */
   #stop(utterance: Utterance, reason: string): string {
     if (utterance.concluded) return "";
-    // Only the current utterance has audio at Telnyx; a newer one replaced it otherwise.
-    const heard: InterruptResult = this.#utterance === utterance
+    // Only the current utterance can have audio at Telnyx, and only once it started playing.
+    const heard: InterruptResult = this.#utterance === utterance && this.#playback.speaking
       ? this.#playback.interrupt()
       : { heard: [] };
     utterance.stopReason = reason;
@@ -692,13 +691,12 @@ export class VoiceAgent {
   #armIdle(): void {
     this.#clearIdle();
     if (this.#ending || !this.#live) return;
-    const timer = new AbortController();
-    this.#idleTimer = timer;
-    this.#clock.delay(this.#deps.idleTimeoutSeconds * 1000, timer.signal).then(() => {
+    const timer = this.#after(this.#deps.idleTimeoutSeconds * 1000, "idle timer", () => {
       if (this.#idleTimer !== timer) return;
       this.#idleTimer = undefined;
       this.#onIdle();
-    }, () => {}); // cleared
+    });
+    this.#idleTimer = timer;
   }
 
   #onIdle(): void {
@@ -729,16 +727,28 @@ export class VoiceAgent {
     this.#idleTimer = undefined;
   }
 
+  /** Runs `fire` after `ms` on the call's clock unless the returned controller aborts first. */
+  #after(ms: number, what: string, fire: () => void): AbortController {
+    const timer = new AbortController();
+    const elapsed = this.#clock.delay(ms, timer.signal).then(fire, (error) => {
+      if (!timer.signal.aborted) throw error; // aborted means cleared
+    });
+    this.#background(elapsed, what);
+    return timer;
+  }
+
   /**
    * Runs work nobody awaits. A rejection there is a bug: it is logged with this call and ends
    * this call, and never reaches the process (where it would end every call).
    */
   #background(work: Promise<unknown>, what: string): void {
-    work.catch((error) => {
-      this.#log.error("voice agent task failed; ending the call", { task: what, error });
-      this.#session.hangUp("error").catch((hangUpError) => {
-        this.#log.error("hang-up after a failed task failed", { error: hangUpError });
-      });
+    work.catch((error) => this.#failed(error, what));
+  }
+
+  #failed(error: unknown, what: string): void {
+    this.#log.error("voice agent task failed; ending the call", { task: what, error });
+    this.#session.hangUp("error").catch((hangUpError) => {
+      this.#log.error("hang-up after a failed task failed", { error: hangUpError });
     });
   }
 

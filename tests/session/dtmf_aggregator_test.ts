@@ -10,7 +10,11 @@ import { ManualClock } from "../helpers/manual_clock.ts";
 function setup() {
   const clock = new ManualClock();
   const inputs: DtmfInput[] = [];
-  const aggregator = new DtmfAggregator({ clock, onInput: (input) => inputs.push(input) });
+  const aggregator = new DtmfAggregator({
+    clock,
+    onInput: (input) => inputs.push(input),
+    onError: (error) => assert.fail(`unexpected error: ${error}`),
+  });
   return { clock, inputs, aggregator };
 }
 

@@ -213,3 +213,28 @@ Deno.test("a key press stops the bot at once; the keys are sent as one input", a
   assert.equal(call.llm.outline(0).at(-1), "user: The callee pressed 4 2 #.");
   await call.hangUp();
 });
+
+Deno.test("with no mark echo at all, an idle call still ends", async () => {
+  const call = startAgentCall({ firstSpeaker: "bot", idleTimeoutSeconds: 5, withholdEchoes: true });
+  call.agent.start();
+  const lines = [DEFAULT_GREETING, CANNED.stillThere, CANNED.idleGoodbye];
+  const bound = lines.reduce((ms, line) => ms + playMs(line) + PLAYOUT_MARGIN_MS, 0);
+  await call.run(bound + 2 * 5000 + 200);
+  assert.deepEqual(call.speaker.spoken, lines);
+  assert.deepEqual(call.hangups, ["v3:call-1"]);
+  await call.session.ended;
+});
+
+Deno.test("a failure nobody awaited is logged with its call and ends only that call", async () => {
+  const call = startAgentCall();
+  await greeted(call);
+  call.speaker.speak = () => {
+    throw new Error("bug in the speaker");
+  };
+  await call.say("Are you there?");
+  await call.session.ended;
+  assert.equal(call.session.endReason, "error");
+  const line = call.logs.find((l) => l.includes("voice agent task failed"));
+  assert.ok(line?.includes('"call":"v3:call-1"'), line);
+  assert.ok(line?.includes("bug in the speaker"));
+});
