@@ -87,9 +87,9 @@ export interface SessionStats {
 }
 
 /** Default bound on the Telnyx hang-up request seen from the session. */
-export const HANGUP_TIMEOUT_MS = 5000;
+const HANGUP_TIMEOUT_MS = 5000;
 /** Default bound on the agent releasing its sockets when the call ends. */
-export const AGENT_CLOSE_TIMEOUT_MS = 5000;
+const AGENT_CLOSE_TIMEOUT_MS = 5000;
 
 /** Dependencies of a session. */
 export interface CallSessionDeps {

@@ -19,7 +19,7 @@ export const DTMF_PAUSE_MS = 2000;
 /** Default most keys kept per input: longer than card numbers (19) and phone numbers (15). */
 export const DTMF_MAX_DIGITS = 24;
 /** The key that ends an input without waiting for the pause. */
-export const DTMF_TERMINATOR = "#";
+const DTMF_TERMINATOR = "#";
 
 /** One aggregated input. */
 export interface DtmfInput {

@@ -65,16 +65,16 @@ const STT_CHUNK_BYTES = 320;
 export const PLAYOUT_MARGIN_MS = 1500;
 /**
  * Longest a goodbye (time limit, idle, apology) may take, synthesis included; then the call is
- * hung up regardless. The canned lines play in about 6 s.
+ * hung up regardless. Well above the play time of any canned line.
  */
 export const GOODBYE_LIMIT_MS = 15_000;
 /**
- * Longest a Flux speculative answer waits for the end of turn that confirms it. Flux follows an
- * eager end of turn with the end of turn or a resumption within a second or two.
+ * Longest a Flux speculative answer waits for the end of turn that confirms it; Flux follows an
+ * eager end of turn with either the end of turn or a resumption, so this only ends lost events.
  */
 export const SPECULATIVE_CONFIRM_MS = 5000;
 /** Longest the agent waits for its STT and TTS sockets to close at the end of a call. */
-export const VENDOR_CLOSE_MS = 3000;
+const VENDOR_CLOSE_MS = 3000;
 /** Longest a finished reply waits for its LLM stream to wind down. */
 const LLM_SETTLE_MS = 2000;
 
@@ -814,7 +814,7 @@ async function* once(text: string): AsyncGenerator<string> {
 }
 
 /** The words of `text` that fit in `fraction` of it (at a word boundary). */
-export function truncateToPlayed(text: string, fraction: number): string {
+function truncateToPlayed(text: string, fraction: number): string {
   if (!(fraction > 0)) return "";
   if (fraction >= 1) return text;
   const cut = Math.floor(text.length * fraction);
