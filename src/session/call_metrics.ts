@@ -33,9 +33,18 @@ export interface CallUsage {
   sttAudioSeconds: number;
 }
 
+/**
+ * Turns kept for the call-end percentiles. A call's turns are counted in full, but only the most
+ * recent are kept, so a call that runs for hours does not grow without bound.
+ */
+export const MAX_KEPT_TURNS = 500;
+
 /** Collects a call's turns and usage. */
 export class CallMetrics {
+  /** The most recent {@link MAX_KEPT_TURNS} turns, oldest first. */
   readonly turns: TurnMetrics[] = [];
+  /** Every turn recorded, including those no longer kept. */
+  turnCount = 0;
   readonly usage: CallUsage = {
     llmPromptTokens: 0,
     llmCompletionTokens: 0,
@@ -52,6 +61,8 @@ export class CallMetrics {
       Object.entries(turn).map(([k, v]) => [k, typeof v === "number" ? round(v) : v]),
     ) as unknown as TurnMetrics;
     this.turns.push(rounded);
+    this.turnCount++;
+    if (this.turns.length > MAX_KEPT_TURNS) this.turns.shift();
     return rounded;
   }
 
@@ -59,7 +70,7 @@ export class CallMetrics {
   summary(): Record<string, unknown> {
     const answered = this.turns.filter((t) => t.voiceToVoiceMs !== undefined);
     return {
-      turns: this.turns.length,
+      turns: this.turnCount,
       barge_ins: this.bargeIns,
       underruns: this.underruns,
       voice_to_voice_ms_p50: percentile(answered.map((t) => t.voiceToVoiceMs!), 50),

@@ -12,6 +12,7 @@ import type { CustomData } from "../telnyx/body_param.ts";
 import type { Logger } from "../log.ts";
 import { clearFrame } from "../telnyx/media_stream.ts";
 import { codecFor, type G711Codec } from "../audio/g711.ts";
+import { deadline, settledWithin } from "../async/deadline.ts";
 
 /** Lifecycle of a call, in the only order it moves. */
 export type SessionState = "connecting" | "active" | "ending" | "ended";
@@ -73,23 +74,35 @@ export interface CallAgent {
   close(): Promise<void>;
 }
 
-/** Counters kept for logs and tests. */
+/**
+ * Counters kept for logs and tests. Counters only: a call keeps nothing per event for its whole
+ * length (key presses are counted, never stored: they can be PINs or card numbers).
+ */
 export interface SessionStats {
   mediaFrames: number;
   mediaBytes: number;
   /** Inbound audio dropped for arriving faster than real time. */
   mediaFramesDropped: number;
   mediaBytesDropped: number;
-  dtmf: string[];
-  marks: string[];
+  dtmfPresses: number;
+  markEchoes: number;
   ignoredEvents: number;
 }
+
+/** Default bound on the Telnyx hang-up request seen from the session. */
+const HANGUP_TIMEOUT_MS = 5000;
+/** Default bound on the agent releasing its sockets when the call ends. */
+const AGENT_CLOSE_TIMEOUT_MS = 5000;
 
 /** Dependencies of a session. */
 export interface CallSessionDeps {
   channel: MediaChannel;
   hangupCall: HangupCall;
   logger: Logger;
+  /** Longest wait for {@link HangupCall}; the session ends anyway. Default {@link HANGUP_TIMEOUT_MS}. */
+  hangupTimeoutMs?: number;
+  /** Longest wait for the agent's `close()`. Default {@link AGENT_CLOSE_TIMEOUT_MS}. */
+  agentCloseTimeoutMs?: number;
 }
 
 /** One call's actor. Construct it, then {@link CallSession.start}. */
@@ -102,8 +115,8 @@ export class CallSession {
     mediaBytes: 0,
     mediaFramesDropped: 0,
     mediaBytesDropped: 0,
-    dtmf: [],
-    marks: [],
+    dtmfPresses: 0,
+    markEchoes: 0,
     ignoredEvents: 0,
   };
   readonly startedAt = Date.now();
@@ -213,15 +226,28 @@ export class CallSession {
       this.#log.error("agent did not close cleanly", { error });
     });
     try {
-      const outcome = await this.#deps.hangupCall(this.info.callControlId);
+      const outcome = await deadline(
+        this.#deps.hangupCall(this.info.callControlId),
+        this.#deps.hangupTimeoutMs ?? HANGUP_TIMEOUT_MS,
+        { what: "Telnyx hang-up" },
+      );
       this.#log.info("hang-up confirmed", { outcome, reason });
     } catch (error) {
       // The call may still be up; say so loudly, but still release our side.
       this.#log.error("hang-up failed", { error, reason });
     }
-    // 1001 "going away" tells Telnyx the server, not the call, is why the stream stopped.
-    this.#deps.channel.close(reason === "shutdown" ? 1001 : 1000, reason);
-    await agentClosed;
+    try {
+      // 1001 "going away" tells Telnyx the server, not the call, is why the stream stopped.
+      this.#deps.channel.close(reason === "shutdown" ? 1001 : 1000, reason);
+    } catch (error) {
+      this.#log.error("media socket did not close cleanly", { error });
+    }
+    const agentCloseMs = this.#deps.agentCloseTimeoutMs ?? AGENT_CLOSE_TIMEOUT_MS;
+    if (!(await settledWithin(agentClosed ?? Promise.resolve(), agentCloseMs))) {
+      this.#log.error("agent did not close in time; ending the session anyway", {
+        timeout_ms: agentCloseMs,
+      });
+    }
     this.#state = "ended";
     this.#log.info("call session ended", {
       reason,
@@ -230,7 +256,7 @@ export class CallSession {
       media_bytes: this.stats.mediaBytes,
       media_frames_dropped: this.stats.mediaFramesDropped,
       media_bytes_dropped: this.stats.mediaBytesDropped,
-      dtmf_presses: this.stats.dtmf.length,
+      dtmf_presses: this.stats.dtmfPresses,
     });
     this.#ended.resolve();
   }
@@ -269,7 +295,9 @@ export class CallSession {
 
   #fail(error: unknown): void {
     this.#log.error("call session failed", { error });
-    void this.hangUp("error");
+    this.hangUp("error").catch((hangUpError) => {
+      this.#log.error("ending the failed call failed", { error: hangUpError });
+    });
   }
 
   /** Handles one event; returns a promise only when the handler is async. */
@@ -281,13 +309,14 @@ export class CallSession {
         this.#agent?.onAudio(event.payload);
         return;
       case "dtmf":
-        this.stats.dtmf.push(event.digit);
-        // Key presses can be PINs or card numbers: count them, never log them.
-        this.#log.info("dtmf", { presses: this.stats.dtmf.length });
+        this.stats.dtmfPresses++;
+        // Key presses can be PINs or card numbers: count them, never log them. The agent logs
+        // each aggregated input; a line per press would let a burst flood the logs.
+        this.#log.debug("dtmf", { presses: this.stats.dtmfPresses });
         this.#agent?.onDtmf(event.digit);
         return;
       case "mark":
-        this.stats.marks.push(event.name);
+        this.stats.markEchoes++;
         this.#agent?.onMark(event.name);
         return;
       case "stream_error":

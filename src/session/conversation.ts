@@ -25,6 +25,14 @@ export const DEFAULT_GREETING = "Hello! This is an automated call from our Telny
 /** Default for {@link ConversationOptions.maxMessages}. */
 export const DEFAULT_MAX_MESSAGES = 60;
 
+/**
+ * Longest user message kept. Back-to-back callee inputs are merged into one message, and a callee
+ * who keeps pressing keys or talking over replies that are cancelled before they are heard would
+ * otherwise grow it for the whole call; the newest input is what the reply is about, so the
+ * oldest text goes first.
+ */
+export const MAX_USER_MESSAGE_CHARS = 2000;
+
 /** Name of the function in {@link END_CALL_TOOL}. */
 export const END_CALL_TOOL_NAME = "end_call";
 
@@ -237,9 +245,10 @@ export class Conversation {
     this.#appendUser(trimmed);
   }
 
-  /** A key the callee pressed, as "The callee pressed 1." from the user. */
-  addDtmf(digit: string): void {
-    const text = `The callee pressed ${digit}.`;
+  /** Keys the callee pressed as one input, as "The callee pressed 1 2 #." from the user. */
+  addDtmf(keys: string): void {
+    if (keys === "") return;
+    const text = `The callee pressed ${[...keys].join(" ")}.`;
     this.#transcript.push({ role: "callee", text });
     this.#appendUser(text);
   }
@@ -301,7 +310,11 @@ export class Conversation {
   #appendUser(text: string): void {
     const last = this.#history.at(-1);
     if (last !== undefined && last.message.role === "user") {
-      last.message = { role: "user", content: `${last.message.content} ${text}` };
+      let content = `${last.message.content} ${text}`;
+      if (content.length > MAX_USER_MESSAGE_CHARS) {
+        content = `…${content.slice(content.length - MAX_USER_MESSAGE_CHARS + 1)}`;
+      }
+      last.message = { role: "user", content };
     } else {
       this.#history.push({ message: { role: "user", content: text }, pinned: false });
     }

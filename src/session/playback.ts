@@ -36,6 +36,11 @@ export const TICK_MS = FRAME_MS;
  * sending it lets the phrase's tail (and its mark) be heard during a slow TTS/LLM pause.
  */
 const URGENT_LEAD_MS = TICK_MS;
+/**
+ * Most names kept of marks cleared by a barge-in and still to be echoed. Telnyx echoes them at
+ * once, so a handful is normal; a peer that never echoes must not make the list grow per barge-in.
+ */
+const MAX_STALE_ECHOES = 64;
 
 /** How {@link Playback.finish} ended. */
 export type PlaybackOutcome = "played" | "interrupted" | "closed";
@@ -53,8 +58,9 @@ export interface PlaybackOptions {
   /** Closes the playback when aborted (the call's signal). */
   signal?: AbortSignal;
   /**
-   * Called if `send` or `onFirstFrame` throws; the playback is closed first. Default: logged to
-   * stderr. Errors never escape into the shared ticker, so one broken call cannot stall others.
+   * Called if `send` or `onFirstFrame` throws; the playback is closed first. Pass the call's
+   * logger here (the default writes to stderr without the call id). Errors never escape into the
+   * shared ticker, so one broken call cannot stall others.
    */
   onError?: (error: unknown) => void;
 }
@@ -297,6 +303,18 @@ export class Playback {
   }
 
   /**
+   * How long until Telnyx has played everything enqueued so far, playing in real time: the audio
+   * not sent yet plus what is queued there now. With a margin, it bounds the wait for the final
+   * mark echo of a finished utterance.
+   */
+  get playoutMs(): number {
+    const unsentMs = (this.#enqueuedBytes - this.#consumedBytes) / BYTES_PER_MS;
+    if (!this.#clockRunning) return unsentMs;
+    const queuedMs = this.#scheduleStartMs + this.#scheduleBytes / BYTES_PER_MS - this.#now();
+    return unsentMs + Math.max(0, queuedMs);
+  }
+
+  /**
    * Queues audio of the current utterance (any length; re-chunked into 160-byte frames). The
    * bytes are copied. The first call of an utterance starts the clock: its first full frame goes
    * out before this returns.
@@ -392,6 +410,24 @@ export class Playback {
   }
 
   /**
+   * The final mark echo of the finished utterance never came although its audio must have played
+   * out (Telnyx lost or withheld it): counts the utterance as heard to the end, as that echo
+   * would have, and settles its {@link finish} with `"played"`. Its marks are forgotten, so a
+   * late echo changes nothing. Returns false, changing nothing, when its audio has not even all
+   * been sent: then it did not play out, and the caller decides (typically {@link interrupt}).
+   */
+  assumePlayed(): boolean {
+    const utterance = this.#current;
+    if (this.#closed) return false;
+    if (utterance === undefined || !utterance.sealed) return true;
+    const finalMark = utterance.finalMark;
+    if (finalMark === undefined || finalMark.echoed) return true;
+    if (!this.#awaitingEcho.includes(finalMark)) return false;
+    this.onMarkEcho(finalMark.name);
+    return true;
+  }
+
+  /**
    * Barge-in: stops sending, sends `clear` if anything may still be queued at Telnyx, and
    * reports what was heard of the current utterance. Marks echoed after this (Telnyx echoes the
    * cleared ones) are ignored. The next `enqueue` starts a fresh utterance.
@@ -407,6 +443,8 @@ export class Playback {
     if (this.#maybeQueuedAtTelnyx || this.#awaitingEcho.length > 0) {
       this.#sendGuarded(clearFrame());
       for (const mark of this.#awaitingEcho) this.#staleEchoes.push(mark.name);
+      const excess = this.#staleEchoes.length - MAX_STALE_ECHOES;
+      if (excess > 0) this.#staleEchoes.splice(0, excess);
     }
     this.#settlePending("interrupted");
     this.#reset();

@@ -28,9 +28,17 @@ export type TurnDecision =
   /** Flux: the callee went on talking after an eager end of turn. */
   | { type: "turn_resumed" };
 
+/**
+ * Most characters of final transcript held for a turn that has not ended. A VAD that never hears
+ * silence (a noisy line) would otherwise let a turn's text grow for the whole call; the newest
+ * words are what an answer needs.
+ */
+export const MAX_PENDING_TURN_CHARS = 2000;
+
 /** Tracks one call's turns. */
 export class TurnDetector {
   #pending: string[] = [];
+  #pendingChars = 0;
   #sttDone = false;
   #vadSpeaking = false;
   #speechEndedAt: number | undefined;
@@ -77,7 +85,7 @@ export class TurnDetector {
     }
     switch (event.type) {
       case "final":
-        if (event.text.trim()) this.#pending.push(event.text.trim());
+        if (event.text.trim()) this.#hold(event.text.trim());
         if (event.speechFinal || event.fromFinalize) this.#sttDone = true;
         return this.#maybeEnd();
       case "utterance_end":
@@ -98,7 +106,16 @@ export class TurnDetector {
       finalAt: this.now(),
     };
     this.#pending = [];
+    this.#pendingChars = 0;
     this.#sttDone = false;
     return [decision];
+  }
+
+  #hold(text: string): void {
+    this.#pending.push(text);
+    this.#pendingChars += text.length + 1;
+    while (this.#pendingChars > MAX_PENDING_TURN_CHARS && this.#pending.length > 1) {
+      this.#pendingChars -= this.#pending.shift()!.length + 1;
+    }
   }
 }

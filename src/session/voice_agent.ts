@@ -2,8 +2,12 @@
  * The voice agent of one call: listens (local VAD + Deepgram), thinks (OpenAI), speaks
  * (Cartesia → paced mu-law frames to Telnyx), lets itself be interrupted, and hangs up.
  *
- * Every bot response owns one `AbortController` linked to the call's signal: barge-in, hang-up
- * and shutdown all stop the LLM stream, the TTS context and playback the same way, by aborting.
+ * Every bot utterance owns one `AbortController` linked to the call's signal: barge-in, a newer
+ * turn, hang-up and shutdown all stop the LLM stream, the TTS context and playback the same way,
+ * by aborting. Whatever ended an utterance, what the callee heard of it is committed to the
+ * conversation in one place ({@link VoiceAgent}'s `#conclude`). Every wait on a peer is bounded:
+ * a missing mark echo, a Flux end of turn that never confirms a speculative answer, a goodbye
+ * that never plays out, a vendor socket that does not close.
  *
  * @module
  */
@@ -17,9 +21,12 @@ import type { SpeechEvent } from "../services/tts.ts";
 import { TtsUnavailableError } from "../services/tts.ts";
 import { CallMetrics, type TurnMetrics } from "./call_metrics.ts";
 import type { CallSession } from "./call_session.ts";
+import { type CallClock, systemClock } from "./clock.ts";
 import { Conversation, END_CALL_TOOL } from "./conversation.ts";
-import { Playback } from "./playback.ts";
+import { DtmfAggregator, type DtmfInput } from "./dtmf_aggregator.ts";
+import { type InterruptResult, Playback, type PlaybackTicker } from "./playback.ts";
 import { AsyncQueue } from "../async/async_queue.ts";
+import { DeadlineError } from "../async/deadline.ts";
 import { type TurnDecision, TurnDetector } from "./turn_detector.ts";
 
 /** Text-to-speech as the agent uses it (implemented by `CartesiaSpeaker`). */
@@ -42,11 +49,34 @@ export interface VoiceAgentDeps {
   firstSpeaker: "callee" | "bot";
   maxCallSeconds: number;
   idleTimeoutSeconds: number;
-  now?: () => number;
+  /** Clock and timers of the call; default real time. */
+  clock?: CallClock;
+  /** Ticker pumping this call's playback; default the process-wide one. */
+  playbackTicker?: PlaybackTicker;
 }
 
 /** 40 ms of 8 kHz G.711 audio per STT write. */
 const STT_CHUNK_BYTES = 320;
+
+/**
+ * Added to the play time of what was sent when waiting for the final mark echo: covers the
+ * network both ways and a late ticker. Past it the audio has played, echo or not.
+ */
+export const PLAYOUT_MARGIN_MS = 1500;
+/**
+ * Longest a goodbye (time limit, idle, apology) may take, synthesis included; then the call is
+ * hung up regardless. Well above the play time of any canned line.
+ */
+export const GOODBYE_LIMIT_MS = 15_000;
+/**
+ * Longest a Flux speculative answer waits for the end of turn that confirms it; Flux follows an
+ * eager end of turn with either the end of turn or a resumption, so this only ends lost events.
+ */
+export const SPECULATIVE_CONFIRM_MS = 5000;
+/** Longest the agent waits for its STT and TTS sockets to close at the end of a call. */
+const VENDOR_CLOSE_MS = 3000;
+/** Longest a finished reply waits for its LLM stream to wind down. */
+const LLM_SETTLE_MS = 2000;
 
 /** Lines the bot says without asking the LLM. */
 export const CANNED = {
@@ -57,16 +87,26 @@ export const CANNED = {
     "Goodbye!",
 } as const;
 
+type TurnEnded = Extract<TurnDecision, { type: "turn_ended" }>;
+type SpeakOutcome = "played" | "interrupted" | "failed" | "closed";
+
 /** One bot utterance in flight. */
 interface Utterance {
   id: number;
-  controller: AbortController;
+  controller: LinkedAbortController;
   /** Phrase texts by the playback mark id. */
   phrases: Map<string, string>;
   /** Text produced so far (whether heard or not). */
   text: string;
-  interrupted: boolean;
-  /** Resolved by the Flux end-of-turn that confirms a speculative answer. */
+  /** Text of a canned line or the greeting: what "played to the end" means for it. */
+  fixedText?: string;
+  /** The callee turn it answers; set when a speculative answer is confirmed. */
+  turn?: TurnEnded;
+  /** Why it was stopped before playing out; unset while it plays or once it played. */
+  stopReason?: string;
+  /** Set by {@link VoiceAgent}'s `#conclude`, which runs once per utterance. */
+  concluded: boolean;
+  /** Resolved by the Flux end of turn that confirms a speculative answer. */
   gate?: PromiseWithResolvers<void>;
   speculativeText?: string;
 }
@@ -78,9 +118,10 @@ export class VoiceAgent {
   readonly #session: CallSession;
   readonly #deps: VoiceAgentDeps;
   readonly #log: Logger;
-  readonly #now: () => number;
+  readonly #clock: CallClock;
   readonly #turns: TurnDetector;
   readonly #playback: Playback;
+  readonly #dtmf: DtmfAggregator;
   #stt: LiveTranscriber | undefined;
   #pcm = new Int16Array(160);
   readonly #sttChunk = new Uint8Array(STT_CHUNK_BYTES);
@@ -89,18 +130,19 @@ export class VoiceAgent {
   #utteranceCount = 0;
   #greetingPlayed = false;
   #greeting: BufferedSpeech | undefined;
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleTimer: AbortController | undefined;
   #idlePrompted = false;
-  #maxTimer: ReturnType<typeof setTimeout> | undefined;
+  #maxTimer: AbortController | undefined;
   #ending = false;
+  #released: Promise<void> | undefined;
   #turnNumber = 0;
 
   constructor(session: CallSession, deps: VoiceAgentDeps) {
     this.#session = session;
     this.#deps = deps;
     this.#log = session.log;
-    this.#now = deps.now ?? (() => performance.now());
-    this.#turns = new TurnDetector(deps.sttEngine, this.#now);
+    this.#clock = deps.clock ?? systemClock;
+    this.#turns = new TurnDetector(deps.sttEngine, () => this.#clock.now());
     this.conversation = new Conversation({
       systemPrompt: deps.systemPrompt,
       greeting: deps.greeting,
@@ -111,33 +153,54 @@ export class VoiceAgent {
         missing: this.conversation.missingPlaceholders,
       });
     }
-    this.#playback = new Playback({ send: (frame) => session.send(frame) });
+    this.#playback = new Playback({
+      send: (frame) => session.send(frame),
+      now: () => this.#clock.now(),
+      ticker: deps.playbackTicker,
+      onError: (error) => this.#log.error("playback failed; bot audio stopped", { error }),
+    });
+    this.#dtmf = new DtmfAggregator({
+      clock: this.#clock,
+      onInput: (input) => this.#onDtmfInput(input),
+      onError: (error) => this.#failed(error, "dtmf input"),
+    });
   }
 
-  /** Connects STT and TTS, pre-synthesises the greeting and starts listening. */
+  /**
+   * Connects STT and TTS, pre-synthesises the greeting and starts listening. On a call that has
+   * already ended (the callee hung up while the agent was starting) it arms nothing, opens
+   * nothing and releases what it was given at once.
+   */
   start(): void {
     const signal = this.#session.signal;
+    if (signal.aborted) {
+      this.#log.info("call ended before the voice agent started; releasing it");
+      this.#background(this.#release(), "release");
+      return;
+    }
     this.#session.attach({
       onAudio: (payload) => this.#onAudio(payload),
       onDtmf: (digit) => this.#onDtmf(digit),
       onMark: (name) => this.#playback.onMarkEcho(name),
-      close: () => this.#teardown(),
+      close: () => this.#release(),
     });
-    this.#maxTimer = setTimeout(() => {
+    this.#maxTimer = this.#after(this.#deps.maxCallSeconds * 1000, "call time limit", () => {
       this.#log.info("call time limit reached", { max_call_seconds: this.#deps.maxCallSeconds });
-      void this.#sayAndHangUp(CANNED.timeLimit, "system");
-    }, this.#deps.maxCallSeconds * 1000);
+      this.#background(this.#sayAndHangUp(CANNED.timeLimit, "system"), "time-limit goodbye");
+    });
 
     // The greeting is synthesised now, before anyone speaks, so playing it costs no round-trip.
-    const greetingController = linkedController(signal);
+    const greetingController = new LinkedAbortController(signal);
     this.#greeting = new BufferedSpeech(
       this.#deps.speaker.speak(once(this.conversation.greeting), greetingController.signal),
       greetingController,
     );
     this.#stt = this.#deps.openTranscriber(signal);
     this.#armIdle();
-    void this.#listen(this.#stt);
-    if (this.#deps.firstSpeaker === "bot") void this.#playGreeting(undefined);
+    this.#background(this.#listen(this.#stt), "listening");
+    if (this.#deps.firstSpeaker === "bot") {
+      this.#background(this.#playGreeting(undefined), "greeting");
+    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -179,13 +242,23 @@ export class VoiceAgent {
     this.#sttFill = 0;
   }
 
+  /** A key press stops the bot at once; the keys become input when the callee is done typing. */
   #onDtmf(digit: string): void {
     this.#clearIdle();
     if (this.#isBotActive()) this.#bargeIn("dtmf");
-    this.conversation.addDtmf(digit);
-    // A key press before the greeting is an answer to a question nobody asked yet.
-    if (!this.#greetingPlayed) void this.#playGreeting(undefined);
-    else void this.#respond({ trigger: "dtmf" });
+    this.#dtmf.push(digit);
+  }
+
+  #onDtmfInput(input: DtmfInput): void {
+    this.#log.info("dtmf input", { keys: input.digits.length, dropped: input.dropped });
+    if (this.#ending || !this.#live) return;
+    this.#idlePrompted = false;
+    // A reply that started while the callee was typing answers an older question.
+    if (this.#utterance) this.#stop(this.#utterance, "superseded");
+    this.conversation.addDtmf(input.digits);
+    // Keys before the greeting are an answer to a question nobody asked yet.
+    if (!this.#greetingPlayed) this.#background(this.#playGreeting(undefined), "greeting");
+    else this.#background(this.#respond({ trigger: "dtmf" }), "reply");
   }
 
   async #listen(stt: LiveTranscriber): Promise<void> {
@@ -219,16 +292,19 @@ export class VoiceAgent {
         case "callee_started":
           this.#clearIdle();
           // A speculative answer that has not played yet is simply dropped: nothing to clear.
-          if (this.#utterance?.gate) this.#cancel(this.#utterance, "callee still talking");
+          if (this.#utterance?.gate) this.#stop(this.#utterance, "callee still talking");
           else if (this.#isBotActive()) this.#bargeIn("speech");
           break;
         case "eager_turn":
           if (this.#greetingPlayed) {
-            void this.#respond({ trigger: "callee", speculative: decision });
+            this.#background(
+              this.#respond({ trigger: "callee", speculative: decision }),
+              "speculative reply",
+            );
           }
           break;
         case "turn_resumed":
-          if (this.#utterance?.gate) this.#cancel(this.#utterance, "turn resumed");
+          if (this.#utterance?.gate) this.#stop(this.#utterance, "turn resumed");
           break;
         case "turn_ended":
           this.#onTurnEnded(decision);
@@ -237,26 +313,32 @@ export class VoiceAgent {
     }
   }
 
-  #onTurnEnded(turn: Extract<TurnDecision, { type: "turn_ended" }>): void {
+  #onTurnEnded(turn: TurnEnded): void {
     this.#clearIdle();
     this.#idlePrompted = false;
     const speculative = this.#utterance?.gate ? this.#utterance : undefined;
     if (speculative) {
       if (speculative.speculativeText === turn.text) {
         this.conversation.addUser(turn.text);
-        speculative.gate!.resolve();
+        // The answer now belongs to this turn: its latency is measured from it.
+        speculative.turn = turn;
+        const gate = speculative.gate!;
+        speculative.gate = undefined;
+        gate.resolve();
         return;
       }
-      this.#cancel(speculative, "eager transcript changed");
+      this.#stop(speculative, "eager transcript changed");
     }
     this.#log.info("callee said", { chars: turn.text.length });
     if (this.#log.enabled("debug")) this.#log.debug("callee text", { text: turn.text });
+    // What was heard of a reply still playing goes in before the callee's new words.
+    if (this.#utterance) this.#stop(this.#utterance, "superseded");
     this.conversation.addUser(turn.text);
     if (!this.#greetingPlayed) {
-      void this.#playGreeting(turn);
+      this.#background(this.#playGreeting(turn), "greeting");
       return;
     }
-    void this.#respond({ trigger: "callee", turn });
+    this.#background(this.#respond({ trigger: "callee", turn }), "reply");
   }
 
   // ---------------------------------------------------------------------------------------
@@ -266,8 +348,13 @@ export class VoiceAgent {
     return this.#utterance !== undefined || this.#playback.speaking;
   }
 
-  async #playGreeting(turn: Extract<TurnDecision, { type: "turn_ended" }> | undefined) {
-    if (this.#greetingPlayed) return;
+  /** False once the call ended or the agent was released: nothing new may start. */
+  get #live(): boolean {
+    return this.#released === undefined && !this.#session.signal.aborted;
+  }
+
+  async #playGreeting(turn: TurnEnded | undefined): Promise<void> {
+    if (this.#greetingPlayed || !this.#live) return;
     this.#greetingPlayed = true;
     const outcome = await this.#speak(this.#greeting!.replay(), {
       trigger: "greeting",
@@ -280,12 +367,12 @@ export class VoiceAgent {
 
   async #respond(options: {
     trigger: TurnMetrics["trigger"];
-    turn?: Extract<TurnDecision, { type: "turn_ended" }>;
+    turn?: TurnEnded;
     speculative?: Extract<TurnDecision, { type: "eager_turn" }>;
   }): Promise<void> {
-    if (this.#ending) return;
-    if (this.#utterance) this.#cancel(this.#utterance, "superseded");
-    const controller = linkedController(this.#session.signal);
+    if (this.#ending || !this.#live) return;
+    if (this.#utterance) this.#stop(this.#utterance, "superseded");
+    const controller = new LinkedAbortController(this.#session.signal);
     const phrases = new AsyncQueue<string>();
     const messages = this.conversation.messages();
     if (options.speculative) messages.push({ role: "user", content: options.speculative.text });
@@ -342,9 +429,14 @@ export class VoiceAgent {
       llmTiming: timing,
       speculative: options.speculative?.text,
     });
-    // A reply that did not play to the end needs no more tokens.
-    if (outcome !== "played") controller.abort(new DOMException(outcome, "AbortError"));
-    await thinking;
+    if (outcome !== "played") {
+      // A reply that did not play to the end needs no more tokens.
+      controller.abort(new DOMException(outcome, "AbortError"));
+    } else {
+      // Played to the end means the LLM stream is over; only its last events may be in flight.
+      await this.#clock.deadline(thinking, LLM_SETTLE_MS, { what: "LLM stream end" })
+        .catch(() => {});
+    }
     if (outcome === "failed" && !this.#session.signal.aborted) {
       await this.#sayAndHangUp(CANNED.apology, "system");
       return;
@@ -360,50 +452,50 @@ export class VoiceAgent {
   }
 
   /**
-   * Plays one utterance: forwards audio to playback, marks phrase ends, records what was heard
-   * and the turn's timings. Resolves how it ended.
+   * Plays one utterance: forwards audio to playback, marks phrase ends, waits (bounded) until it
+   * has been heard, and records the turn's timings. Resolves how it ended; never rejects.
    */
   async #speak(
     speech: AsyncIterable<SpeechEvent>,
     options: {
       trigger: TurnMetrics["trigger"];
-      turn?: Extract<TurnDecision, { type: "turn_ended" }>;
-      controller: AbortController;
+      turn?: TurnEnded;
+      controller: LinkedAbortController;
       fixedText?: string;
       llmTiming?: { ttft?: number };
       speculative?: string;
     },
-  ): Promise<"played" | "interrupted" | "failed" | "closed"> {
+  ): Promise<SpeakOutcome> {
+    if (this.#utterance) this.#stop(this.#utterance, "superseded");
     const utterance: Utterance = {
       id: ++this.#utteranceCount,
       controller: options.controller,
       phrases: new Map(),
       text: "",
-      interrupted: false,
+      fixedText: options.fixedText,
+      turn: options.turn,
+      concluded: false,
     };
     if (options.speculative !== undefined) {
       utterance.gate = Promise.withResolvers();
       utterance.speculativeText = options.speculative;
     }
     this.#utterance = utterance;
-    const startedAt = this.#now();
-    const turnEndAt = options.turn?.finalAt ?? startedAt;
+    const signal = options.controller.signal;
+    const startedAt = this.#clock.now();
     let firstAudioAt: number | undefined;
     let firstFrameAt: number | undefined;
     let phraseIndex = 0;
-    let result: "played" | "interrupted" | "failed" | "closed" = "played";
+    let result: SpeakOutcome | undefined;
     this.#playback.onFirstFrame = (at) => {
       firstFrameAt ??= at;
     };
     try {
       for await (const event of speech) {
-        if (utterance.gate) {
-          await utterance.gate.promise;
-          utterance.gate = undefined;
-        }
-        if (options.controller.signal.aborted) break;
+        if (utterance.gate) await this.#confirmation(utterance);
+        if (signal.aborted) break;
         if (event.type === "audio") {
-          firstAudioAt ??= this.#now();
+          firstAudioAt ??= this.#clock.now();
           this.#playback.enqueue(event.audio);
         } else {
           const id = `u${utterance.id}p${phraseIndex++}`;
@@ -412,137 +504,278 @@ export class VoiceAgent {
           this.#playback.endPhrase(id);
         }
       }
-      if (options.controller.signal.aborted) {
-        result = utterance.interrupted ? "interrupted" : "closed";
-      } else {
-        result = await this.#playback.finish();
-      }
+      if (!signal.aborted) result = await this.#playedOut(utterance);
     } catch (error) {
-      if (options.controller.signal.aborted) {
-        result = utterance.interrupted ? "interrupted" : "closed";
-      } else {
+      if (!signal.aborted) {
         result = "failed";
         if (error instanceof TtsUnavailableError) {
           this.#log.error("text-to-speech unavailable", { error });
         } else this.#log.error("bot response failed", { error });
-        this.#playback.interrupt();
+        this.#stop(utterance, "failed");
       }
     } finally {
-      if (this.#utterance === utterance) this.#utterance = undefined;
+      // A finished reply must not keep a listener on the call's signal until the call ends.
+      options.controller.unlink();
     }
+    // Stopped from outside (barge-in, a newer turn, the call ending): already concluded.
+    result ??= utterance.stopReason === "barge-in" ? "interrupted" : "closed";
+    this.#conclude(utterance, result === "played" ? "played" : { heard: [] });
+    // Nothing newer took over: the callee's silence counts from now.
+    if (this.#utterance === undefined) this.#armIdle();
 
-    if (result === "played") {
-      const text = normaliseSpaces(options.fixedText ?? utterance.text);
-      if (text) this.conversation.addAssistant(text);
-      this.#armIdle();
-    }
     if (firstFrameAt !== undefined) {
-      const llm = options.llmTiming?.ttft;
-      const tts = firstAudioAt! - startedAt - (llm ?? 0);
-      const speechEnded = options.turn?.speechEndedAt;
-      const turn = this.metrics.record({
-        turn: ++this.#turnNumber,
-        trigger: options.trigger,
-        sttFinalizationMs: speechEnded !== undefined && options.turn
-          ? Math.max(0, options.turn.finalAt - speechEnded)
-          : undefined,
-        llmTtftMs: llm,
-        ttsTtfbMs: options.fixedText ? undefined : Math.max(0, tts),
-        replyMs: firstFrameAt - turnEndAt,
-        overheadMs: Math.max(0, firstFrameAt - turnEndAt - (llm ?? 0) - Math.max(0, tts)),
-        voiceToVoiceMs: speechEnded !== undefined ? firstFrameAt - speechEnded : undefined,
-        interrupted: result === "interrupted" ? true : undefined,
+      this.#recordTurn(utterance, options, result, {
+        startedAt,
+        firstAudioAt: firstAudioAt ?? firstFrameAt,
+        firstFrameAt,
       });
-      this.#log.info("turn", { ...turn, outcome: result });
     }
     return result;
   }
 
+  #recordTurn(
+    utterance: Utterance,
+    options: { trigger: TurnMetrics["trigger"]; fixedText?: string; llmTiming?: { ttft?: number } },
+    result: SpeakOutcome,
+    at: { startedAt: number; firstAudioAt: number; firstFrameAt: number },
+  ): void {
+    const turn = utterance.turn;
+    const turnEndAt = turn?.finalAt ?? at.startedAt;
+    const llm = options.llmTiming?.ttft;
+    const tts = at.firstAudioAt - at.startedAt - (llm ?? 0);
+    const speechEnded = turn?.speechEndedAt;
+    const recorded = this.metrics.record({
+      turn: ++this.#turnNumber,
+      trigger: options.trigger,
+      sttFinalizationMs: speechEnded !== undefined && turn
+        ? Math.max(0, turn.finalAt - speechEnded)
+        : undefined,
+      llmTtftMs: llm,
+      ttsTtfbMs: options.fixedText ? undefined : Math.max(0, tts),
+      replyMs: at.firstFrameAt - turnEndAt,
+      overheadMs: Math.max(0, at.firstFrameAt - turnEndAt - (llm ?? 0) - Math.max(0, tts)),
+      voiceToVoiceMs: speechEnded !== undefined ? at.firstFrameAt - speechEnded : undefined,
+      interrupted: result === "interrupted" ? true : undefined,
+    });
+    this.#log.info("turn", { ...recorded, outcome: result });
+  }
+
+  /** Holds a speculative answer until Flux confirms the turn; bounded, and cut by a stop. */
+  async #confirmation(utterance: Utterance): Promise<void> {
+    try {
+      await this.#clock.deadline(utterance.gate!.promise, SPECULATIVE_CONFIRM_MS, {
+        signal: utterance.controller.signal,
+        what: "the end of turn confirming a speculative answer",
+      });
+      utterance.gate = undefined;
+    } catch (error) {
+      if (error instanceof DeadlineError) {
+        this.#log.warn("speculative answer never confirmed; dropped", {
+          waited_ms: SPECULATIVE_CONFIRM_MS,
+        });
+        this.#stop(utterance, "unconfirmed");
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Waits until the utterance has been heard to the end: its final mark echo, bounded by the
+   * play time of what was sent plus a margin. Past that the audio has played whether or not
+   * Telnyx said so, and the call goes on (or ends) as if the echo had come.
+   */
+  async #playedOut(utterance: Utterance): Promise<SpeakOutcome> {
+    const finished = this.#playback.finish();
+    const boundMs = this.#playback.playoutMs + PLAYOUT_MARGIN_MS;
+    try {
+      return await this.#clock.deadline(finished, boundMs, { what: "final mark echo" });
+    } catch (error) {
+      if (!(error instanceof DeadlineError)) throw error;
+    }
+    if (this.#playback.assumePlayed()) {
+      this.#log.warn("no mark echo for the end of the bot's audio; counted as played", {
+        waited_ms: Math.round(boundMs),
+      });
+      return "played";
+    }
+    this.#log.warn("bot audio stalled before it was all sent; stopped", {
+      waited_ms: Math.round(boundMs),
+    });
+    this.#stop(utterance, "stalled");
+    return "closed";
+  }
+
   /** The callee spoke (or pressed a key) over the bot: stop at once, keep what was heard. */
   #bargeIn(cause: "speech" | "dtmf"): void {
-    const utterance = this.#utterance;
-    const heard = this.#playback.interrupt();
     this.metrics.bargeIns++;
-    if (!utterance) return;
-    utterance.interrupted = true;
-    utterance.controller.abort(new DOMException("barge-in", "AbortError"));
-    this.#utterance = undefined;
-    const parts = heard.heard.map((id) => utterance.phrases.get(id) ?? "");
-    if (heard.partial) {
-      const text = utterance.phrases.get(heard.partial.id) ?? "";
-      parts.push(truncateToPlayed(text, heard.partial.playedMs / heard.partial.totalMs));
+    const utterance = this.#utterance;
+    if (!utterance) {
+      this.#playback.interrupt();
+      return;
     }
-    const heardText = normaliseSpaces(parts.join(""));
-    this.conversation.addAssistant(heardText, { interrupted: true });
-    this.#log.info("barge-in", { cause, heard_chars: heardText.length });
+    const heard = this.#stop(utterance, "barge-in");
+    this.#log.info("barge-in", { cause, heard_chars: heard.length });
   }
 
-  #cancel(utterance: Utterance, reason: string): void {
+  /**
+   * Stops an utterance before it played out (barge-in, a newer turn, the call ending, a
+   * failure): stops playback, aborts its LLM and TTS, and concludes it with what was heard so
+   * far. Returns the heard text.
+   */
+  #stop(utterance: Utterance, reason: string): string {
+    if (utterance.concluded) return "";
+    // Only the current utterance can have audio at Telnyx, and only once it started playing.
+    const heard: InterruptResult = this.#utterance === utterance && this.#playback.speaking
+      ? this.#playback.interrupt()
+      : { heard: [] };
+    utterance.stopReason = reason;
     utterance.controller.abort(new DOMException(reason, "AbortError"));
-    if (this.#utterance === utterance) this.#utterance = undefined;
-    if (this.#playback.speaking) this.#playback.interrupt();
+    return this.#conclude(utterance, heard);
   }
 
-  /** Says a fixed line (not from the LLM) and hangs up once it has been heard. */
+  /**
+   * The one epilogue of an utterance, run once whatever ended it: commits to the conversation
+   * what the callee heard (all of it when it played to the end; otherwise the phrases whose marks
+   * were echoed plus the played share of the one that was playing) and returns that text.
+   */
+  #conclude(utterance: Utterance, ending: "played" | InterruptResult): string {
+    if (utterance.concluded) return "";
+    utterance.concluded = true;
+    if (this.#utterance === utterance) this.#utterance = undefined;
+    let heard: string;
+    if (ending === "played") {
+      heard = normaliseSpaces(utterance.fixedText ?? utterance.text);
+    } else {
+      const parts = ending.heard.map((id) => utterance.phrases.get(id) ?? "");
+      if (ending.partial) {
+        const text = utterance.phrases.get(ending.partial.id) ?? "";
+        parts.push(truncateToPlayed(text, ending.partial.playedMs / ending.partial.totalMs));
+      }
+      heard = normaliseSpaces(parts.join(""));
+    }
+    this.conversation.addAssistant(heard, { interrupted: ending !== "played" });
+    return heard;
+  }
+
+  /** Says a fixed line (not from the LLM) and hangs up once it has been heard, or in time. */
   async #sayAndHangUp(text: string, trigger: TurnMetrics["trigger"]): Promise<void> {
-    if (this.#ending || this.#session.signal.aborted) return;
+    if (this.#ending || !this.#live) return;
     this.#ending = true;
     this.#clearIdle();
-    if (this.#utterance) this.#cancel(this.#utterance, "ending");
-    const controller = linkedController(this.#session.signal);
+    if (this.#utterance) this.#stop(this.#utterance, "ending");
+    const controller = new LinkedAbortController(this.#session.signal);
+    const goodbye = this.#speak(this.#deps.speaker.speak(once(text), controller.signal), {
+      trigger,
+      controller,
+      fixedText: text,
+    });
     try {
-      await this.#speak(this.#deps.speaker.speak(once(text), controller.signal), {
-        trigger,
-        controller,
-        fixedText: text,
+      await this.#clock.deadline(goodbye, GOODBYE_LIMIT_MS, {
+        signal: this.#session.signal,
+        what: "goodbye",
       });
+    } catch (error) {
+      if (error instanceof DeadlineError) {
+        this.#log.warn("goodbye did not play out in time; hanging up", {
+          limit_ms: GOODBYE_LIMIT_MS,
+        });
+      }
     } finally {
       await this.#session.hangUp("bot_hung_up");
     }
   }
 
   // ---------------------------------------------------------------------------------------
-  // Timers and teardown
+  // Timers, background work and teardown
 
   #armIdle(): void {
     this.#clearIdle();
-    if (this.#ending) return;
-    this.#idleTimer = setTimeout(() => {
+    if (this.#ending || !this.#live) return;
+    const timer = this.#after(this.#deps.idleTimeoutSeconds * 1000, "idle timer", () => {
+      if (this.#idleTimer !== timer) return;
       this.#idleTimer = undefined;
-      // Someone is talking: look again later rather than never.
-      if (this.#isBotActive() || this.#turns.calleeSpeaking) return this.#armIdle();
-      // Nobody said hello: greet anyway before asking whether anyone is there.
-      if (!this.#greetingPlayed) return void this.#playGreeting(undefined);
-      if (!this.#idlePrompted) {
-        this.#idlePrompted = true;
-        this.#log.info("callee idle; prompting");
-        const controller = linkedController(this.#session.signal);
-        void this.#speak(this.#deps.speaker.speak(once(CANNED.stillThere), controller.signal), {
-          trigger: "idle",
-          controller,
-          fixedText: CANNED.stillThere,
-        });
-      } else {
-        this.#log.info("callee still idle; ending the call");
-        void this.#sayAndHangUp(CANNED.idleGoodbye, "idle");
-      }
-    }, this.#deps.idleTimeoutSeconds * 1000);
+      this.#onIdle();
+    });
+    this.#idleTimer = timer;
+  }
+
+  #onIdle(): void {
+    if (this.#ending || !this.#live) return;
+    // Someone is talking: look again later rather than never.
+    if (this.#isBotActive() || this.#turns.calleeSpeaking) return this.#armIdle();
+    // Nobody said hello: greet anyway before asking whether anyone is there.
+    if (!this.#greetingPlayed) {
+      return this.#background(this.#playGreeting(undefined), "greeting");
+    }
+    if (!this.#idlePrompted) {
+      this.#idlePrompted = true;
+      this.#log.info("callee idle; prompting");
+      const controller = new LinkedAbortController(this.#session.signal);
+      const prompt = this.#speak(
+        this.#deps.speaker.speak(once(CANNED.stillThere), controller.signal),
+        { trigger: "idle", controller, fixedText: CANNED.stillThere },
+      );
+      this.#background(prompt, "idle prompt");
+    } else {
+      this.#log.info("callee still idle; ending the call");
+      this.#background(this.#sayAndHangUp(CANNED.idleGoodbye, "idle"), "idle goodbye");
+    }
   }
 
   #clearIdle(): void {
-    clearTimeout(this.#idleTimer);
+    this.#idleTimer?.abort();
     this.#idleTimer = undefined;
+  }
+
+  /** Runs `fire` after `ms` on the call's clock unless the returned controller aborts first. */
+  #after(ms: number, what: string, fire: () => void): AbortController {
+    const timer = new AbortController();
+    const elapsed = this.#clock.delay(ms, timer.signal).then(fire, (error) => {
+      if (!timer.signal.aborted) throw error; // aborted means cleared
+    });
+    this.#background(elapsed, what);
+    return timer;
+  }
+
+  /**
+   * Runs work nobody awaits. A rejection there is a bug: it is logged with this call and ends
+   * this call, and never reaches the process (where it would end every call).
+   */
+  #background(work: Promise<unknown>, what: string): void {
+    work.catch((error) => this.#failed(error, what));
+  }
+
+  #failed(error: unknown, what: string): void {
+    this.#log.error("voice agent task failed; ending the call", { task: what, error });
+    this.#session.hangUp("error").catch((hangUpError) => {
+      this.#log.error("hang-up after a failed task failed", { error: hangUpError });
+    });
+  }
+
+  /** Releases everything of the agent, once; what the callee heard last is kept. */
+  #release(): Promise<void> {
+    this.#released ??= this.#teardown();
+    return this.#released;
   }
 
   async #teardown(): Promise<void> {
     this.#clearIdle();
-    clearTimeout(this.#maxTimer);
+    this.#maxTimer?.abort();
+    this.#dtmf.close();
+    // A reply cut off by the hang-up was partly heard; that is part of the call too.
+    if (this.#utterance) this.#stop(this.#utterance, "call ended");
     this.metrics.underruns = this.#playback.stats.underruns;
     this.#playback.close();
     this.#deps.vad.close();
+    const closing = Promise.allSettled([this.#stt?.close(), this.#deps.speaker.close()]);
+    const closed = await this.#clock.deadline(closing, VENDOR_CLOSE_MS, {
+      what: "STT and TTS close",
+    }).then(() => true, () => false);
+    if (!closed) {
+      this.#log.warn("vendor sockets did not close in time", { limit_ms: VENDOR_CLOSE_MS });
+    }
     this.metrics.usage.ttsCharacters = this.#deps.speaker.charactersSent;
     this.metrics.usage.sttAudioSeconds = this.#stt?.audioSeconds ?? 0;
-    await Promise.allSettled([this.#stt?.close(), this.#deps.speaker.close()]);
     this.#log.info("call summary", {
       ...this.metrics.summary(),
       transcript_turns: this.conversation.transcript().length,
@@ -555,17 +788,25 @@ function normaliseSpaces(text: string): string {
   return text.replace(/\s+/g, " ").trim();
 }
 
-/** A controller aborted when `parent` aborts. */
-function linkedController(parent: AbortSignal): AbortController {
-  const controller = new AbortController();
-  if (parent.aborted) controller.abort(parent.reason);
-  else {
-    parent.addEventListener("abort", () => controller.abort(parent.reason), {
-      once: true,
-      signal: controller.signal,
-    });
+/**
+ * An `AbortController` that follows the call's signal until {@link unlink}: call it when the
+ * work ends, so a finished reply leaves no listener on the call's signal for the rest of the call.
+ */
+class LinkedAbortController extends AbortController {
+  readonly #parent: AbortSignal;
+  readonly #onParentAbort = () => this.abort(this.#parent.reason);
+
+  constructor(parent: AbortSignal) {
+    super();
+    this.#parent = parent;
+    if (parent.aborted) this.abort(parent.reason);
+    else parent.addEventListener("abort", this.#onParentAbort, { once: true });
   }
-  return controller;
+
+  /** Stops following the call's signal; idempotent. */
+  unlink(): void {
+    this.#parent.removeEventListener("abort", this.#onParentAbort);
+  }
 }
 
 async function* once(text: string): AsyncGenerator<string> {
@@ -573,7 +814,7 @@ async function* once(text: string): AsyncGenerator<string> {
 }
 
 /** The words of `text` that fit in `fraction` of it (at a word boundary). */
-export function truncateToPlayed(text: string, fraction: number): string {
+function truncateToPlayed(text: string, fraction: number): string {
   if (!(fraction > 0)) return "";
   if (fraction >= 1) return text;
   const cut = Math.floor(text.length * fraction);
@@ -591,7 +832,7 @@ class BufferedSpeech {
   #error: unknown;
   #wake: (() => void) | undefined;
 
-  constructor(source: AsyncGenerator<SpeechEvent>, readonly controller: AbortController) {
+  constructor(source: AsyncGenerator<SpeechEvent>, readonly controller: LinkedAbortController) {
     (async () => {
       try {
         for await (const event of source) {

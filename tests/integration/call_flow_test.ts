@@ -104,10 +104,9 @@ Deno.test("a call from /start to hang-up", async (t) => {
     for (let i = 0; i < 50; i++) client.media(frame);
     client.dtmf("1");
     client.dtmf("#");
-    await waitFor(() => session.stats.dtmf.length === 2, "dtmf");
+    await waitFor(() => session.stats.dtmfPresses === 2, "dtmf");
     assert.equal(session.stats.mediaFrames, 50);
     assert.equal(session.stats.mediaBytes, 50 * FRAME_BYTES);
-    assert.deepEqual(session.stats.dtmf, ["1", "#"]);
   });
 
   await t.step("stop ends the session and hang-up is confirmed once, 90018 included", async () => {

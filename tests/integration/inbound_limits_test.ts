@@ -57,10 +57,10 @@ Deno.test("oversized and invalid fields are dropped without their value; the cal
   client.sendRaw(mark("m".repeat(1_000_000)));
   client.sendRaw(mark("m".repeat(129)));
   client.dtmf("5");
-  await waitFor(() => session.stats.dtmf.length === 1, "the valid key press");
+  await waitFor(() => session.stats.dtmfPresses === 1, "the valid key press");
 
-  assert.deepEqual(session.stats.dtmf, ["5"]);
-  assert.deepEqual(session.stats.marks, []);
+  assert.equal(session.stats.dtmfPresses, 1, "only the valid key press reached the session");
+  assert.equal(session.stats.markEchoes, 0);
   assert.equal(session.state, "active");
   const dropped = h.logs.filter((l) => l.includes("malformed frame ignored"));
   assert.equal(dropped.length, 5);

@@ -240,6 +240,28 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a burst of key presses is one LLM request, with the keys bounded",
+  async fn() {
+    const caller = new CallerTimeline().pause(6000);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { FIRST_SPEAKER: "bot" },
+      replies: [{ kind: "text", text: "Thank you, I have your number." }],
+    });
+    const { client, session, agent } = await v.call();
+    await waitFor(() => agent.conversation.transcript().length === 1, "greeting", 8000);
+    for (let i = 0; i < 150; i++) client.dtmf(String(i % 10));
+    await waitFor(() => agent.conversation.transcript().length === 3, "answer heard", 10000);
+    assert.equal(v.openai.requests.length, 1);
+    assert.equal(session.stats.dtmfPresses, 150);
+    const messages = v.openai.requests[0].body.messages as { role: string; content: string }[];
+    assert.ok(messages.at(-1)!.content.length < 100, messages.at(-1)!.content);
+    client.stop();
+    await session.ended;
+  },
+});
+
+Deno.test({
   name: "an idle callee is asked once if they are there, then the bot says goodbye and hangs up",
   async fn() {
     const caller = new CallerTimeline().pause(500);

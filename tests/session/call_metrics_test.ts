@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CallMetrics, percentile } from "../../src/session/call_metrics.ts";
+import { CallMetrics, MAX_KEPT_TURNS, percentile } from "../../src/session/call_metrics.ts";
 
 Deno.test("percentile is nearest-rank", () => {
   assert.equal(percentile([], 50), undefined);
@@ -29,4 +29,12 @@ Deno.test("CallMetrics rounds turns and summarises a call", () => {
   assert.equal(summary.voice_to_voice_ms_max, 700.06);
   assert.equal(summary.overhead_ms_max, 1.26);
   assert.equal(summary.llm_prompt_tokens, 120);
+});
+
+Deno.test("CallMetrics keeps the most recent turns and counts them all", () => {
+  const metrics = new CallMetrics();
+  for (let i = 1; i <= MAX_KEPT_TURNS + 50; i++) metrics.record({ turn: i, trigger: "callee" });
+  assert.equal(metrics.turns.length, MAX_KEPT_TURNS);
+  assert.equal(metrics.turns[0].turn, 51);
+  assert.equal(metrics.summary().turns, MAX_KEPT_TURNS + 50);
 });

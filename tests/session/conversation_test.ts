@@ -12,6 +12,7 @@ import {
   END_CALL_TOOL,
   END_CALL_TOOL_NAME,
   INTERRUPTED_SUFFIX,
+  MAX_USER_MESSAGE_CHARS,
   renderTemplate,
 } from "../../src/session/conversation.ts";
 import { type ChatMessage, createChatStreamer, type LlmEvent } from "../../src/services/llm.ts";
@@ -622,4 +623,27 @@ Deno.test("the real OpenAI SDK sends the context as built, custom data included"
   } finally {
     await fake.close();
   }
+});
+
+Deno.test("several keys pressed as one input are one user message", () => {
+  const conversation = new Conversation({ body: {} });
+  conversation.addAssistant("Enter your PIN, then press pound.");
+  conversation.addDtmf("1234#");
+  assert.deepEqual(outline(conversation.messages()), [
+    "assistant: Enter your PIN, then press pound.",
+    "user: The callee pressed 1 2 3 4 #.",
+  ]);
+});
+
+Deno.test("merged callee inputs are bounded, keeping the newest", () => {
+  const conversation = new Conversation({ body: {} });
+  conversation.addAssistant("Hi!");
+  for (let i = 0; i < 500; i++) conversation.addDtmf("123456789012345678901234");
+  conversation.addUser("Operator, please.");
+  const last = conversation.messages().at(-1)!;
+  assert.equal(last.role, "user");
+  const content = String(last.content);
+  assert.equal(content.length, MAX_USER_MESSAGE_CHARS);
+  assert.ok(content.startsWith("…"));
+  assert.ok(content.endsWith("Operator, please."));
 });

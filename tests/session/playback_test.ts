@@ -6,9 +6,9 @@ import {
   PlaybackTicker,
   sharedPlaybackTicker,
 } from "../../src/session/playback.ts";
-import { type OutboundFrame, parseOutboundFrame } from "../../src/telnyx/media_stream.ts";
 import { MU_LAW_SILENCE } from "../../src/audio/g711.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { TelnyxModel } from "../helpers/telnyx_model.ts";
 
 // Most tests run on an injected clock with a manual ticker and a synchronous model of Telnyx's
 // playback, so nothing depends on how fast this shared machine is.
@@ -30,104 +30,12 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/**
- * Telnyx's RTP playback on the test clock: audio plays at 8 bytes/ms as soon as it arrives,
- * marks echo once the audio before them has played, `clear` drops audio and echoes queued marks.
- * Echoes are collected and delivered by {@link deliverEchoes}, as they arrive asynchronously.
- */
-class TelnyxModel {
-  readonly frames: OutboundFrame[] = [];
-  readonly #queue: ({ kind: "audio"; bytes: number } | { kind: "mark"; name: string })[] = [];
-  readonly echoes: string[] = [];
-  playback!: Playback;
-  now = 0;
-  playedBytes = 0;
-  /** Largest amount of audio ever queued here right after a frame arrived (ms). */
-  maxQueuedMs = 0;
-  /** Ms during which nothing was queued while `inUtterance` was true. */
-  dryMs = 0;
-  inUtterance = false;
-
-  readonly send = (text: string): void => {
-    const parsed = parseOutboundFrame(text);
-    if (!parsed.ok) throw new Error(parsed.reason);
-    const frame = parsed.frame;
-    this.frames.push(frame);
-    if (frame.event === "media") {
-      this.#queue.push({ kind: "audio", bytes: Uint8Array.fromBase64(frame.media.payload).length });
-      this.maxQueuedMs = Math.max(this.maxQueuedMs, this.queuedMs);
-    } else if (frame.event === "mark") {
-      this.#queue.push({ kind: "mark", name: frame.mark.name });
-      this.#drainMarks();
-    } else {
-      for (const item of this.#queue.splice(0)) {
-        if (item.kind === "mark") this.echoes.push(item.name);
-      }
-    }
-  };
-
-  get queuedMs(): number {
-    let bytes = 0;
-    for (const item of this.#queue) if (item.kind === "audio") bytes += item.bytes;
-    return bytes / 8;
-  }
-
-  /** Advances the clock 1 ms at a time, playing audio; runs `tick` whenever `every` ms passed. */
-  advance(ms: number, tick?: () => void, every = 20): void {
-    for (let i = 0; i < ms; i++) {
-      this.now += 1;
-      let budget = 8;
-      if (this.inUtterance && this.#queue.length === 0) this.dryMs += 1;
-      while (budget > 0 && this.#queue.length > 0) {
-        const head = this.#queue[0];
-        if (head.kind === "mark") {
-          this.#queue.shift();
-          this.echoes.push(head.name);
-          continue;
-        }
-        const take = Math.min(budget, head.bytes);
-        head.bytes -= take;
-        budget -= take;
-        this.playedBytes += take;
-        if (head.bytes === 0) this.#queue.shift();
-      }
-      this.#drainMarks();
-      if (tick && this.now % every === 0) tick();
-    }
-  }
-
-  /** Hands collected echoes to the playback, as the media socket would. */
-  deliverEchoes(): void {
-    for (const name of this.echoes.splice(0)) this.playback.onMarkEcho(name);
-  }
-
-  #drainMarks(): void {
-    while (this.#queue[0]?.kind === "mark") {
-      const mark = this.#queue.shift() as { kind: "mark"; name: string };
-      this.echoes.push(mark.name);
-    }
-  }
-
-  media(): Uint8Array[] {
-    return this.frames.flatMap((f) =>
-      f.event === "media" ? [Uint8Array.fromBase64(f.media.payload)] : []
-    );
-  }
-
-  /** Events in order with media collapsed to "m", e.g. ["m", "m", "mark:a", "clear"]. */
-  sequence(): string[] {
-    return this.frames.map((f) =>
-      f.event === "media" ? "m" : f.event === "mark" ? `mark:${f.mark.name}` : f.event
-    );
-  }
-}
-
 /** A playback wired to a model on a manual ticker and injected clock. */
 function setup(options: Partial<PlaybackOptions> = {}) {
   const model = new TelnyxModel();
   const ticker = new PlaybackTicker({ manual: true });
   const playback = new Playback({ send: model.send, now: () => model.now, ticker, ...options });
-  model.playback = playback;
+  model.onEcho = (name) => playback.onMarkEcho(name);
   /** Advances time with ticks and echo delivery every 20 ms. */
   const run = (ms: number) =>
     model.advance(ms, () => {
@@ -508,7 +416,7 @@ Deno.test("playback: close, abort and errors", async (t) => {
 function setupOn(ticker: PlaybackTicker, now: () => number) {
   const model = new TelnyxModel();
   const playback = new Playback({ send: model.send, now, ticker });
-  model.playback = playback;
+  model.onEcho = (name) => playback.onMarkEcho(name);
   return { model, playback };
 }
 
@@ -591,4 +499,42 @@ Deno.test("playback: against the fake Telnyx media client over a real WebSocket"
     await client.close();
     await server.shutdown();
   }
+});
+
+Deno.test("playback: a lost final echo", async (t) => {
+  await t.step("playoutMs is the audio not sent plus what is queued at Telnyx", () => {
+    const { model, playback, ticker } = setup();
+    playback.enqueue(audio(8_000)); // 1 s
+    playback.endPhrase("a");
+    assert.equal(playback.playoutMs, 1000);
+    model.advance(500, () => ticker.tick());
+    assert.equal(playback.playoutMs, 500);
+    model.advance(600, () => ticker.tick());
+    assert.equal(playback.playoutMs, 0);
+  });
+
+  await t.step("assumePlayed settles finish as played and counts the phrases heard", async () => {
+    const { model, playback, ticker } = setup();
+    playback.enqueue(audio(1_600));
+    playback.endPhrase("a");
+    playback.enqueue(audio(1_600));
+    playback.endPhrase("b");
+    const done = playback.finish();
+    model.advance(1_000, () => ticker.tick()); // echoes withheld
+    assert.equal(playback.speaking, true);
+    assert.equal(playback.assumePlayed(), true);
+    assert.equal(await done, "played");
+    assert.equal(playback.speaking, false);
+    model.deliverEchoes(); // late echoes change nothing
+    playback.enqueue(audio(160));
+    assert.deepEqual(playback.interrupt().heard, [], "a new utterance starts clean");
+  });
+
+  await t.step("assumePlayed refuses while audio is still unsent", () => {
+    const { playback } = setup();
+    playback.enqueue(audio(8_000));
+    void playback.finish();
+    assert.equal(playback.assumePlayed(), false);
+    playback.close();
+  });
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TurnDetector } from "../../src/session/turn_detector.ts";
+import { MAX_PENDING_TURN_CHARS, TurnDetector } from "../../src/session/turn_detector.ts";
 
 function clock() {
   const c = { t: 1000, now: () => c.t };
@@ -101,4 +101,18 @@ Deno.test("Flux: Deepgram's turn events drive the decisions", () => {
     [],
   );
   assert.deepEqual(d.onTranscript({ type: "end_of_turn", text: "" }), []);
+});
+
+Deno.test("Nova: a turn that never ends holds a bounded text, the newest words", () => {
+  const d = new TurnDetector("nova", clock().now);
+  d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+  for (let i = 0; i < 1000; i++) {
+    d.onTranscript({ type: "final", text: `words ${i}`, speechFinal: false, fromFinalize: false });
+  }
+  d.onTranscript({ type: "final", text: "the end", speechFinal: true, fromFinalize: false });
+  const [turn] = d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 });
+  assert.equal(turn.type, "turn_ended");
+  if (turn.type !== "turn_ended") return;
+  assert.ok(turn.text.length <= MAX_PENDING_TURN_CHARS, `${turn.text.length} chars`);
+  assert.ok(turn.text.endsWith("words 999 the end"));
 });

@@ -1,0 +1,282 @@
+/**
+ * One call's VoiceAgent on in-memory fakes of its vendors (LLM, TTS, STT, VAD), a real
+ * CallSession, a model of Telnyx's playback and a virtual clock: whole conversations run in
+ * milliseconds and deterministically, with no socket and no sleep.
+ *
+ * @module
+ */
+import { abortable } from "../../src/async/deadline.ts";
+import { AsyncQueue } from "../../src/async/async_queue.ts";
+import type { VadEvent, VoiceActivityDetector } from "../../src/audio/vad.ts";
+import { Logger } from "../../src/log.ts";
+import type { ChatRequest, ChatStreamer, LlmEvent } from "../../src/services/llm.ts";
+import type { LiveTranscriber, SttEngine, TranscriptEvent } from "../../src/services/stt.ts";
+import type { SpeechEvent } from "../../src/services/tts.ts";
+import { CallSession, type HangupCall } from "../../src/session/call_session.ts";
+import { PlaybackTicker } from "../../src/session/playback.ts";
+import { type Speaker, VoiceAgent } from "../../src/session/voice_agent.ts";
+import { ManualClock, settle } from "./manual_clock.ts";
+import { TelnyxModel } from "./telnyx_model.ts";
+
+/** Cartesia stand-in: each phrase becomes `bytesPerChar` bytes of audio per character. */
+export class FakeSpeaker implements Speaker {
+  charactersSent = 0;
+  /** What each `speak()` call was asked to say, in order. */
+  readonly spoken: string[] = [];
+  /** `speak()` streams that have not finished (their consumer has not let go of them). */
+  open = 0;
+  /** 40 bytes = 5 ms of audio per character. */
+  bytesPerChar = 40;
+  /** A TTS that never answers: `speak()` yields nothing until aborted. */
+  silent = false;
+  closed = false;
+
+  connect(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async *speak(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<SpeechEvent> {
+    const index = this.spoken.push("") - 1;
+    this.open++;
+    try {
+      if (this.silent) await abortable(new Promise<never>(() => {}), signal);
+      const phrases = text[Symbol.asyncIterator]();
+      for (let phrase = 0;; phrase++) {
+        const next = await abortable(phrases.next(), signal);
+        if (next.done) return;
+        this.spoken[index] += next.value;
+        this.charactersSent += next.value.length;
+        const audio = new Uint8Array(next.value.length * this.bytesPerChar).fill(0x55);
+        yield { type: "audio", audio };
+        yield { type: "phrase_end", index: phrase, text: next.value };
+      }
+    } finally {
+      this.open--;
+    }
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+}
+
+/** OpenAI stand-in: answers with the queued replies (then `fallback`), a word per delta. */
+export class FakeLlm {
+  readonly requests: ChatRequest[] = [];
+  readonly replies: string[] = [];
+  fallback = "Sure.";
+  readonly stream: ChatStreamer = (request, signal) => this.#stream(request, signal);
+
+  async *#stream(request: ChatRequest, signal: AbortSignal): AsyncGenerator<LlmEvent> {
+    this.requests.push(structuredClone(request));
+    const text = this.replies.shift() ?? this.fallback;
+    yield { type: "first_token", ms: 1 };
+    for (const word of text.split(/(?<= )/)) {
+      signal.throwIfAborted();
+      yield { type: "text", text: word };
+    }
+  }
+
+  /** Contents of the messages of request `index`, as `role: content` lines. */
+  outline(index: number): string[] {
+    return this.requests[index].messages.slice(1).map((m) => `${m.role}: ${m.content}`);
+  }
+}
+
+/** Deepgram stand-in: the test emits transcript events. */
+export class FakeTranscriber implements LiveTranscriber {
+  readonly #events = new AsyncQueue<TranscriptEvent>();
+  audioBytes = 0;
+  closed = false;
+
+  get audioSeconds(): number {
+    return this.audioBytes / 8000;
+  }
+
+  emit(event: TranscriptEvent): void {
+    this.#events.push(event);
+  }
+
+  sendAudio(mulaw: Uint8Array): void {
+    this.audioBytes += mulaw.length;
+  }
+
+  finalize(): void {}
+
+  close(): Promise<void> {
+    this.closed = true;
+    this.#events.close();
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<TranscriptEvent> {
+    return this.#events[Symbol.asyncIterator]();
+  }
+}
+
+/** VAD stand-in: reports the queued events on the next audio frame. */
+export class FakeVad implements VoiceActivityDetector {
+  #next: VadEvent[] = [];
+  speaking = false;
+  audioMs = 0;
+  closed = false;
+
+  queue(...events: VadEvent[]): void {
+    this.#next.push(...events);
+  }
+
+  push(pcm: Int16Array): readonly VadEvent[] {
+    this.audioMs += pcm.length / 8;
+    const events = this.#next;
+    this.#next = [];
+    for (const event of events) this.speaking = event.type === "speech_start";
+    return events;
+  }
+
+  reset(): void {}
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+/** Options for {@link startAgentCall}. */
+export interface AgentCallOptions {
+  firstSpeaker?: "bot" | "callee";
+  sttEngine?: SttEngine;
+  maxCallSeconds?: number;
+  idleTimeoutSeconds?: number;
+  /** LLM replies in order. */
+  replies?: string[];
+  /** Telnyx never echoes a mark. */
+  withholdEchoes?: boolean;
+  /** Defaults to an immediate "hung_up". */
+  hangupCall?: HangupCall;
+}
+
+/** A call under test; see {@link startAgentCall}. */
+export type AgentCall = ReturnType<typeof startAgentCall>;
+
+const SILENT_FRAME = new Uint8Array(160).fill(0xff);
+
+/**
+ * A started session with its agent, created but not started (call `agent.start()`), so a test
+ * can end the call first or count listeners from the very beginning.
+ */
+export function startAgentCall(options: AgentCallOptions = {}) {
+  const clock = new ManualClock();
+  const ticker = new PlaybackTicker({ manual: true });
+  const telnyx = new TelnyxModel();
+  const logs: string[] = [];
+  const hangups: string[] = [];
+  const llm = new FakeLlm();
+  llm.replies.push(...options.replies ?? []);
+  const speaker = new FakeSpeaker();
+  const stt = new FakeTranscriber();
+  const vad = new FakeVad();
+  let transcribersOpened = 0;
+
+  const session = new CallSession({
+    streamId: "stream-1",
+    callControlId: "v3:call-1",
+    mediaFormat: { encoding: "PCMU", sampleRate: 8000, channels: 1 },
+    body: { name: "Ada" },
+  }, {
+    channel: { send: telnyx.send, close: () => {} },
+    hangupCall: options.hangupCall ?? ((id) => {
+      hangups.push(id);
+      return Promise.resolve("hung_up");
+    }),
+    logger: new Logger({ level: "debug", format: "json", sink: (line) => logs.push(line) }),
+  });
+
+  // Abort listeners on the call's signal, live ones only: what a finished reply must not leave.
+  const listeners = new Set<unknown>();
+  const signal = session.signal;
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = (type: string, listener: unknown, ...rest: unknown[]) => {
+    if (type === "abort") listeners.add(listener);
+    (add as (...args: unknown[]) => void)(type, listener, ...rest);
+  };
+  signal.removeEventListener = (type: string, listener: unknown, ...rest: unknown[]) => {
+    if (type === "abort") listeners.delete(listener);
+    (remove as (...args: unknown[]) => void)(type, listener, ...rest);
+  };
+
+  session.start();
+  telnyx.onEcho = (name) => session.deliver({ type: "mark", name });
+  const agent = new VoiceAgent(session, {
+    llm: llm.stream,
+    speaker,
+    openTranscriber: () => {
+      transcribersOpened++;
+      return stt;
+    },
+    vad,
+    sttEngine: options.sttEngine ?? "nova",
+    firstSpeaker: options.firstSpeaker ?? "callee",
+    maxCallSeconds: options.maxCallSeconds ?? 600,
+    idleTimeoutSeconds: options.idleTimeoutSeconds ?? 60,
+    clock,
+    playbackTicker: ticker,
+  });
+
+  return {
+    session,
+    agent,
+    clock,
+    telnyx,
+    llm,
+    speaker,
+    stt,
+    vad,
+    logs,
+    hangups,
+    get transcribersOpened() {
+      return transcribersOpened;
+    },
+    /** Live abort listeners on the call's signal. */
+    get signalListeners() {
+      return listeners.size;
+    },
+    /** Bot turns and callee turns as the conversation recorded them. */
+    transcript(): string[] {
+      return agent.conversation.transcript().map((entry) =>
+        `${entry.role}${entry.interrupted ? " (interrupted)" : ""}: ${entry.text}`
+      );
+    },
+    /**
+     * Runs the call for `ms` of virtual time in 20 ms steps: Telnyx plays what it received, the
+     * agent's timers fire, the playback ticker pumps, and mark echoes come back (unless withheld).
+     */
+    async run(ms: number): Promise<void> {
+      for (let elapsed = 0; elapsed < ms; elapsed += 20) {
+        telnyx.advance(20);
+        await clock.advance(20);
+        ticker.tick();
+        if (options.withholdEchoes) telnyx.echoes.length = 0;
+        else telnyx.deliverEchoes();
+        await settle();
+      }
+    },
+    /** A final transcript that ends the callee's turn (Nova, with the VAD silent). */
+    async say(text: string): Promise<void> {
+      stt.emit({ type: "final", text, speechFinal: true, fromFinalize: false });
+      await settle();
+    },
+    /** Delivers VAD events with one frame of callee audio. */
+    async hear(...events: VadEvent[]): Promise<void> {
+      vad.queue(...events);
+      session.deliver({ type: "media", payload: SILENT_FRAME });
+      await settle();
+    },
+    /** Ends the call as a callee hang-up and waits until everything is released. */
+    async hangUp(): Promise<void> {
+      await session.hangUp("callee_hung_up");
+      await session.ended;
+      await settle();
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { Logger } from "../../src/log.ts";
+import { CallSession, type CallSessionDeps } from "../../src/session/call_session.ts";
+
+function session(deps: Partial<CallSessionDeps> = {}) {
+  const logs: string[] = [];
+  const closes: number[] = [];
+  const call = new CallSession({
+    streamId: "stream-1",
+    callControlId: "v3:call-1",
+    mediaFormat: { encoding: "PCMU", sampleRate: 8000, channels: 1 },
+    body: {},
+  }, {
+    channel: { send: () => {}, close: (code) => closes.push(code) },
+    hangupCall: () => Promise.resolve("hung_up"),
+    logger: new Logger({ level: "debug", format: "json", sink: (line) => logs.push(line) }),
+    ...deps,
+  });
+  call.start();
+  return { call, logs, closes };
+}
+
+Deno.test("session: a Telnyx hang-up that never answers does not hold the session", async () => {
+  const { call, logs, closes } = session({
+    hangupCall: () => new Promise(() => {}),
+    hangupTimeoutMs: 20,
+  });
+  await call.hangUp("bot_hung_up");
+  assert.equal(call.state, "ended");
+  assert.deepEqual(closes, [1000]);
+  assert.ok(logs.some((l) => l.includes("hang-up failed") && l.includes("Telnyx hang-up")));
+});
+
+Deno.test("session: an agent that never closes does not hold the session", async () => {
+  const { call, logs } = session({ agentCloseTimeoutMs: 20 });
+  call.attach({
+    onAudio: () => {},
+    onDtmf: () => {},
+    onMark: () => {},
+    close: () => new Promise(() => {}),
+  });
+  await call.hangUp("callee_hung_up");
+  assert.equal(call.state, "ended");
+  assert.ok(logs.some((l) => l.includes("agent did not close in time")));
+});
+
+Deno.test("session: key presses and mark echoes are counted, never kept", async () => {
+  const { call, logs } = session();
+  for (let i = 0; i < 1000; i++) {
+    call.deliver({ type: "dtmf", digit: "1" });
+    call.deliver({ type: "mark", name: `m${i}` });
+  }
+  assert.equal(call.stats.dtmfPresses, 1000);
+  assert.equal(call.stats.markEchoes, 1000);
+  assert.ok(
+    Object.values(call.stats).every((value) => typeof value === "number"),
+    "only counters",
+  );
+  assert.ok(!logs.some((l) => l.includes('"level":"info"') && l.includes('"msg":"dtmf"')));
+  await call.hangUp();
+});
