@@ -26,7 +26,7 @@ export interface DrainResult {
   finished: number;
   /** Calls hung up after the grace period. */
   hungUp: number;
-  /** Of those, the ones whose hang-up had not completed when the drain stopped waiting. */
+  /** Of those, the ones whose hang-up Telnyx had not confirmed (failed, or still pending). */
   unconfirmed: number;
   /** Media sockets closed before they sent `start`. */
   pendingClosed: number;
@@ -135,7 +135,7 @@ export class CallRegistry {
     return {
       finished: initial.filter((s) => !remaining.includes(s)).length,
       hungUp: remaining.length,
-      unconfirmed: remaining.filter((s) => s.state !== "ended").length,
+      unconfirmed: remaining.filter((s) => !s.hangupConfirmed).length,
       pendingClosed: pending.length,
     };
   }

@@ -128,6 +128,7 @@ export class CallSession {
   /** True while an event is being handled (including an async handler still pending). */
   #draining = false;
   #hangup: Promise<void> | undefined;
+  #hangupConfirmed = false;
   #agent: CallAgent | undefined;
   readonly #ended: PromiseWithResolvers<void> = Promise.withResolvers();
   readonly #deps: CallSessionDeps;
@@ -217,6 +218,11 @@ export class CallSession {
     return this.#hangup;
   }
 
+  /** Whether Telnyx confirmed the hang-up (false while ending, or when it failed or timed out). */
+  get hangupConfirmed(): boolean {
+    return this.#hangupConfirmed;
+  }
+
   async #end(reason: EndReason): Promise<void> {
     this.#state = "ending";
     this.#endReason = reason;
@@ -231,6 +237,7 @@ export class CallSession {
         this.#deps.hangupTimeoutMs ?? HANGUP_TIMEOUT_MS,
         { what: "Telnyx hang-up" },
       );
+      this.#hangupConfirmed = true;
       this.#log.info("hang-up confirmed", { outcome, reason });
     } catch (error) {
       // The call may still be up; say so loudly, but still release our side.

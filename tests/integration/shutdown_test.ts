@@ -126,10 +126,11 @@ Deno.test("SIGTERM exits after grace and the drain's bound when Telnyx never ans
   await child.done;
 
   assert.equal(status.code, 0);
-  assert.equal(telnyx.hangupRequests(call.callSid).length, 1, "the hang-up was sent");
+  const attempts = telnyx.hangupRequests(call.callSid).length;
+  assert.ok(attempts >= 1 && attempts <= 2, `${attempts} hang-up attempts (one retry at most)`);
   const shutDown = child.lines.find((l) => l.msg === "shut down");
   assert.equal(shutDown?.hung_up_calls, 1, JSON.stringify(child.lines));
-  // The drain stopped waiting at its own bound (DRAIN_HANGUP_BOUND_MS; the unit test of
+  // The hang-up gave up at its own bound (and the drain has one too; the unit test of
   // CallRegistry.drain pins it with an injected bound), not when Telnyx answered.
   assert.equal(shutDown?.unconfirmed_hangups, 1);
 });
