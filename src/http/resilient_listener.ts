@@ -9,6 +9,10 @@
  * are refused by the kernel while the port is closed, and a fresh listener is opened on the same
  * port once enough descriptors are free again.
  *
+ * Live calls still need descriptors while the port is closed (a new connection to the LLM, a
+ * reconnecting transcriber), so a reserve of descriptors is held while listening and given back
+ * the moment the listener fails.
+ *
  * @module
  */
 import { delay } from "../async/deadline.ts";
@@ -21,12 +25,13 @@ export interface ResilientServeOptions {
   port: number;
   handler: ServeHandler;
   logger: Logger;
-  /** Descriptors that must be free before the listener is reopened (headroom for live calls). */
+  /**
+   * Descriptors held back while listening and freed for live calls when the listener fails;
+   * twice as many must be free before it is reopened.
+   */
   descriptorReserve: number;
   /** Wait between attempts to reopen the listener. */
   retryMs?: number;
-  /** Counts the process's open descriptors and their limit; undefined where unknown. */
-  descriptors?: () => Promise<DescriptorUsage | undefined>;
 }
 
 /** A server that reopens its listener after descriptor exhaustion. */
@@ -41,25 +46,20 @@ export interface ResilientServer {
   finished: Promise<void>;
 }
 
-/** Open descriptors of this process and its soft limit. */
-export interface DescriptorUsage {
-  open: number;
-  limit: number;
-}
-
 const DEFAULT_RETRY_MS = 500;
 
 /** Starts serving `handler`, reopening the listener whenever it fails. */
 export async function serveResiliently(options: ResilientServeOptions): Promise<ResilientServer> {
   const { handler, logger, descriptorReserve } = options;
   const retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
-  const countDescriptors = options.descriptors ?? procDescriptors;
   const instances = new Set<Deno.HttpServer<Deno.NetAddr>>();
   const stop = new AbortController();
   const finished = Promise.withResolvers<void>();
   let reopened = 0;
   // The port actually bound (the configured one may be 0, "any free port").
   let boundPort = options.port;
+
+  const reserve = new DescriptorReserve(descriptorReserve);
 
   const listen = (port: number) => {
     const listening = Promise.withResolvers<Deno.NetAddr>();
@@ -76,6 +76,7 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
       () => instances.delete(server),
       (error) => {
         if (stop.signal.aborted) return;
+        reserve.release();
         logger.error("listener failed; refusing new connections until descriptors are free", {
           error,
           port: boundPort,
@@ -94,21 +95,16 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
       while (!stop.signal.aborted) {
         await delay(retryMs, stop.signal).catch(() => {});
         if (stop.signal.aborted) return;
-        let usage;
-        try {
-          usage = await countDescriptors();
-        } catch {
-          continue; // No descriptor left even to count them with.
-        }
-        // Unknown usage (no /proc on this system): just try to listen.
-        if (usage && usage.limit - usage.open < descriptorReserve) continue;
+        // The reserve, and as many descriptors again for live calls, or wait for more to be free.
+        if (!reserve.acquire(descriptorReserve)) continue;
         try {
           await listen(port);
           reopened++;
-          logger.info("listening again", { port, open_descriptors: usage?.open });
+          logger.info("listening again", { port });
           return;
         } catch {
           // EMFILE or the port still held by the failed socket: try again after the wait.
+          reserve.release();
         }
       }
     } finally {
@@ -116,7 +112,14 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
     }
   };
 
-  const addr = await listen(options.port);
+  reserve.acquire(0);
+  let addr;
+  try {
+    addr = await listen(options.port);
+  } catch (error) {
+    reserve.release();
+    throw error;
+  }
   let stopping: Promise<void> | undefined;
   return {
     addr,
@@ -128,27 +131,45 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
         stop.abort();
         await Promise.allSettled([...instances].map((server) => server.shutdown()));
         instances.clear();
+        reserve.release();
         finished.resolve();
       })(),
     finished: finished.promise,
   };
 }
 
-/**
- * Reads this process's descriptor count and soft limit from /proc (Linux); undefined where there
- * is no /proc. Throws when the files cannot be opened, e.g. with no descriptor left.
- */
-export async function procDescriptors(): Promise<DescriptorUsage | undefined> {
-  let limits;
-  try {
-    limits = await Deno.readTextFile("/proc/self/limits");
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
+/** Descriptors held open on /dev/null so they can be handed back when none are left. */
+class DescriptorReserve {
+  readonly #files: Deno.FsFile[] = [];
+  #supported = true;
+  constructor(readonly size: number) {}
+
+  /**
+   * Opens the reserve's descriptors, checking that `headroom` more could be opened as well.
+   * False (holding none) when they could not; true where descriptors cannot be reserved at all
+   * (no /dev/null), as there is nothing to wait for.
+   */
+  acquire(headroom: number): boolean {
+    if (!this.#supported) return true;
+    const probe: Deno.FsFile[] = [];
+    try {
+      while (this.#files.length < this.size) this.#files.push(Deno.openSync("/dev/null"));
+      while (probe.length < headroom) probe.push(Deno.openSync("/dev/null"));
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotCapable) {
+        this.#supported = false;
+        this.release();
+        return true;
+      }
+      this.release();
+      return false;
+    } finally {
+      for (const file of probe) file.close();
+    }
   }
-  const limit = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1]);
-  if (!Number.isFinite(limit)) return undefined;
-  let open = 0;
-  for await (const _ of Deno.readDir("/proc/self/fd")) open++;
-  return { open, limit };
+
+  release(): void {
+    for (const file of this.#files.splice(0)) file.close();
+  }
 }
