@@ -133,7 +133,7 @@ function refusal(status: 429 | 503, code: string, message: string, limit: number
 /**
  * The same request, whose body errors with a 408 {@link ApiError} unless it has arrived in full
  * within `seconds`. WebSocket upgrades and bodiless requests pass through untouched (an upgrade
- * needs the original request object).
+ * needs the original request object). The copy carries no abort signal.
  */
 export function withBodyDeadline(request: Request, seconds: number): Request {
   if (!request.body) return request;
@@ -167,5 +167,7 @@ export function withBodyDeadline(request: Request, seconds: number): Request {
       return reader.cancel(reason);
     },
   });
-  return new Request(request, { body });
+  // Not `new Request(request, …)`: that copies `request.signal`, whose legacy semantics (it also
+  // aborts after a successful response) Deno warns about on first use. No route reads it.
+  return new Request(request.url, { method: request.method, headers: request.headers, body });
 }

@@ -17,9 +17,9 @@ export function installProcessGuard(
   logger: Logger,
   target: GuardTarget = globalThis,
 ): () => void {
-  // Deno measures the main thread's stack on the first stack trace it formats, by reading
-  // /proc/self/maps; with every descriptor taken that read fails and the runtime aborts. One
-  // trace formatted now means the next one, perhaps formatted under EMFILE, needs no descriptor.
+  // Deno 2 may measure the main thread's stack only when it formats the first stack trace, by
+  // reading /proc/self/maps; with every descriptor taken that read fails and the runtime panics
+  // (seen with a one-module script). A trace formatted now is one fewer thing to do under EMFILE.
   void new Error("warm-up").stack;
 
   const onRejection = (event: Event) => {
