@@ -13,6 +13,12 @@
  * reconnecting transcriber), so a reserve of descriptors is held while listening and given back
  * the moment the listener fails.
  *
+ * What this cannot do: `Deno.serve` has no header-read timeout and no connection cap, and a
+ * connection that never finishes its headers never reaches our handler, so such connections hold
+ * their descriptors until their clients leave. (Shutting a server down would free them, but it
+ * also closes its WebSockets with 1001, ending live calls.) In production, bound them in front of
+ * the process: a reverse proxy with a header timeout and a per-client connection limit.
+ *
  * @module
  */
 import { delay } from "../async/deadline.ts";
