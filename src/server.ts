@@ -185,6 +185,8 @@ export async function startServer(
     handler: limitRequests((request, info) => app.fetch(request, info), limits, logger),
     logger,
     descriptorReserve: limits.DESCRIPTOR_RESERVE,
+    // Closing a failed listener's connections also closes its media sockets: only with no call.
+    canRetire: () => registry.active === 0,
   });
   const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;

@@ -13,11 +13,12 @@
  * reconnecting transcriber), so a reserve of descriptors is held while listening and given back
  * the moment the listener fails.
  *
- * What this cannot do: `Deno.serve` has no header-read timeout and no connection cap, and a
- * connection that never finishes its headers never reaches our handler, so such connections hold
- * their descriptors until their clients leave. (Shutting a server down would free them, but it
- * also closes its WebSockets with 1001, ending live calls.) In production, bound them in front of
- * the process: a reverse proxy with a header timeout and a per-client connection limit.
+ * `Deno.serve` has no header-read timeout and no connection cap, and a connection that never
+ * finishes its headers never reaches our handler: only shutting its server down closes it, and
+ * that also closes the server's WebSockets with 1001. So a failed server is shut down only once
+ * no call is live (`canRetire`) and no media socket joined it recently; until then the flood's
+ * connections hold their descriptors and new work is refused. In production, bound them in front
+ * of the process: a reverse proxy with a header timeout and a per-client connection limit.
  *
  * @module
  */
@@ -36,6 +37,13 @@ export interface ResilientServeOptions {
    * twice as many must be free before it is reopened.
    */
   descriptorReserve: number;
+  /**
+   * True when a failed server may be shut down, closing its remaining connections (e.g. no call
+   * is live). Without it failed servers are kept until {@link ResilientServer.shutdown}.
+   */
+  canRetire?: () => boolean;
+  /** How long after its last WebSocket upgrade a failed server is still kept (that socket's call may not have started yet). */
+  upgradeGraceMs?: number;
   /** Wait between attempts to reopen the listener. */
   retryMs?: number;
 }
@@ -53,68 +61,97 @@ export interface ResilientServer {
 }
 
 const DEFAULT_RETRY_MS = 500;
+const DEFAULT_UPGRADE_GRACE_MS = 30_000;
+
+interface Instance {
+  server: Deno.HttpServer<Deno.NetAddr>;
+  failed: boolean;
+  lastUpgradeAt: number;
+}
 
 /** Starts serving `handler`, reopening the listener whenever it fails. */
 export async function serveResiliently(options: ResilientServeOptions): Promise<ResilientServer> {
   const { handler, logger, descriptorReserve } = options;
   const retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
-  const instances = new Set<Deno.HttpServer<Deno.NetAddr>>();
+  const upgradeGraceMs = options.upgradeGraceMs ?? DEFAULT_UPGRADE_GRACE_MS;
+  const instances = new Set<Instance>();
+  const retiring = new Set<Promise<void>>();
   const stop = new AbortController();
   const finished = Promise.withResolvers<void>();
+  const reserve = new DescriptorReserve(descriptorReserve);
   let reopened = 0;
+  let listening = false;
   // The port actually bound (the configured one may be 0, "any free port").
   let boundPort = options.port;
 
-  const reserve = new DescriptorReserve(descriptorReserve);
-
   const listen = (port: number) => {
-    const listening = Promise.withResolvers<Deno.NetAddr>();
-    const server = Deno.serve({
+    const bound = Promise.withResolvers<Deno.NetAddr>();
+    const instance: Instance = { server: undefined!, failed: false, lastUpgradeAt: -Infinity };
+    instance.server = Deno.serve({
       port,
       hostname: options.hostname,
       onListen: (addr) => {
         boundPort = (addr as Deno.NetAddr).port;
-        listening.resolve(addr as Deno.NetAddr);
+        bound.resolve(addr as Deno.NetAddr);
       },
-    }, handler);
-    instances.add(server);
-    server.finished.then(
-      () => instances.delete(server),
+    }, (request, info) => {
+      if (request.headers.has("upgrade")) instance.lastUpgradeAt = performance.now();
+      return handler(request, info);
+    });
+    instances.add(instance);
+    listening = true;
+    instance.server.finished.then(
+      () => instances.delete(instance),
       (error) => {
         if (stop.signal.aborted) return;
+        instance.failed = true;
+        listening = false;
         reserve.release();
         logger.error("listener failed; refusing new connections until descriptors are free", {
           error,
           port: boundPort,
         });
-        void reopen(boundPort);
+        void recover();
       },
     );
-    return listening.promise;
+    return bound.promise;
   };
 
-  let reopening = false;
-  const reopen = async (port: number) => {
-    if (reopening) return;
-    reopening = true;
+  /** Shuts down failed servers that may go, freeing the descriptors their connections hold. */
+  const retireIdle = () => {
+    for (const instance of instances) {
+      if (!instance.failed || performance.now() - instance.lastUpgradeAt < upgradeGraceMs) continue;
+      if (!options.canRetire?.()) return;
+      instances.delete(instance);
+      logger.warn("closing a failed listener's remaining connections: no call is live on it");
+      const done = instance.server.shutdown().catch(() => {}).finally(() => retiring.delete(done));
+      retiring.add(done);
+    }
+  };
+
+  let recovering = false;
+  const recover = async () => {
+    if (recovering) return;
+    recovering = true;
     try {
-      while (!stop.signal.aborted) {
+      while (!stop.signal.aborted && (!listening || [...instances].some((i) => i.failed))) {
         await delay(retryMs, stop.signal).catch(() => {});
         if (stop.signal.aborted) return;
+        retireIdle();
         // The reserve, and as many descriptors again for live calls, or wait for more to be free.
-        if (!reserve.acquire(descriptorReserve)) continue;
+        if (listening || !reserve.acquire(descriptorReserve)) continue;
         try {
-          await listen(port);
+          await listen(boundPort);
           reopened++;
-          logger.info("listening again", { port });
-          return;
+          logger.info("listening again", { port: boundPort });
         } catch {
           // EMFILE or the port still held by the failed socket: try again after the wait.
+          listening = false;
           reserve.release();
         }
       }
     } finally {
-      reopening = false;
+      recovering = false;
     }
   };
 
@@ -135,7 +172,10 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
     shutdown: () =>
       stopping ??= (async () => {
         stop.abort();
-        await Promise.allSettled([...instances].map((server) => server.shutdown()));
+        await Promise.allSettled([
+          ...[...instances].map((instance) => instance.server.shutdown()),
+          ...retiring,
+        ]);
         instances.clear();
         reserve.release();
         finished.resolve();

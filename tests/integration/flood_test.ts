@@ -8,6 +8,7 @@ import { startFakeDeepgram } from "../fakes/deepgram.ts";
 import { startFakeOpenAi } from "../fakes/openai.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { deadline } from "../../src/async/deadline.ts";
 import { placeAndAnswer } from "../helpers/call_driver.ts";
 import { spawnServer } from "../helpers/child_server.ts";
 import { TEST_ACCOUNT, TEST_API_KEY, waitFor } from "../helpers/harness.ts";
@@ -160,6 +161,8 @@ Deno.test({
       );
       assert.equal(exited, false, "the server process exited");
       assert.equal(client.socket.readyState, WebSocket.OPEN);
+      // With a call live on it, the failed listener's connections are left alone.
+      assert.ok(!server.lines.some((l) => String(l.msg).startsWith("closing a failed listener")));
 
       const accepted = headers.conns.length + bodies.conns.length;
       console.log(JSON.stringify({
@@ -194,5 +197,53 @@ Deno.test({
     assert.equal(client.socket.readyState, WebSocket.OPEN);
     client.stopAudio();
     await client.close();
+  },
+});
+
+Deno.test({
+  name: "with no call live, a flood that took every descriptor is cut off and /health answers",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await allowOwnDescriptors(4096);
+    await using server = await spawnServer({}, { maxOpenFiles: SERVER_DESCRIPTORS });
+    let exited = false;
+    server.process.status.then(() => exited = true);
+    const flood = await openSlowConnections(
+      server.url,
+      HALF_SENT_HEADERS,
+      "GET /health HTTP/1.1\r\nHost: x\r\n",
+    );
+    try {
+      await waitFor(
+        () => exited || server.lines.some((l) => String(l.msg).startsWith("listener failed")),
+        "the listener to run out of descriptors",
+        10_000,
+      );
+      const failedAt = performance.now();
+      // The flood's clients stay connected; the server closes their connections itself.
+      let health: Response | undefined;
+      for (let i = 0; i < 200 && health?.status !== 200; i++) {
+        health = await fetch(`${server.url}/health`).catch(() => undefined);
+        if (health?.status !== 200) {
+          await health?.body?.cancel();
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      assert.equal(exited, false, "the server process exited");
+      assert.equal(health?.status, 200);
+      await health!.body?.cancel();
+      const closedByServer = await deadline(
+        flood.conns[0].read(new Uint8Array(16)).catch(() => null),
+        5000,
+        { what: "the server to close a flood connection" },
+      );
+      assert.equal(closedByServer, null);
+      console.log(JSON.stringify({
+        connections_opened: flood.conns.length,
+        health_after_listener_failed_ms: Math.round(performance.now() - failedAt),
+      }));
+    } finally {
+      flood.close();
+    }
   },
 });
