@@ -29,7 +29,10 @@ export const ConnectionLimitsSchema = z.object({
   MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: integer(32, 1, 100_000),
   /** Time for a request body to arrive in full, from the moment its headers did. */
   REQUEST_BODY_TIMEOUT_SECONDS: integer(10, 1, 600),
-  /** Descriptors kept free for live calls before the listener is reopened after EMFILE. */
+  /**
+   * Descriptors held back while listening and handed to live calls when the listener runs out
+   * (EMFILE); 0 disables the reserve.
+   */
   DESCRIPTOR_RESERVE: integer(64, 0, 100_000),
 });
 

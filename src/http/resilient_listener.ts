@@ -42,26 +42,25 @@ export interface ResilientServeOptions {
    * is live). Without it failed servers are kept until {@link ResilientServer.shutdown}.
    */
   canRetire?: () => boolean;
-  /** How long after its last WebSocket upgrade a failed server is still kept (that socket's call may not have started yet). */
-  upgradeGraceMs?: number;
-  /** Wait between attempts to reopen the listener. */
-  retryMs?: number;
 }
 
 /** A server that reopens its listener after descriptor exhaustion. */
 export interface ResilientServer {
   /** The address first listened on; reopened listeners use the same port. */
   addr: Deno.NetAddr;
-  /** Times the listener has been reopened after failing. */
-  readonly reopened: number;
   /** Stops listening and drains every server instance, the failed ones included. Idempotent. */
   shutdown(): Promise<void>;
   /** Resolves once {@link shutdown} has completed. */
   finished: Promise<void>;
 }
 
-const DEFAULT_RETRY_MS = 500;
-const DEFAULT_UPGRADE_GRACE_MS = 30_000;
+/** Wait between attempts to reopen the listener or retire a failed one. */
+const RETRY_MS = 500;
+/**
+ * How long after its last WebSocket upgrade a failed server is kept even with no call live: the
+ * media socket's call may not have started yet.
+ */
+const UPGRADE_GRACE_MS = 30_000;
 
 interface Instance {
   server: Deno.HttpServer<Deno.NetAddr>;
@@ -72,14 +71,11 @@ interface Instance {
 /** Starts serving `handler`, reopening the listener whenever it fails. */
 export async function serveResiliently(options: ResilientServeOptions): Promise<ResilientServer> {
   const { handler, logger, descriptorReserve } = options;
-  const retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
-  const upgradeGraceMs = options.upgradeGraceMs ?? DEFAULT_UPGRADE_GRACE_MS;
   const instances = new Set<Instance>();
   const retiring = new Set<Promise<void>>();
   const stop = new AbortController();
   const finished = Promise.withResolvers<void>();
   const reserve = new DescriptorReserve(descriptorReserve);
-  let reopened = 0;
   let listening = false;
   // The port actually bound (the configured one may be 0, "any free port").
   let boundPort = options.port;
@@ -120,7 +116,9 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
   /** Shuts down failed servers that may go, freeing the descriptors their connections hold. */
   const retireIdle = () => {
     for (const instance of instances) {
-      if (!instance.failed || performance.now() - instance.lastUpgradeAt < upgradeGraceMs) continue;
+      if (!instance.failed || performance.now() - instance.lastUpgradeAt < UPGRADE_GRACE_MS) {
+        continue;
+      }
       if (!options.canRetire?.()) return;
       instances.delete(instance);
       logger.warn("closing a failed listener's remaining connections: no call is live on it");
@@ -135,14 +133,13 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
     recovering = true;
     try {
       while (!stop.signal.aborted && (!listening || [...instances].some((i) => i.failed))) {
-        await delay(retryMs, stop.signal).catch(() => {});
+        await delay(RETRY_MS, stop.signal).catch(() => {});
         if (stop.signal.aborted) return;
         retireIdle();
         // The reserve, and as many descriptors again for live calls, or wait for more to be free.
         if (listening || !reserve.acquire(descriptorReserve)) continue;
         try {
           await listen(boundPort);
-          reopened++;
           logger.info("listening again", { port: boundPort });
         } catch {
           // EMFILE or the port still held by the failed socket: try again after the wait.
@@ -166,9 +163,6 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
   let stopping: Promise<void> | undefined;
   return {
     addr,
-    get reopened() {
-      return reopened;
-    },
     shutdown: () =>
       stopping ??= (async () => {
         stop.abort();
