@@ -4,18 +4,26 @@
  * @module
  */
 import { ConfigError, loadConfig } from "./src/config.ts";
-import { startServer } from "./src/server.ts";
+import { loadConnectionLimits } from "./src/http/connection_limits.ts";
+import { installProcessGuard } from "./src/http/process_guard.ts";
+import { loggerFor, startServer } from "./src/server.ts";
 
 if (import.meta.main) {
   let config;
+  let limits;
   try {
-    config = loadConfig(Deno.env.toObject());
+    const env = Deno.env.toObject();
+    config = loadConfig(env);
+    limits = loadConnectionLimits(env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
     Deno.exit(1);
   }
-  const server = await startServer(config);
+  const logger = loggerFor(config);
+  // Installed before anything runs: one call's bug must not end the others.
+  installProcessGuard(logger);
+  const server = await startServer(config, { logger, limits });
   const stop = () => {
     server.shutdown().then(() => Deno.exit(0));
   };

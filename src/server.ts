@@ -18,6 +18,12 @@ import { createChatStreamer } from "./services/llm.ts";
 import { openLiveTranscriber } from "./services/stt.ts";
 import { CartesiaSpeaker } from "./services/tts.ts";
 import { VoiceAgent } from "./session/voice_agent.ts";
+import {
+  type ConnectionLimits,
+  DEFAULT_CONNECTION_LIMITS,
+  limitRequests,
+} from "./http/connection_limits.ts";
+import { serveResiliently } from "./http/resilient_listener.ts";
 
 /** The service's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -40,6 +46,8 @@ export interface RunningServer {
 export interface StartServerOptions {
   logger?: Logger;
   onSession?: (session: CallSession) => void;
+  /** Admission limits (see `loadConnectionLimits`); the defaults when omitted. */
+  limits?: ConnectionLimits;
 }
 
 /**
@@ -170,13 +178,17 @@ export async function startServer(
     logger.warn("API_TOKEN is not set: anyone who can reach /start can place calls");
   }
 
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
+  const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
+  const server = await serveResiliently({
     port: config.PORT,
     hostname: config.HOST,
-    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
-  }, app.fetch);
-  const addr = await listening.promise;
+    handler: limitRequests((request, info) => app.fetch(request, info), limits, logger),
+    logger,
+    descriptorReserve: limits.DESCRIPTOR_RESERVE,
+    // Closing a failed listener's connections also closes its media sockets: only with no call.
+    canRetire: () => registry.active === 0,
+  });
+  const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host === "0.0.0.0" ? "localhost" : host}:${addr.port}`;
   logger.info("listening", { url, env: config.ENV, version: VERSION });

@@ -11,7 +11,7 @@ const CA = new URL("../fakes/tls/ca.pem", import.meta.url).pathname;
 export interface ChildServer extends AsyncDisposable {
   url: string;
   pid: number;
-  /** Parsed JSON log lines so far. */
+  /** Parsed JSON log lines so far, from stdout and stderr (other stderr text as `{ stderr }`). */
   lines: Record<string, unknown>[];
   process: Deno.ChildProcess;
   /** Resolves when stdout ends. */
@@ -22,6 +22,8 @@ export interface ChildServer extends AsyncDisposable {
 export interface SpawnServerOptions {
   /** Extra `deno run` flags, e.g. `--cpu-prof` (see `bench/profile_server.ts`). */
   denoFlags?: string[];
+  /** Runs the server under `ulimit -n` of this many descriptors. */
+  maxOpenFiles?: number;
 }
 
 /** Spawns the server with `env` (JSON logs, an ephemeral port) and waits until it listens. */
@@ -29,36 +31,62 @@ export async function spawnServer(
   env: Record<string, string>,
   options: SpawnServerOptions = {},
 ): Promise<ChildServer> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...(options.denoFlags ?? []),
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--cert",
-      CA,
-      MAIN,
-    ],
+  const denoArgs = [
+    "run",
+    ...(options.denoFlags ?? []),
+    "--allow-net",
+    "--allow-env",
+    "--allow-read",
+    "--cert",
+    CA,
+    MAIN,
+  ];
+  // `exec` keeps the pid the server's own, so /proc figures and signals reach it.
+  const [command, args] = options.maxOpenFiles === undefined
+    ? [Deno.execPath(), denoArgs]
+    : ["bash", [
+      "-c",
+      'ulimit -n "$0" && exec "$@"',
+      String(options.maxOpenFiles),
+      Deno.execPath(),
+      ...denoArgs,
+    ]];
+  const process = new Deno.Command(command, {
+    args,
     env: { PORT: "0", HOST: "127.0.0.1", LOG_FORMAT: "json", ...env },
     stdout: "piped",
-    stderr: "inherit",
+    stderr: "piped",
   }).spawn();
   const lines: Record<string, unknown>[] = [];
   const listening = Promise.withResolvers<string>();
-  const done = (async () => {
+  const read = async (stream: ReadableStream<Uint8Array>, strict: boolean) => {
     let buffer = "";
-    for await (const chunk of process.stdout.pipeThrough(new TextDecoderStream())) {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       buffer += chunk;
       let nl;
       while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = JSON.parse(buffer.slice(0, nl));
+        const text = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
+        let line: Record<string, unknown>;
+        try {
+          line = JSON.parse(text);
+        } catch (error) {
+          // stdout carries only log lines; stderr also carries Deno's own messages.
+          if (strict) throw error;
+          line = { stderr: text };
+        }
         lines.push(line);
-        if (line.msg === "listening") listening.resolve(line.url);
+        if (line.msg === "listening") listening.resolve(line.url as string);
       }
     }
-  })();
+  };
+  const done = Promise.all([read(process.stdout, true), read(process.stderr, false)]).then(
+    () => listening.reject(new Error("the server exited before listening")),
+    (error) => {
+      listening.reject(error);
+      throw error;
+    },
+  );
   const url = await listening.promise;
   return {
     url,

@@ -1,0 +1,176 @@
+/**
+ * Admission control in front of the routes: caps on requests being handled at once (per client
+ * and overall) and a deadline for a request body to arrive, so one client cannot hold the
+ * server's descriptors with slow or endless requests. Refusals are immediate, name the limit,
+ * and close the connection so its descriptor is freed at once.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { deadline, DeadlineError } from "../async/deadline.ts";
+import { ConfigError } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { ApiError } from "./api_error.ts";
+
+function integer(defaultValue: number, min: number, max: number) {
+  const error = `must be an integer between ${min} and ${max}`;
+  return z.preprocess(
+    (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+    z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error })
+      .default(defaultValue),
+  );
+}
+
+/** The environment variables of the admission limits, with their defaults. */
+export const ConnectionLimitsSchema = z.object({
+  /** Requests being handled at once, all clients together. */
+  MAX_REQUESTS_IN_FLIGHT: integer(256, 1, 100_000),
+  /** Requests being handled at once from one client address. */
+  MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: integer(32, 1, 100_000),
+  /** Time for a request body to arrive in full, from the moment its headers did. */
+  REQUEST_BODY_TIMEOUT_SECONDS: integer(10, 1, 600),
+  /**
+   * Descriptors held back while listening and handed to live calls when the listener runs out
+   * (EMFILE); 0 disables the reserve.
+   */
+  DESCRIPTOR_RESERVE: integer(64, 0, 100_000),
+});
+
+/** The parsed admission limits. */
+export type ConnectionLimits = z.infer<typeof ConnectionLimitsSchema>;
+
+/** The defaults, for servers started without an environment (tests, embedding). */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = ConnectionLimitsSchema.parse({});
+
+/** Parses the admission limits from the environment; throws {@link ConfigError} on bad values. */
+export function loadConnectionLimits(env: Record<string, string | undefined>): ConnectionLimits {
+  const result = ConnectionLimitsSchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => {
+      const name = String(issue.path[0]);
+      return `${name}=${JSON.stringify(env[name] ?? "")}: ${issue.message}`;
+    }));
+  }
+  return result.data;
+}
+
+/** The handler shape of `Deno.serve`. */
+export type ServeHandler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+/** Seconds a refused client is asked to wait before retrying. */
+const RETRY_AFTER_SECONDS = 1;
+
+/** Wraps `handler` with the in-flight caps and the request body deadline. */
+export function limitRequests(
+  handler: ServeHandler,
+  limits: ConnectionLimits,
+  logger: Logger,
+): ServeHandler {
+  let inFlight = 0;
+  const perClient = new Map<string, number>();
+  // One warning per burst rather than one per refused request: a flood would flood the logs too.
+  let refusedSinceWarning = 0;
+  let warnedAt = -Infinity;
+  const noteRefusal = (code: string, client: string) => {
+    refusedSinceWarning++;
+    const now = performance.now();
+    if (now - warnedAt < 10_000) return;
+    logger.warn("refusing requests over the admission limits", {
+      code,
+      client,
+      refused: refusedSinceWarning,
+      in_flight: inFlight,
+    });
+    warnedAt = now;
+    refusedSinceWarning = 0;
+  };
+
+  return async (request, info) => {
+    const client = info.remoteAddr.hostname;
+    const fromClient = perClient.get(client) ?? 0;
+    if (fromClient >= limits.MAX_REQUESTS_IN_FLIGHT_PER_CLIENT) {
+      noteRefusal("too_many_requests", client);
+      return refusal(
+        429,
+        "too_many_requests",
+        `This client already has ${fromClient} requests in progress; the limit is ` +
+          `${limits.MAX_REQUESTS_IN_FLIGHT_PER_CLIENT} (MAX_REQUESTS_IN_FLIGHT_PER_CLIENT). ` +
+          "Wait for them to finish, then retry.",
+        limits.MAX_REQUESTS_IN_FLIGHT_PER_CLIENT,
+      );
+    }
+    if (inFlight >= limits.MAX_REQUESTS_IN_FLIGHT) {
+      noteRefusal("server_busy", client);
+      return refusal(
+        503,
+        "server_busy",
+        `The server is handling ${inFlight} requests, its limit (MAX_REQUESTS_IN_FLIGHT=` +
+          `${limits.MAX_REQUESTS_IN_FLIGHT}). Retry shortly.`,
+        limits.MAX_REQUESTS_IN_FLIGHT,
+      );
+    }
+    inFlight++;
+    perClient.set(client, fromClient + 1);
+    try {
+      return await handler(withBodyDeadline(request, limits.REQUEST_BODY_TIMEOUT_SECONDS), info);
+    } finally {
+      inFlight--;
+      const left = (perClient.get(client) ?? 1) - 1;
+      if (left === 0) perClient.delete(client);
+      else perClient.set(client, left);
+    }
+  };
+}
+
+function refusal(status: 429 | 503, code: string, message: string, limit: number): Response {
+  return Response.json({ error: { code, message, limit } }, {
+    status,
+    // `connection: close` frees the refused client's descriptor now instead of keeping it alive.
+    headers: { "retry-after": String(RETRY_AFTER_SECONDS), connection: "close" },
+  });
+}
+
+/**
+ * The same request, whose body errors with a 408 {@link ApiError} unless it has arrived in full
+ * within `seconds`. WebSocket upgrades and bodiless requests pass through untouched (an upgrade
+ * needs the original request object). The copy carries no abort signal.
+ */
+export function withBodyDeadline(request: Request, seconds: number): Request {
+  if (!request.body) return request;
+  const ms = seconds * 1000;
+  const ends = performance.now() + ms;
+  const reader = request.body.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await deadline(reader.read(), ends - performance.now(), {
+          what: "request body",
+        });
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        if (!(error instanceof DeadlineError)) throw error;
+        await reader.cancel(error).catch(() => {});
+        controller.error(
+          new ApiError(
+            408,
+            "request_timeout",
+            `The request body did not arrive within ${seconds} s ` +
+              "(REQUEST_BODY_TIMEOUT_SECONDS). Send the whole body at once.",
+            { limit_seconds: seconds },
+            { connection: "close" },
+          ),
+        );
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  // Not `new Request(request, …)`: that copies `request.signal`, whose legacy semantics (it also
+  // aborts after a successful response) Deno warns about on first use. No route reads it.
+  return new Request(request.url, { method: request.method, headers: request.headers, body });
+}
