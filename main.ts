@@ -4,17 +4,13 @@
  * @module
  */
 import { ConfigError, loadConfig } from "./src/config.ts";
-import { loadConnectionLimits } from "./src/http/connection_limits.ts";
 import { installProcessGuard } from "./src/http/process_guard.ts";
 import { loggerFor, startServer } from "./src/server.ts";
 
 if (import.meta.main) {
   let config;
-  let limits;
   try {
-    const env = Deno.env.toObject();
-    config = loadConfig(env);
-    limits = loadConnectionLimits(env);
+    config = loadConfig(Deno.env.toObject());
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
@@ -23,7 +19,7 @@ if (import.meta.main) {
   const logger = loggerFor(config);
   // Installed before anything runs: one call's bug must not end the others.
   installProcessGuard(logger);
-  const server = await startServer(config, { logger, limits });
+  const server = await startServer(config, { logger });
   const stop = () => {
     server.shutdown().then(() => Deno.exit(0));
   };

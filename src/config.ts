@@ -117,6 +117,17 @@ export const EnvSchema = z.object({
   MAX_BODY_BYTES: integer(4096, 16, 65_536),
   CORS_ORIGINS: optionalString.default("*"),
   SHUTDOWN_GRACE_SECONDS: integer(10, 0, 3600),
+  /** Requests being handled at once, all clients together (then 503). */
+  MAX_REQUESTS_IN_FLIGHT: integer(256, 1, 100_000),
+  /** Requests being handled at once from one client address (then 429). */
+  MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: integer(32, 1, 100_000),
+  /** Time for a request body to arrive in full, from the moment its headers did (then 408). */
+  REQUEST_BODY_TIMEOUT_SECONDS: integer(10, 1, 600),
+  /**
+   * Descriptors held back while listening and handed to live calls when the listener runs out
+   * (EMFILE); 0 disables the reserve.
+   */
+  DESCRIPTOR_RESERVE: integer(64, 0, 100_000),
 });
 
 /** The parsed configuration. */

@@ -18,11 +18,7 @@ import { createChatStreamer } from "./services/llm.ts";
 import { openLiveTranscriber } from "./services/stt.ts";
 import { CartesiaSpeaker } from "./services/tts.ts";
 import { VoiceAgent } from "./session/voice_agent.ts";
-import {
-  type ConnectionLimits,
-  DEFAULT_CONNECTION_LIMITS,
-  limitRequests,
-} from "./http/connection_limits.ts";
+import { limitRequests } from "./http/connection_limits.ts";
 import { serveResiliently } from "./http/resilient_listener.ts";
 
 /** The service's version, from deno.json. */
@@ -46,8 +42,6 @@ export interface RunningServer {
 export interface StartServerOptions {
   logger?: Logger;
   onSession?: (session: CallSession) => void;
-  /** Admission limits (see `loadConnectionLimits`); the defaults when omitted. */
-  limits?: ConnectionLimits;
 }
 
 /**
@@ -178,13 +172,12 @@ export async function startServer(
     logger.warn("API_TOKEN is not set: anyone who can reach /start can place calls");
   }
 
-  const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const server = await serveResiliently({
     port: config.PORT,
     hostname: config.HOST,
-    handler: limitRequests((request, info) => app.fetch(request, info), limits, logger),
+    handler: limitRequests((request, info) => app.fetch(request, info), config, logger),
     logger,
-    descriptorReserve: limits.DESCRIPTOR_RESERVE,
+    descriptorReserve: config.DESCRIPTOR_RESERVE,
     // Closing a failed listener's connections also closes its media sockets: only with no call.
     canRetire: () => registry.active === 0,
   });

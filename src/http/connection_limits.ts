@@ -6,53 +6,19 @@
  *
  * @module
  */
-import { z } from "zod";
 import { deadline, DeadlineError } from "../async/deadline.ts";
-import { ConfigError } from "../config.ts";
+import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { ApiError } from "./api_error.ts";
 
-function integer(defaultValue: number, min: number, max: number) {
-  const error = `must be an integer between ${min} and ${max}`;
-  return z.preprocess(
-    (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
-    z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error })
-      .default(defaultValue),
-  );
-}
-
-/** The environment variables of the admission limits, with their defaults. */
-export const ConnectionLimitsSchema = z.object({
-  /** Requests being handled at once, all clients together. */
-  MAX_REQUESTS_IN_FLIGHT: integer(256, 1, 100_000),
-  /** Requests being handled at once from one client address. */
-  MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: integer(32, 1, 100_000),
-  /** Time for a request body to arrive in full, from the moment its headers did. */
-  REQUEST_BODY_TIMEOUT_SECONDS: integer(10, 1, 600),
-  /**
-   * Descriptors held back while listening and handed to live calls when the listener runs out
-   * (EMFILE); 0 disables the reserve.
-   */
-  DESCRIPTOR_RESERVE: integer(64, 0, 100_000),
-});
-
-/** The parsed admission limits. */
-export type ConnectionLimits = z.infer<typeof ConnectionLimitsSchema>;
-
-/** The defaults, for servers started without an environment (tests, embedding). */
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = ConnectionLimitsSchema.parse({});
-
-/** Parses the admission limits from the environment; throws {@link ConfigError} on bad values. */
-export function loadConnectionLimits(env: Record<string, string | undefined>): ConnectionLimits {
-  const result = ConnectionLimitsSchema.safeParse(env);
-  if (!result.success) {
-    throw new ConfigError(result.error.issues.map((issue) => {
-      const name = String(issue.path[0]);
-      return `${name}=${JSON.stringify(env[name] ?? "")}: ${issue.message}`;
-    }));
-  }
-  return result.data;
-}
+/** The admission limits, from the environment (see `src/config.ts`). */
+export type ConnectionLimits = Pick<
+  Config,
+  | "MAX_REQUESTS_IN_FLIGHT"
+  | "MAX_REQUESTS_IN_FLIGHT_PER_CLIENT"
+  | "REQUEST_BODY_TIMEOUT_SECONDS"
+  | "DESCRIPTOR_RESERVE"
+>;
 
 /** The handler shape of `Deno.serve`. */
 export type ServeHandler = (

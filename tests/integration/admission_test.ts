@@ -5,14 +5,12 @@
 import assert from "node:assert/strict";
 import { deadline } from "../../src/async/deadline.ts";
 import { loadConfig } from "../../src/config.ts";
-import {
-  type ConnectionLimits,
-  DEFAULT_CONNECTION_LIMITS,
-  limitRequests,
-  loadConnectionLimits,
-} from "../../src/http/connection_limits.ts";
+import { type ConnectionLimits, limitRequests } from "../../src/http/connection_limits.ts";
 import { Logger } from "../../src/log.ts";
 import { startServer } from "../../src/server.ts";
+
+/** The limits a server started with no environment uses. */
+const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = loadConfig({});
 
 const quietLogger = (lines: string[] = []) =>
   new Logger({ level: "debug", format: "json", sink: (line) => lines.push(line) });
@@ -109,11 +107,9 @@ Deno.test("a /start body that does not arrive in time is refused with 408", asyn
     OPENAI_API_KEY: "sk-test-openai-key-000",
     DEEPGRAM_API_KEY: "dg-test-key-0000000",
     CARTESIA_API_KEY: "sk_car_test_key_0000",
+    REQUEST_BODY_TIMEOUT_SECONDS: "1",
   });
-  const server = await startServer(config, {
-    logger: quietLogger(),
-    limits: { ...DEFAULT_CONNECTION_LIMITS, REQUEST_BODY_TIMEOUT_SECONDS: 1 },
-  });
+  const server = await startServer(config, { logger: quietLogger() });
   try {
     const { port } = new URL(server.url);
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
@@ -159,14 +155,14 @@ Deno.test("a request whose body arrives in time is served as before", async () =
 });
 
 Deno.test("the admission limits are read from the environment, with clear errors", () => {
-  assert.deepEqual(loadConnectionLimits({}), DEFAULT_CONNECTION_LIMITS);
+  assert.equal(DEFAULT_CONNECTION_LIMITS.MAX_REQUESTS_IN_FLIGHT, 256);
+  assert.equal(DEFAULT_CONNECTION_LIMITS.MAX_REQUESTS_IN_FLIGHT_PER_CLIENT, 32);
   assert.equal(
-    loadConnectionLimits({ MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: "8" })
-      .MAX_REQUESTS_IN_FLIGHT_PER_CLIENT,
+    loadConfig({ MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: "8" }).MAX_REQUESTS_IN_FLIGHT_PER_CLIENT,
     8,
   );
   assert.throws(
-    () => loadConnectionLimits({ REQUEST_BODY_TIMEOUT_SECONDS: "soon" }),
-    /REQUEST_BODY_TIMEOUT_SECONDS="soon": must be an integer between 1 and 600/,
+    () => loadConfig({ REQUEST_BODY_TIMEOUT_SECONDS: "soon" }),
+    /REQUEST_BODY_TIMEOUT_SECONDS.*must be an integer between 1 and 600/,
   );
 });
