@@ -4,9 +4,10 @@
  * beside a live call the bot is speaking on (a long greeting), whose playback underruns are
  * reported from its `call summary` log line.
  *
- * Run: `deno task bench` (last), or `deno run -A --cert tests/fakes/tls/ca.pem bench/adversarial.ts`
- * [--only <measure>]... (about two minutes;
- * loopback only, every loop bounded in count and time). Figures depend on the machine; they are
+ * Run: `deno task bench` (it runs last), or
+ * `deno run -A --cert tests/fakes/tls/ca.pem bench/adversarial.ts [--only <measure>]...`
+ * (about two minutes; loopback only, every loop bounded in count and time). `--only` takes a
+ * measure's function name, e.g. `--only silentSockets`. Figures depend on the machine; they are
  * reported, never asserted.
  *
  * @module
@@ -222,7 +223,7 @@ async function oversizedDtmf(): Promise<Row[]> {
   const requests = rig.openai.requests.slice(firstRequest);
   const largest = Math.max(0, ...requests.map((r) => JSON.stringify(r.body).length));
   const inputs = rig.server.lines.filter((l) => l.msg === "dtmf input" && l.call === abuser.callSid)
-    .map((l) => `${l.keys} keys`);
+    .map((l) => `${l.keys} keys, ${l.dropped} dropped`);
   await endCall(abuser);
   const playback = await live.end();
   return [[
