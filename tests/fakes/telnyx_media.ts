@@ -15,6 +15,8 @@ export interface MediaClientOptions {
   encoding?: string;
   /** Extra headers on the upgrade request. */
   headers?: Record<string, string>;
+  /** False: marks are never echoed, like a peer that plays audio but withholds the echoes. */
+  echoMarks?: boolean;
 }
 
 /** PCMU bytes per 20 ms frame at 8 kHz. */
@@ -44,6 +46,7 @@ export class TelnyxMediaClient {
     readonly socket: WebSocket,
     readonly streamId: string,
     readonly callControlId: string,
+    readonly echoMarks: boolean,
   ) {
     this.closed = new Promise((resolve) => {
       socket.addEventListener("close", (event) => {
@@ -66,6 +69,7 @@ export class TelnyxMediaClient {
       socket,
       options.streamId ?? crypto.randomUUID(),
       options.callControlId ?? `v3:${crypto.randomUUID()}`,
+      options.echoMarks ?? true,
     );
     await new Promise<void>((resolve, reject) => {
       socket.addEventListener("open", () => resolve(), { once: true });
@@ -237,7 +241,7 @@ export class TelnyxMediaClient {
   }
 
   #echoMark(name: string): void {
-    if (this.socket.readyState !== WebSocket.OPEN) return;
+    if (!this.echoMarks || this.socket.readyState !== WebSocket.OPEN) return;
     this.#send({ event: "mark", stream_id: this.streamId, mark: { name } });
   }
 
