@@ -67,7 +67,12 @@ export function mediaRoute(
     const { socket, response } = Deno.upgradeWebSocket(request);
     if (!accepted.ok) {
       logger.warn("refusing media socket", { reason: accepted.reason });
-      refuseMediaSocket(socket, accepted.reason, { registry, client });
+      refuseMediaSocket(socket, accepted.reason, {
+        registry,
+        client,
+        logger,
+        closeHandshakeMs: config.MEDIA_CLOSE_TIMEOUT_MS,
+      });
       return response;
     }
     serveMediaSocket(socket, {
@@ -75,6 +80,7 @@ export function mediaRoute(
       callControlId: accepted.call,
       client,
       startTimeoutMs: config.MEDIA_START_TIMEOUT_MS,
+      closeHandshakeMs: config.MEDIA_CLOSE_TIMEOUT_MS,
       logger,
       registry,
       hangupCall,

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { deadline, DeadlineError } from "../async/deadline.ts";
+import { deadline, DeadlineError, settledWithin } from "../async/deadline.ts";
 import type { Logger } from "../log.ts";
 import type { CustomData } from "../telnyx/body_param.ts";
 import {
@@ -23,7 +23,7 @@ import {
   parseInboundFrame,
 } from "../telnyx/media_stream.ts";
 import { CallSession, type HangupCall, type MediaChannel } from "./call_session.ts";
-import type { CallRegistry } from "./call_registry.ts";
+import type { CallRegistry, PendingSocket } from "./call_registry.ts";
 import { InboundAudioPacer } from "./inbound_audio_pacer.ts";
 
 /** What a media socket needs from the server. */
@@ -36,6 +36,8 @@ export interface MediaSocketDeps {
   client: string;
   /** A socket that has not sent a valid `start` by then is closed with 1008. */
   startTimeoutMs: number;
+  /** How long a socket we refuse gets to answer our close frame before its slot is freed. */
+  closeHandshakeMs: number;
   logger: Logger;
   registry: CallRegistry;
   hangupCall: HangupCall;
@@ -50,17 +52,48 @@ function shouldLog(count: number): boolean {
 
 /**
  * Closes a socket whose URL was refused with 1008 and `reason` once it opens, counting it as
- * pending until the close completes, so refused sockets are capped like silent ones.
+ * pending until the close completes (or its bound passes), so refused sockets are capped like
+ * silent ones.
  */
 export function refuseMediaSocket(
   socket: WebSocket,
   reason: string,
-  deps: Pick<MediaSocketDeps, "registry" | "client">,
+  deps: Pick<MediaSocketDeps, "registry" | "client" | "logger" | "closeHandshakeMs">,
 ): void {
   const pending = deps.registry.holdPending(deps.client, (code, why) => socket.close(code, why));
-  socket.addEventListener("close", () => pending.release(), { once: true });
   // 1008 "policy violation": the peer learns why, and Telnyx logs it on its side.
-  socket.addEventListener("open", () => socket.close(1008, reason), { once: true });
+  closeNeverStarted(socket, 1008, reason, pending, deps);
+}
+
+/**
+ * Closes a socket that never became a call and frees its pending slot when the close completes,
+ * or after `closeHandshakeMs` when the peer ignores our close frame: Deno keeps such a
+ * connection open until the peer leaves, but it must not hold a slot new calls need.
+ */
+function closeNeverStarted(
+  socket: WebSocket,
+  code: number,
+  reason: string,
+  pending: PendingSocket,
+  deps: Pick<MediaSocketDeps, "logger" | "closeHandshakeMs">,
+): void {
+  const closed = new Promise<void>((resolve) => {
+    socket.addEventListener("close", () => resolve(), { once: true });
+  });
+  if (socket.readyState === WebSocket.CONNECTING) {
+    socket.addEventListener("open", () => socket.close(code, reason), { once: true });
+  } else if (socket.readyState === WebSocket.OPEN) {
+    socket.close(code, reason);
+  }
+  const boundMs = deps.closeHandshakeMs;
+  void settledWithin(closed, boundMs).then((inTime) => {
+    if (!inTime) {
+      deps.logger.warn("media socket peer ignored our close frame; freeing its pending slot", {
+        timeout_ms: boundMs,
+      });
+    }
+    pending.release();
+  });
 }
 
 /** Serves one accepted media WebSocket until it closes. */
@@ -88,14 +121,12 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     if (shouldLog(dropped[kind])) log.warn(msg, { ...fields, dropped: dropped[kind] });
   };
 
-  /**
-   * Closes a socket that never became a call; nothing is hung up. It keeps its pending slot
-   * until the close completes: a peer that ignores the close frame still holds a connection.
-   */
+  /** Closes a socket that never became a call; nothing is hung up. */
   function refuse(code: number, reason: string) {
+    if (refused) return;
     refused = true;
     waitingForStart.abort();
-    channel.close(code, reason);
+    closeNeverStarted(socket, code, reason, pending, { ...deps, logger: log });
   }
 
   // Until a session takes over, the socket holds a pending slot and a start deadline.

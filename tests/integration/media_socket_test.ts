@@ -184,12 +184,13 @@ Deno.test("pending sockets are capped per client (429) and overall (503)", async
   });
 });
 
-Deno.test("a refused socket whose peer ignores the close stays counted and capped", async () => {
+Deno.test("a refused socket whose peer ignores the close is capped until its close bound", async () => {
   await using h = await startHarness({
     MAX_PENDING_MEDIA_SOCKETS: "4",
     MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "1",
+    MEDIA_CLOSE_TIMEOUT_MS: "300",
   });
-  const { streamUrl } = await placeAndAnswer(h);
+  const { streamUrl, callSid } = await placeAndAnswer(h);
   const forged = new URL(streamUrl);
   forged.searchParams.set("call", "v3:someone-else");
   const held = await unresponsiveSocket(forged.href);
@@ -198,8 +199,15 @@ Deno.test("a refused socket whose peer ignores the close stays counted and cappe
     const res = await upgradeRequest(streamUrl);
     assert.equal(res.status, 429);
     assert.equal((await res.json()).error.code, "too_many_pending_sockets_from_client");
+    // The peer never answers our close frame; after the bound its slot is free for real calls.
+    await waitFor(() => h.server.registry.pending === 0, "the slot to be freed by the bound");
+    assert.ok(h.logs.some((l) => l.includes("peer ignored our close frame")));
+    const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+    client.start();
+    await waitFor(() => h.sessions.length === 1, "the real call to start");
+    client.stop();
+    await client.closed;
   } finally {
     held.close();
   }
-  await waitFor(() => h.server.registry.pending === 0, "the slot to be freed by the close");
 });
