@@ -6,7 +6,9 @@
  * connection to `Deno.serve` on a private socket.
  * Two splices: `loop`, a read/write loop with one reusable buffer per direction, and `pipe`,
  * `readable.pipeTo(writable)` between the two connections, which Deno runs natively (no
- * JavaScript per chunk) yet costs more CPU and latency than the loop here.
+ * JavaScript per chunk) yet costs more CPU and latency than the loop here. A third variant,
+ * "node", serves the echo through `node:http` and npm:ws: that server times out heads and caps
+ * connections itself, with no splice, at the price of a different HTTP and WebSocket stack.
  *
  * The server runs in a child process pinned to CPU 0 and the load in this process pinned to
  * CPU 1: `--sockets` WebSockets, each sending a Telnyx-sized media frame (about 400 bytes of
@@ -15,7 +17,7 @@
  *
  * Run (Linux, needs `taskset`):
  * `deno run -A bench/front_proxy_bench.ts [--sockets 300] [--seconds 20] [--rounds 2]
- * [--upstream unix|tcp] [--splice loop|pipe]`.
+ * [--variants direct,front,node] [--upstream unix|tcp] [--splice loop|pipe]`.
  * Figures depend on the machine and its load; they are reported, never asserted.
  *
  * @module
@@ -103,6 +105,42 @@ async function front(
   }
 }
 
+/** What the echo uses of npm:ws's socket (the package ships no types). */
+interface NodeWebSocket {
+  on(event: "message", listener: (data: Uint8Array, isBinary: boolean) => void): void;
+  send(data: Uint8Array, options: { binary: boolean }): void;
+}
+
+/**
+ * The same echo on `node:http` and npm:ws, whose server times out request heads
+ * (`headersTimeout`) and caps connections (`maxConnections`) itself, with no splice.
+ */
+async function serveNode(): Promise<void> {
+  const http = await import("node:http");
+  // Loaded by a computed name so the app's lockfile and type check never see it (the child runs
+  // with `--no-lock`): the version deepgram's SDK already pulls in.
+  const wsPackage = ["npm:ws", "8.23.0"].join("@");
+  const { WebSocketServer } = await import(wsPackage);
+  const server = http.createServer({
+    connectionsCheckingInterval: 1000,
+    headersTimeout: HEADER_TIMEOUT_MS,
+    requestTimeout: HEADER_TIMEOUT_MS,
+  }, (_request, response) => response.end());
+  server.maxConnections = MAX_CONNECTIONS;
+  const sockets = new WebSocketServer({ noServer: true });
+  server.on("upgrade", (request, socket, head) => {
+    sockets.handleUpgrade(request, socket, head, (ws: NodeWebSocket) => {
+      ws.on(
+        "message",
+        (data: Uint8Array, isBinary: boolean) => ws.send(data, { binary: isBinary }),
+      );
+    });
+  });
+  server.listen(0, "127.0.0.1", () => {
+    console.log(JSON.stringify({ port: (server.address() as { port: number }).port }));
+  });
+}
+
 /** The server side (child process): a WebSocket echo, direct or behind the front. */
 async function serve(variant: string, upstreamKind: string, splice: Splice): Promise<void> {
   const handler = (request: Request) => {
@@ -110,6 +148,10 @@ async function serve(variant: string, upstreamKind: string, splice: Splice): Pro
     socket.onmessage = (event) => socket.send(event.data);
     return response;
   };
+  if (variant === "node") {
+    await serveNode();
+    return;
+  }
   if (variant === "direct") {
     const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
     console.log(JSON.stringify({ port: server.addr.port }));
@@ -197,6 +239,7 @@ async function measure(
       Deno.execPath(),
       "run",
       "-A",
+      "--no-lock",
       new URL(import.meta.url).pathname,
       "--serve",
       variant,
@@ -253,7 +296,7 @@ async function measure(
   await lines.cancel().catch(() => {});
   const round = (v: number | undefined) => +(v ?? NaN).toFixed(2);
   return {
-    variant: variant === "front" ? `front (${upstream} upstream, ${splice})` : "direct",
+    variant: variant === "front" ? `front (${upstream} upstream, ${splice})` : variant,
     server_cpu_cores: +((cpuAfter - cpuBefore) / elapsed).toFixed(3),
     rtt_p50_ms: round(percentile(rtts, 50)),
     rtt_p95_ms: round(percentile(rtts, 95)),
@@ -274,6 +317,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "20" },
     rounds: { type: "string", default: "2" },
     splice: { type: "string", default: "loop" },
+    variants: { type: "string", default: "direct,front,node" },
   },
 });
 const splice = values.splice as Splice;
@@ -289,7 +333,7 @@ if (!import.meta.main) {
   const results: Result[] = [];
   // Alternated rounds, so a change in the machine's load hits both variants alike.
   for (let round = 0; round < Number(values.rounds); round++) {
-    for (const variant of ["direct", "front"]) {
+    for (const variant of values.variants.split(",")) {
       const result = await measure(variant, sockets, seconds, values.upstream, splice);
       console.log(JSON.stringify(result));
       results.push(result);
@@ -300,14 +344,17 @@ if (!import.meta.main) {
     return of.reduce((a, b) => a + b, 0) / of.length;
   };
   const direct = mean("direct", "server_cpu_cores");
-  const added = mean("front", "server_cpu_cores") - direct;
-  console.log(JSON.stringify({
-    sockets,
-    added_cpu_cores: +added.toFixed(3),
-    added_cpu_percent_of_direct: Math.round((added / direct) * 100),
-    added_rtt_p50_ms: +(mean("front", "rtt_p50_ms") - mean("direct", "rtt_p50_ms")).toFixed(2),
-    added_rtt_p95_ms: +(mean("front", "rtt_p95_ms") - mean("direct", "rtt_p95_ms")).toFixed(2),
-    added_descriptors_per_socket: +(mean("front", "descriptors_per_socket") -
-      mean("direct", "descriptors_per_socket")).toFixed(2),
-  }));
+  for (const variant of values.variants.split(",").filter((v) => v !== "direct")) {
+    const added = mean(variant, "server_cpu_cores") - direct;
+    const delta = (key: keyof Result) => +(mean(variant, key) - mean("direct", key)).toFixed(2);
+    console.log(JSON.stringify({
+      variant,
+      sockets,
+      added_cpu_cores: +added.toFixed(3),
+      added_cpu_percent_of_direct: Math.round((added / direct) * 100),
+      added_rtt_p50_ms: delta("rtt_p50_ms"),
+      added_rtt_p95_ms: delta("rtt_p95_ms"),
+      added_descriptors_per_socket: delta("descriptors_per_socket"),
+    }));
+  }
 }
