@@ -16,7 +16,7 @@
  * /proc/<pid>/stat), round-trip time of a frame (p50/p95/p99), descriptors held by the server.
  *
  * Run (Linux, needs `taskset`):
- * `deno run -A bench/front_proxy_bench.ts [--sockets 300] [--seconds 20] [--rounds 2]
+ * `deno run -A bench/front_proxy.ts [--sockets 300] [--seconds 20] [--rounds 2]
  * [--variants direct,front,node] [--upstream unix|tcp] [--splice loop|pipe]`.
  * Figures depend on the machine and its load; they are reported, never asserted.
  *
@@ -321,9 +321,7 @@ const { values } = parseArgs({
   },
 });
 const splice = values.splice as Splice;
-if (!import.meta.main) {
-  // Loaded by `deno bench bench/` (the file name matches): this script runs only on its own.
-} else if (values.serve) {
+if (values.serve) {
   await serve(values.serve, values.upstream, splice);
 } else {
   // The load runs on CPU 1, away from the server.
