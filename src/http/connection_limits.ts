@@ -2,7 +2,8 @@
  * Admission control in front of the routes: caps on requests being handled at once (per client
  * and overall) and a deadline for a request body to arrive, so one client cannot hold the
  * server's descriptors with slow or endless requests. Refusals are immediate, name the limit,
- * and close the connection so its descriptor is freed at once.
+ * and ask the client to close the connection (Deno itself keeps an idle connection open, so a
+ * client that ignores the request still holds its descriptor until it leaves).
  *
  * @module
  */
@@ -94,7 +95,7 @@ export function limitRequests(
 function refusal(status: 429 | 503, code: string, message: string, limit: number): Response {
   return Response.json({ error: { code, message, limit } }, {
     status,
-    // `connection: close` frees the refused client's descriptor now instead of keeping it alive.
+    // A well-behaved client closes on `connection: close` and frees its descriptor at once.
     headers: { "retry-after": String(RETRY_AFTER_SECONDS), connection: "close" },
   });
 }
