@@ -39,7 +39,7 @@ export function readTeXml(text: string): { stream: Record<string, string>; pause
  * to `callSid`, which is the call_control_id the media client must send in `start`.
  */
 export async function placeAndAnswer(
-  h: Harness,
+  h: Pick<Harness, "start" | "telnyx">,
   body: Record<string, unknown> | undefined = CUSTOM_DATA,
 ): Promise<{ callSid: string; streamUrl: string; answerUrl: string }> {
   const res = await h.start({ phone_number: "+15551234567", ...(body ? { body } : {}) });

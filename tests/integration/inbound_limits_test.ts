@@ -3,7 +3,7 @@
  * Whatever exceeds that is dropped and counted, and the call goes on.
  */
 import assert from "node:assert/strict";
-import { FRAME_BYTES, TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { FRAME_BYTES } from "../fakes/telnyx_media.ts";
 import { startHarness, waitFor } from "../helpers/harness.ts";
 import { endLiveCall, startLiveCall } from "../helpers/call_driver.ts";
 
