@@ -80,8 +80,7 @@ export function answerRoute(
         if (config.ENV === "production") {
           const missing = missingFor(config, "production_stream");
           if (missing.length > 0) return hangup(`ENV=production needs ${missing.join(", ")}`);
-          // Exactly the original example's URL, so a Pipecat Cloud agent reads the same
-          // parameters.
+          // The URL Pipecat Cloud's Telnyx endpoint expects: its agent reads the same `body`.
           const params = new URLSearchParams({
             serviceHost: `${config.AGENT_NAME}.${config.ORGANIZATION_NAME}`,
           });
