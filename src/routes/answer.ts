@@ -11,7 +11,6 @@ import { z } from "zod";
 import type { AppDeps } from "../app.ts";
 import { missingFor, PIPECAT_REGIONS } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
-import { maskPhoneNumbers } from "../log.ts";
 import { publicBaseUrl, webSocketOrigin } from "../http/public_url.ts";
 import { buildHangupTeXml, buildStreamTeXml } from "../telnyx/texml.ts";
 
@@ -102,7 +101,7 @@ export function answerRoute(
         }
         log.info("answering with media stream", {
           stream_host: new URL(streamUrl).host,
-          from: form.From ? maskPhoneNumbers(form.From) : undefined,
+          from: form.From, // masked by the logger
         });
         return xml(buildStreamTeXml({ streamUrl }));
       },
