@@ -56,7 +56,7 @@ export function installProcessGuard(
  * The call an error belongs to, when it says: a `callControlId`, `call_control_id` or `call`
  * string on the error or on one of its causes.
  */
-export function callIdOf(reason: unknown): string | undefined {
+function callIdOf(reason: unknown): string | undefined {
   let current: unknown = reason;
   for (let depth = 0; depth < 4 && current !== null && typeof current === "object"; depth++) {
     const fields = current as Record<string, unknown>;

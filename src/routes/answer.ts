@@ -11,7 +11,6 @@ import { z } from "zod";
 import type { AppDeps } from "../app.ts";
 import { missingFor, PIPECAT_REGIONS } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
-import { maskPhoneNumbers } from "../log.ts";
 import { publicBaseUrl, webSocketOrigin } from "../http/public_url.ts";
 import { buildHangupTeXml, buildStreamTeXml } from "../telnyx/texml.ts";
 
@@ -80,8 +79,7 @@ export function answerRoute(
         if (config.ENV === "production") {
           const missing = missingFor(config, "production_stream");
           if (missing.length > 0) return hangup(`ENV=production needs ${missing.join(", ")}`);
-          // Exactly the original example's URL, so a Pipecat Cloud agent reads the same
-          // parameters.
+          // The URL Pipecat Cloud's Telnyx endpoint expects: its agent reads the same `body`.
           const params = new URLSearchParams({
             serviceHost: `${config.AGENT_NAME}.${config.ORGANIZATION_NAME}`,
           });
@@ -103,7 +101,7 @@ export function answerRoute(
         }
         log.info("answering with media stream", {
           stream_host: new URL(streamUrl).host,
-          from: form.From ? maskPhoneNumbers(form.From) : undefined,
+          from: form.From, // masked by the logger
         });
         return xml(buildStreamTeXml({ streamUrl }));
       },

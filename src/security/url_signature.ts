@@ -1,10 +1,10 @@
 /**
  * HMAC-SHA256 signatures on the URLs that carry a call's custom data (`/answer` and `/ws`).
  *
- * The original example trusts whatever `body` arrives, so anyone who finds the server can open a
- * media socket with invented data, or edit the data of a real call. Here every URL we hand to
- * Telnyx carries `exp` (unix seconds) and `sig` over purpose, expiry, the call it is for and the
- * exact body parameter; anything else is refused. A Stream URL names its call (`call=`), so a
+ * Trusting whatever `body` arrives would let anyone who finds the server open a media socket
+ * with invented data, or edit the data of a real call. So every URL we hand to Telnyx carries
+ * `exp` (unix seconds) and `sig` over purpose, expiry, the call it is for and the exact body
+ * parameter; anything else is refused. A Stream URL names its call (`call=`), so a
  * socket opened with it can only ever become that call. Web Crypto only: verification is
  * constant-time there.
  *
@@ -123,8 +123,8 @@ export class UrlSigner {
   }
 
   /**
-   * `base` with the signed query: `body` (encoded as the original example does, with
-   * `quote(b64, safe="")`), `call`, `exp`, `sig`. Parameters that are empty are left out.
+   * `base` with the signed query: `body` (percent-encoded in full, so a Pipecat Cloud agent
+   * decodes it as it expects), `call`, `exp`, `sig`. Parameters that are empty are left out.
    */
   async signUrl(base: string, fields: SignedFields, nowMs?: number): Promise<string> {
     const { exp, sig } = await this.sign(fields, nowMs);

@@ -57,7 +57,10 @@ export interface SttOptions {
   maxBufferBytes?: number;
   /** How long `close()` waits for the server to flush and close; default 2000 ms. */
   closeTimeoutMs?: number;
-  /** Per connection attempt (TCP, TLS and the WebSocket upgrade); default 5000 ms. */
+  /**
+   * Per connection attempt (TCP, TLS and the WebSocket upgrade); default
+   * {@link DEFAULT_CONNECT_TIMEOUT_MS}.
+   */
   connectTimeoutMs?: number;
 }
 
@@ -119,6 +122,8 @@ const BYTES_PER_SECOND = 8000;
 const MAX_QUEUED_EVENTS = 512;
 /** A caller waits on the line during reconnection: never back off longer than this. */
 const MAX_BACKOFF_MS = 4000;
+/** Default {@link SttOptions.connectTimeoutMs}. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
 const MessageType = z.object({ type: z.string() });
 const NovaResults = z.object({
@@ -277,7 +282,9 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
       }
       if (this.state !== "connecting" && this.state !== "reconnecting") return;
       try {
-        const link = await this.openLinkWithin(this.opts.connectTimeoutMs ?? 5000);
+        const link = await this.openLinkWithin(
+          this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        );
         if (this.state !== "connecting" && this.state !== "reconnecting") {
           link.closing = true;
           link.wire.close();
@@ -419,7 +426,8 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
       sample_rate: BYTES_PER_SECOND,
       reconnectAttempts: 0,
       // The SDK's own bound, in whole seconds; openLinkWithin() enforces the exact one.
-      connectionTimeoutInSeconds: Math.ceil((o.connectTimeoutMs ?? 5000) / 1000) + 1,
+      connectionTimeoutInSeconds:
+        Math.ceil((o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) / 1000) + 1,
     } as const;
     if (o.engine === "nova") {
       const nova = await this.client.listen.v1.connect({

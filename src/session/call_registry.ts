@@ -11,7 +11,7 @@ import type { CallSession } from "./call_session.ts";
  * Longest the end of a drain waits for the hang-ups it sends: a Telnyx that never answers must
  * not hold shutdown past the grace period by more than this.
  */
-export const DRAIN_HANGUP_BOUND_MS = 5_000;
+const DRAIN_HANGUP_BOUND_MS = 5_000;
 
 /** A media socket that has been accepted but has not sent a valid `start` yet. */
 export interface PendingSocket {

@@ -9,10 +9,11 @@
  *
  * @module
  */
+import { DTMF_DIGITS } from "../telnyx/media_stream.ts";
 import type { CallClock } from "./clock.ts";
 
 /** Keys a phone keypad sends. */
-const KEYPAD = /^[0-9A-D*#]$/;
+const KEYPAD: ReadonlySet<string> = new Set(DTMF_DIGITS);
 
 /** Default quiet time that ends an input. */
 export const DTMF_PAUSE_MS = 2000;
@@ -70,7 +71,7 @@ export class DtmfAggregator {
 
   /** Adds one press; returns false (and keeps nothing) for anything that is not a keypad key. */
   push(digit: string): boolean {
-    if (this.#closed || !KEYPAD.test(digit)) return false;
+    if (this.#closed || !KEYPAD.has(digit)) return false;
     if (this.#digits.length < this.#maxDigits) this.#digits += digit;
     else this.#dropped++;
     const now = this.#clock.now();

@@ -14,10 +14,10 @@
  * taken from the `start` frame: the whole pipeline runs at this rate, and a peer must not raise
  * its own allowance by announcing a higher one.
  */
-export const CALL_AUDIO_BYTES_PER_SECOND = 8_000;
+const CALL_AUDIO_BYTES_PER_SECOND = 8_000;
 
 /** Default for {@link InboundAudioPacerOptions.burstMs}. */
-export const DEFAULT_INBOUND_BURST_MS = 1_000;
+const DEFAULT_INBOUND_BURST_MS = 1_000;
 
 /** Settings for {@link InboundAudioPacer}. */
 export interface InboundAudioPacerOptions {

@@ -129,7 +129,8 @@ export class VoiceAgent {
   #utterance: Utterance | undefined;
   #utteranceCount = 0;
   #greetingPlayed = false;
-  #greeting: BufferedSpeech | undefined;
+  /** The greeting, synthesised at start and played once. */
+  #greeting: { speech: AsyncQueue<SpeechEvent>; controller: LinkedAbortController } | undefined;
   #idleTimer: AbortController | undefined;
   #idlePrompted = false;
   #maxTimer: AbortController | undefined;
@@ -191,10 +192,12 @@ export class VoiceAgent {
 
     // The greeting is synthesised now, before anyone speaks, so playing it costs no round-trip.
     const greetingController = new LinkedAbortController(signal);
-    this.#greeting = new BufferedSpeech(
-      this.#deps.speaker.speak(once(this.conversation.greeting), greetingController.signal),
-      greetingController,
-    );
+    this.#greeting = {
+      speech: this.#synthesiseAhead(
+        this.#deps.speaker.speak(once(this.conversation.greeting), greetingController.signal),
+      ),
+      controller: greetingController,
+    };
     this.#stt = this.#deps.openTranscriber(signal);
     this.#armIdle();
     this.#background(this.#listen(this.#stt), "listening");
@@ -356,7 +359,7 @@ export class VoiceAgent {
   async #playGreeting(turn: TurnEnded | undefined): Promise<void> {
     if (this.#greetingPlayed || !this.#live) return;
     this.#greetingPlayed = true;
-    const outcome = await this.#speak(this.#greeting!.replay(), {
+    const outcome = await this.#speak(this.#greeting!.speech, {
       trigger: "greeting",
       turn,
       controller: this.#greeting!.controller,
@@ -727,6 +730,24 @@ export class VoiceAgent {
     this.#idleTimer = undefined;
   }
 
+  /**
+   * Collects speech as it is synthesised, for a consumer that may start reading later and then
+   * streams the rest. Synthesis stops if that consumer leaves early.
+   */
+  #synthesiseAhead(source: AsyncIterable<SpeechEvent>): AsyncQueue<SpeechEvent> {
+    const events = new AsyncQueue<SpeechEvent>();
+    const collect = async () => {
+      try {
+        for await (const event of source) if (!events.push(event)) return;
+        events.close();
+      } catch (error) {
+        events.fail(error);
+      }
+    };
+    this.#background(collect(), "speech synthesis ahead");
+    return events;
+  }
+
   /** Runs `fire` after `ms` on the call's clock unless the returned controller aborts first. */
   #after(ms: number, what: string, fire: () => void): AbortController {
     const timer = new AbortController();
@@ -820,47 +841,4 @@ function truncateToPlayed(text: string, fraction: number): string {
   const cut = Math.floor(text.length * fraction);
   const space = text.lastIndexOf(" ", cut);
   return space > 0 ? text.slice(0, space) : "";
-}
-
-/**
- * Speech synthesised ahead of time: events are collected as they arrive and replayed (once)
- * when the utterance is due, streaming the rest if synthesis is still going.
- */
-class BufferedSpeech {
-  readonly #events: SpeechEvent[] = [];
-  #done = false;
-  #error: unknown;
-  #wake: (() => void) | undefined;
-
-  constructor(source: AsyncGenerator<SpeechEvent>, readonly controller: LinkedAbortController) {
-    (async () => {
-      try {
-        for await (const event of source) {
-          this.#events.push(event);
-          this.#wake?.();
-        }
-      } catch (error) {
-        this.#error = error;
-      } finally {
-        this.#done = true;
-        this.#wake?.();
-      }
-    })();
-  }
-
-  async *replay(): AsyncGenerator<SpeechEvent> {
-    let index = 0;
-    while (true) {
-      if (index < this.#events.length) {
-        yield this.#events[index++];
-        continue;
-      }
-      if (this.#done) {
-        if (this.#error) throw this.#error;
-        return;
-      }
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-      this.#wake = undefined;
-    }
-  }
 }

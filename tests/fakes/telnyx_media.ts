@@ -7,6 +7,7 @@
  * @module
  */
 import { type OutboundFrame, parseOutboundFrame } from "../../src/telnyx/media_stream.ts";
+import { PlayoutQueue } from "./playout_queue.ts";
 
 /** Options for {@link TelnyxMediaClient.connect}. */
 export interface MediaClientOptions {
@@ -29,9 +30,7 @@ export class TelnyxMediaClient {
   /** `performance.now()` when each frame in {@link received} arrived. */
   readonly receivedAt: number[] = [];
   readonly invalidFrames: string[] = [];
-  /** Bytes of bot audio that have "played" on the callee's phone. */
-  playedBytes = 0;
-  readonly #queue: ({ kind: "audio"; bytes: number } | { kind: "mark"; name: string })[] = [];
+  readonly #playout = new PlayoutQueue((name) => this.#echoMark(name));
   #timer: ReturnType<typeof setInterval> | undefined;
   #sequence = 0;
   #chunk = 0;
@@ -41,6 +40,11 @@ export class TelnyxMediaClient {
   /** `performance.now()` when {@link streamAudio} started: audio time 0 on the wall clock. */
   audioStartedAt = 0;
   readonly closed: Promise<CloseEvent>;
+
+  /** Bytes of bot audio that have "played" on the callee's phone. */
+  get playedBytes(): number {
+    return this.#playout.playedBytes;
+  }
 
   private constructor(
     readonly socket: WebSocket,
@@ -200,44 +204,17 @@ export class TelnyxMediaClient {
     this.received.push(frame);
     this.receivedAt.push(performance.now());
     if (frame.event === "media") {
-      this.#queue.push({ kind: "audio", bytes: Uint8Array.fromBase64(frame.media.payload).length });
+      this.#playout.audio(Uint8Array.fromBase64(frame.media.payload).length);
     } else if (frame.event === "mark") {
-      this.#queue.push({ kind: "mark", name: frame.mark.name });
-      this.#drainMarks();
+      this.#playout.mark(frame.mark.name);
     } else {
-      // clear: unplayed audio is dropped; its marks are still echoed, as Telnyx does.
-      for (const item of this.#queue.splice(0)) {
-        if (item.kind === "mark") this.#echoMark(item.name);
-      }
+      this.#playout.clear();
     }
   }
 
   /** Plays 20 ms of queued audio per tick, echoing marks as they are reached. */
   #startClock(): void {
-    this.#timer = setInterval(() => {
-      let budget = FRAME_BYTES;
-      while (budget > 0 && this.#queue.length > 0) {
-        const head = this.#queue[0];
-        if (head.kind === "mark") {
-          this.#queue.shift();
-          this.#echoMark(head.name);
-          continue;
-        }
-        const take = Math.min(budget, head.bytes);
-        head.bytes -= take;
-        budget -= take;
-        this.playedBytes += take;
-        if (head.bytes === 0) this.#queue.shift();
-      }
-      this.#drainMarks();
-    }, 20);
-  }
-
-  #drainMarks(): void {
-    while (this.#queue[0]?.kind === "mark") {
-      const mark = this.#queue.shift() as { kind: "mark"; name: string };
-      this.#echoMark(mark.name);
-    }
+    this.#timer = setInterval(() => this.#playout.play(FRAME_BYTES), 20);
   }
 
   #echoMark(name: string): void {

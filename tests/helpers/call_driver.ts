@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { DOMParser } from "@xmldom/xmldom";
+import { deadline } from "../../src/async/deadline.ts";
 import type { CallSession } from "../../src/session/call_session.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { type Harness, waitFor } from "./harness.ts";
@@ -38,7 +39,7 @@ export function readTeXml(text: string): { stream: Record<string, string>; pause
  * to `callSid`, which is the call_control_id the media client must send in `start`.
  */
 export async function placeAndAnswer(
-  h: Harness,
+  h: Pick<Harness, "start" | "telnyx">,
   body: Record<string, unknown> | undefined = CUSTOM_DATA,
 ): Promise<{ callSid: string; streamUrl: string; answerUrl: string }> {
   const res = await h.start({ phone_number: "+15551234567", ...(body ? { body } : {}) });
@@ -63,6 +64,23 @@ export async function startLiveCall(
   client.start();
   await waitFor(() => h.sessions.length > index, "session");
   return { callSid, client, session: h.sessions[index] };
+}
+
+/** Hang guard for a live call's end; not a timing assertion. */
+const CALL_END_WITHIN_MS = 5_000;
+
+/**
+ * Ends a live call as Telnyx does when the callee hangs up (`stop`); resolves with the close the
+ * server sent once the session has ended.
+ */
+export async function endLiveCall(
+  call: { client: TelnyxMediaClient; session: CallSession },
+): Promise<CloseEvent> {
+  call.client.stop();
+  await deadline(call.session.ended, CALL_END_WITHIN_MS, { what: "the call session to end" });
+  return await deadline(call.client.closed, CALL_END_WITHIN_MS, {
+    what: "the media socket to close",
+  });
 }
 
 /**

@@ -1,8 +1,18 @@
 /**
- * Runs `main.ts` in a child process, as users run it, reading its JSON log lines.
+ * Runs `main.ts` in a child process, as users run it, reading its JSON log lines; optionally
+ * wired to a fresh fake of every vendor.
  *
  * @module
  */
+import { CartesiaFake } from "../fakes/cartesia.ts";
+import {
+  type FakeDeepgram,
+  type FakeDeepgramOptions,
+  startFakeDeepgram,
+} from "../fakes/deepgram.ts";
+import { type FakeOpenAi, type FakeOpenAiOptions, startFakeOpenAi } from "../fakes/openai.ts";
+import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
+import { TEST_ACCOUNT, TEST_API_KEY, TEST_FROM } from "./harness.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CA = new URL("../fakes/tls/ca.pem", import.meta.url).pathname;
@@ -100,6 +110,83 @@ export async function spawnServer(
       } catch { /* already gone */ }
       await process.status;
       await done;
+    },
+  };
+}
+
+/** Keys the vendor fakes of {@link spawnServerWithFakes} accept. */
+const FAKE_OPENAI_KEY = "sk-test-openai";
+const FAKE_DEEPGRAM_KEY = "dg-test";
+const FAKE_CARTESIA_KEY = "sk_car_test";
+
+/** Options for {@link spawnServerWithFakes}: how the fakes behave, and how the child runs. */
+export interface ServerWithFakesOptions extends SpawnServerOptions {
+  openai?: Omit<FakeOpenAiOptions, "apiKey">;
+  deepgram?: Omit<FakeDeepgramOptions, "apiKey">;
+}
+
+/** A child server, the vendor fakes it talks to, and a call driver aimed at it. */
+export interface ServerWithFakes extends AsyncDisposable {
+  server: ChildServer;
+  telnyx: FakeTelnyxApi;
+  openai: FakeOpenAi;
+  deepgram: FakeDeepgram;
+  cartesia: CartesiaFake;
+  /** POSTs `/start` to the child; with `telnyx`, what `placeAndAnswer` needs. */
+  start(payload: unknown): Promise<Response>;
+}
+
+/**
+ * Starts a fake of every vendor and `main.ts` against them with `env` on top; disposing it stops
+ * the child first, then the fakes.
+ */
+export async function spawnServerWithFakes(
+  env: Record<string, string>,
+  options: ServerWithFakesOptions = {},
+): Promise<ServerWithFakes> {
+  const telnyx = FakeTelnyxApi.start({ apiKey: TEST_API_KEY, accountSid: TEST_ACCOUNT });
+  const openai = startFakeOpenAi({ ...options.openai, apiKey: FAKE_OPENAI_KEY });
+  const deepgram = startFakeDeepgram({ ...options.deepgram, apiKey: FAKE_DEEPGRAM_KEY });
+  let cartesia: CartesiaFake | undefined;
+  const closeFakes = async () => {
+    await Promise.all([telnyx.close(), openai.close(), deepgram.close(), cartesia?.close()]);
+  };
+  let server: ChildServer;
+  try {
+    cartesia = await CartesiaFake.start({ apiKey: FAKE_CARTESIA_KEY });
+    server = await spawnServer({
+      OPENAI_API_KEY: FAKE_OPENAI_KEY,
+      OPENAI_BASE_URL: openai.baseURL,
+      DEEPGRAM_API_KEY: FAKE_DEEPGRAM_KEY,
+      DEEPGRAM_BASE_URL: deepgram.url,
+      CARTESIA_API_KEY: FAKE_CARTESIA_KEY,
+      CARTESIA_BASE_URL: cartesia.baseURL,
+      TELNYX_API_KEY: TEST_API_KEY,
+      TELNYX_ACCOUNT_SID: TEST_ACCOUNT,
+      TELNYX_APPLICATION_SID: "app",
+      TELNYX_PHONE_NUMBER: TEST_FROM,
+      TELNYX_BASE_URL: telnyx.baseURL,
+      ...env,
+    }, options);
+  } catch (error) {
+    await closeFakes();
+    throw error;
+  }
+  return {
+    server,
+    telnyx,
+    openai,
+    deepgram,
+    cartesia,
+    start: (payload) =>
+      fetch(`${server.url}/start`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(payload),
+      }),
+    async [Symbol.asyncDispose]() {
+      await server[Symbol.asyncDispose]();
+      await closeFakes();
     },
   };
 }

@@ -9,6 +9,7 @@ import { loggerFor, type RunningServer, startServer, voiceAgentStarter } from ".
 import type { VoiceAgent } from "../../src/session/voice_agent.ts";
 import type { CallSession } from "../../src/session/call_session.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
+export { waitFor } from "./wait_for.ts";
 
 export const TEST_API_KEY = "KEYtest_0123456789abcdef";
 export const TEST_ACCOUNT = "acct-test-1";
@@ -89,17 +90,4 @@ export async function startHarness(
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-/** Polls `condition` every 5 ms until it holds; fails after `timeoutMs` (a hang guard, not a timing assertion). */
-export async function waitFor(
-  condition: () => boolean,
-  what: string,
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import { type OutboundFrame, parseOutboundFrame } from "../../src/telnyx/media_stream.ts";
+import { PlayoutQueue } from "../fakes/playout_queue.ts";
 
 /**
  * Telnyx's RTP playback on the test clock: audio plays at 8 bytes/ms as soon as it arrives,
@@ -12,12 +13,11 @@ import { type OutboundFrame, parseOutboundFrame } from "../../src/telnyx/media_s
  */
 export class TelnyxModel {
   readonly frames: OutboundFrame[] = [];
-  readonly #queue: ({ kind: "audio"; bytes: number } | { kind: "mark"; name: string })[] = [];
   readonly echoes: string[] = [];
+  readonly #playout = new PlayoutQueue((name) => this.echoes.push(name));
   /** Where echoes go when {@link deliverEchoes} hands them over (the playback, or the session). */
   onEcho: (name: string) => void = () => {};
   now = 0;
-  playedBytes = 0;
   /** Largest amount of audio ever queued here right after a frame arrived (ms). */
   maxQueuedMs = 0;
   /** Ms during which nothing was queued while `inUtterance` was true. */
@@ -30,44 +30,30 @@ export class TelnyxModel {
     const frame = parsed.frame;
     this.frames.push(frame);
     if (frame.event === "media") {
-      this.#queue.push({ kind: "audio", bytes: Uint8Array.fromBase64(frame.media.payload).length });
+      this.#playout.audio(Uint8Array.fromBase64(frame.media.payload).length);
       this.maxQueuedMs = Math.max(this.maxQueuedMs, this.queuedMs);
     } else if (frame.event === "mark") {
-      this.#queue.push({ kind: "mark", name: frame.mark.name });
-      this.#drainMarks();
+      this.#playout.mark(frame.mark.name);
     } else {
-      for (const item of this.#queue.splice(0)) {
-        if (item.kind === "mark") this.echoes.push(item.name);
-      }
+      this.#playout.clear();
     }
   };
 
+  /** Bytes of bot audio that have played. */
+  get playedBytes(): number {
+    return this.#playout.playedBytes;
+  }
+
   get queuedMs(): number {
-    let bytes = 0;
-    for (const item of this.#queue) if (item.kind === "audio") bytes += item.bytes;
-    return bytes / 8;
+    return this.#playout.queuedBytes / 8;
   }
 
   /** Advances the clock 1 ms at a time, playing audio; runs `tick` whenever `every` ms passed. */
   advance(ms: number, tick?: () => void, every = 20): void {
     for (let i = 0; i < ms; i++) {
       this.now += 1;
-      let budget = 8;
-      if (this.inUtterance && this.#queue.length === 0) this.dryMs += 1;
-      while (budget > 0 && this.#queue.length > 0) {
-        const head = this.#queue[0];
-        if (head.kind === "mark") {
-          this.#queue.shift();
-          this.echoes.push(head.name);
-          continue;
-        }
-        const take = Math.min(budget, head.bytes);
-        head.bytes -= take;
-        budget -= take;
-        this.playedBytes += take;
-        if (head.bytes === 0) this.#queue.shift();
-      }
-      this.#drainMarks();
+      if (this.inUtterance && this.#playout.empty) this.dryMs += 1;
+      this.#playout.play(8);
       if (tick && this.now % every === 0) tick();
     }
   }
@@ -75,13 +61,6 @@ export class TelnyxModel {
   /** Hands collected echoes to {@link onEcho}, as the media socket would. */
   deliverEchoes(): void {
     for (const name of this.echoes.splice(0)) this.onEcho(name);
-  }
-
-  #drainMarks(): void {
-    while (this.#queue[0]?.kind === "mark") {
-      const mark = this.#queue.shift() as { kind: "mark"; name: string };
-      this.echoes.push(mark.name);
-    }
   }
 
   media(): Uint8Array[] {

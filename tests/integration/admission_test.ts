@@ -8,6 +8,7 @@ import { loadConfig } from "../../src/config.ts";
 import { type ConnectionLimits, limitRequests } from "../../src/http/connection_limits.ts";
 import { Logger } from "../../src/log.ts";
 import { startServer } from "../../src/server.ts";
+import { waitFor } from "../helpers/harness.ts";
 
 /** The limits a server started with no environment uses. */
 const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = loadConfig({});
@@ -42,13 +43,6 @@ function serveHeld(limits: Partial<ConnectionLimits>, logs: string[] = []) {
   };
 }
 
-async function waitUntil(condition: () => boolean, what: string): Promise<void> {
-  const poll = (async () => {
-    while (!condition()) await new Promise((r) => setTimeout(r, 5));
-  })();
-  await deadline(poll, 5000, { what });
-}
-
 async function expectRefusal(res: Response, status: number, code: string, limit: number) {
   const json = await res.json();
   assert.equal(res.status, status);
@@ -62,7 +56,7 @@ async function expectRefusal(res: Response, status: number, code: string, limit:
 Deno.test("a client over its in-flight limit gets 429 naming the limit, and is served once they finish", async () => {
   await using server = serveHeld({ MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: 2 });
   const held = [fetch(server.url), fetch(server.url)];
-  await waitUntil(() => server.arrived() === 2, "two requests in flight");
+  await waitFor(() => server.arrived() === 2, "two requests in flight");
   await expectRefusal(await fetch(server.url), 429, "too_many_requests", 2);
   server.release();
   for (const res of await Promise.all(held)) assert.equal(await res.text(), "done");
@@ -77,7 +71,7 @@ Deno.test("over the overall in-flight limit the server answers 503 server_busy",
     MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: 10,
   });
   const held = [fetch(server.url), fetch(server.url), fetch(server.url)];
-  await waitUntil(() => server.arrived() === 3, "three requests in flight");
+  await waitFor(() => server.arrived() === 3, "three requests in flight");
   await expectRefusal(await fetch(server.url), 503, "server_busy", 3);
   server.release();
   await Promise.all((await Promise.all(held)).map((res) => res.text()));
@@ -87,7 +81,7 @@ Deno.test("refusals during a burst are logged once, not once per request", async
   const logs: string[] = [];
   await using server = serveHeld({ MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: 1 }, logs);
   const held = fetch(server.url);
-  await waitUntil(() => server.arrived() === 1, "one request in flight");
+  await waitFor(() => server.arrived() === 1, "one request in flight");
   for (let i = 0; i < 5; i++) await (await fetch(server.url)).body?.cancel();
   server.release();
   await (await held).text();

@@ -3,16 +3,11 @@
  * 1,024 descriptors: more slow connections than that must not end the process or a live call.
  */
 import assert from "node:assert/strict";
-import { CartesiaFake } from "../fakes/cartesia.ts";
-import { startFakeDeepgram } from "../fakes/deepgram.ts";
-import { startFakeOpenAi } from "../fakes/openai.ts";
-import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
-import { deadline } from "../../src/async/deadline.ts";
+import { deadline, delay } from "../../src/async/deadline.ts";
 import { placeAndAnswer } from "../helpers/call_driver.ts";
-import { spawnServer } from "../helpers/child_server.ts";
-import { TEST_ACCOUNT, TEST_API_KEY, waitFor } from "../helpers/harness.ts";
-import type { Harness } from "../helpers/harness.ts";
+import { type ChildServer, spawnServer, spawnServerWithFakes } from "../helpers/child_server.ts";
+import { waitFor } from "../helpers/harness.ts";
 
 const SERVER_DESCRIPTORS = 1024;
 const HALF_SENT_HEADERS = 1100;
@@ -73,52 +68,52 @@ async function openSlowConnections(url: string, count: number, prefix: string) {
   };
 }
 
+/** Waits (bounded) until the child logs that its listener ran out of descriptors, or exits. */
+function listenerFailed(server: ChildServer, exited: () => boolean): Promise<void> {
+  return waitFor(
+    () => exited() || server.lines.some((l) => String(l.msg).startsWith("listener failed")),
+    "the listener to run out of descriptors",
+    10_000,
+  );
+}
+
+/**
+ * Polls `/health` every 50 ms, at most 200 times, until it answers 200; returns that answer, or
+ * the last one (undefined when no connection was accepted).
+ */
+async function healthOnceAnswering(url: string): Promise<Response | undefined> {
+  let health: Response | undefined;
+  for (let i = 0; i < 200 && health?.status !== 200; i++) {
+    health = await fetch(`${url}/health`).catch(() => undefined);
+    if (health?.status !== 200) {
+      await health?.body?.cancel();
+      await delay(50);
+    }
+  }
+  return health;
+}
+
 Deno.test({
   name: "more slow connections than descriptors: the process and a live call survive",
   // Linux only: the descriptor limit and the /proc figures.
   ignore: Deno.build.os !== "linux",
   async fn() {
     await allowOwnDescriptors(4096);
-    await using telnyx = FakeTelnyxApi.start({ apiKey: TEST_API_KEY, accountSid: TEST_ACCOUNT });
-    await using openai = startFakeOpenAi({
-      apiKey: "sk-test-openai",
-      whenQueueEmpty: () => ({ kind: "text", text: REPLY }),
-    });
     // The callee speaks one second into the audio it sends once the flood is in place.
-    await using deepgram = startFakeDeepgram({
-      apiKey: "dg-test",
-      script: [{ text: "Can you help me?", startByte: 8000, endByte: 16000 }],
-    });
-    await using cartesia = await CartesiaFake.start({ apiKey: "sk_car_test" });
-    await using server = await spawnServer({
-      OPENAI_API_KEY: "sk-test-openai",
-      OPENAI_BASE_URL: openai.baseURL,
-      DEEPGRAM_API_KEY: "dg-test",
-      DEEPGRAM_BASE_URL: deepgram.url,
-      CARTESIA_API_KEY: "sk_car_test",
-      CARTESIA_BASE_URL: cartesia.baseURL,
+    await using fakes = await spawnServerWithFakes({
       FIRST_SPEAKER: "bot",
-      TELNYX_API_KEY: TEST_API_KEY,
-      TELNYX_ACCOUNT_SID: TEST_ACCOUNT,
-      TELNYX_APPLICATION_SID: "app",
-      TELNYX_PHONE_NUMBER: "+15550001111",
-      TELNYX_BASE_URL: telnyx.baseURL,
       SHUTDOWN_GRACE_SECONDS: "0",
-    }, { maxOpenFiles: SERVER_DESCRIPTORS });
+    }, {
+      maxOpenFiles: SERVER_DESCRIPTORS,
+      openai: { whenQueueEmpty: () => ({ kind: "text", text: REPLY }) },
+      deepgram: { script: [{ text: "Can you help me?", startByte: 8000, endByte: 16000 }] },
+    });
+    const { server, openai } = fakes;
     let exited = false;
     server.process.status.then(() => exited = true);
 
     // A call is live and streaming before the flood.
-    const h = {
-      telnyx,
-      start: (payload: unknown) =>
-        fetch(`${server.url}/start`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify(payload),
-        }),
-    } as unknown as Harness;
-    const call = await placeAndAnswer(h, { name: "Zoë" });
+    const call = await placeAndAnswer(fakes, { name: "Zoë" });
     const client = await TelnyxMediaClient.connect(call.streamUrl, {
       callControlId: call.callSid,
     });
@@ -139,11 +134,7 @@ Deno.test({
       "GET /health HTTP/1.1\r\nHost: x\r\n",
     );
     try {
-      await waitFor(
-        () => exited || server.lines.some((l) => String(l.msg).startsWith("listener failed")),
-        "the listener to run out of descriptors",
-        10_000,
-      );
+      await listenerFailed(server, () => exited);
       assert.equal(exited, false, "the server process exited");
       const descriptorsDuring = await openDescriptors(server.pid);
       const rssDuring = await residentBytes(server.pid);
@@ -183,14 +174,7 @@ Deno.test({
 
     // Released: /health answers again, with the call still counted.
     const released = performance.now();
-    let health: Response | undefined;
-    for (let i = 0; i < 200 && health?.status !== 200; i++) {
-      health = await fetch(`${server.url}/health`).catch(() => undefined);
-      if (health?.status !== 200) {
-        await health?.body?.cancel();
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    const health = await healthOnceAnswering(server.url);
     assert.equal(health?.status, 200);
     assert.equal((await health!.json()).active_calls, 1);
     console.log(JSON.stringify({ recovered_ms: Math.round(performance.now() - released) }));
@@ -214,21 +198,10 @@ Deno.test({
       "GET /health HTTP/1.1\r\nHost: x\r\n",
     );
     try {
-      await waitFor(
-        () => exited || server.lines.some((l) => String(l.msg).startsWith("listener failed")),
-        "the listener to run out of descriptors",
-        10_000,
-      );
+      await listenerFailed(server, () => exited);
       const failedAt = performance.now();
       // The flood's clients stay connected; the server closes their connections itself.
-      let health: Response | undefined;
-      for (let i = 0; i < 200 && health?.status !== 200; i++) {
-        health = await fetch(`${server.url}/health`).catch(() => undefined);
-        if (health?.status !== 200) {
-          await health?.body?.cancel();
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
+      const health = await healthOnceAnswering(server.url);
       assert.equal(exited, false, "the server process exited");
       assert.equal(health?.status, 200);
       await health!.body?.cancel();

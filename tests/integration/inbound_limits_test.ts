@@ -3,23 +3,14 @@
  * Whatever exceeds that is dropped and counted, and the call goes on.
  */
 import assert from "node:assert/strict";
-import { FRAME_BYTES, TelnyxMediaClient } from "../fakes/telnyx_media.ts";
-import { type Harness, startHarness, waitFor } from "../helpers/harness.ts";
-import { placeAndAnswer } from "../helpers/call_driver.ts";
-
-/** Places a call and opens its media stream; the session is the harness's latest. */
-async function liveCall(h: Harness) {
-  const { callSid, streamUrl } = await placeAndAnswer(h);
-  const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
-  const before = h.sessions.length;
-  client.start();
-  await waitFor(() => h.sessions.length > before, "session");
-  return { client, session: h.sessions.at(-1)! };
-}
+import { FRAME_BYTES } from "../fakes/telnyx_media.ts";
+import { startHarness, waitFor } from "../helpers/harness.ts";
+import { endLiveCall, startLiveCall } from "../helpers/call_driver.ts";
 
 Deno.test("a media flood is paced to real time and the excess counted in the end log", async () => {
   await using h = await startHarness();
-  const { client, session } = await liveCall(h);
+  const call = await startLiveCall(h);
+  const { client, session } = call;
   const flood = 500; // 10 s of audio, sent at once
   const frame = new Uint8Array(FRAME_BYTES).fill(0xff);
   for (let i = 0; i < flood; i++) client.media(frame);
@@ -35,9 +26,7 @@ Deno.test("a media flood is paced to real time and the excess counted in the end
   assert.equal(session.stats.mediaBytesDropped, session.stats.mediaFramesDropped * FRAME_BYTES);
   assert.ok(h.logs.some((l) => l.includes("inbound audio ahead of real time dropped")));
 
-  client.stop();
-  await session.ended;
-  await client.closed;
+  await endLiveCall(call);
   const ended = h.logs.map((l) => JSON.parse(l)).find((e) => e.msg === "call session ended");
   assert.equal(ended?.media_frames_dropped, session.stats.mediaFramesDropped);
   assert.equal(ended?.media_bytes_dropped, session.stats.mediaBytesDropped);
@@ -45,7 +34,8 @@ Deno.test("a media flood is paced to real time and the excess counted in the end
 
 Deno.test("oversized and invalid fields are dropped without their value; the call goes on", async () => {
   await using h = await startHarness();
-  const { client, session } = await liveCall(h);
+  const call = await startLiveCall(h);
+  const { client, session } = call;
   const dtmf = (digit: string) =>
     JSON.stringify({ event: "dtmf", stream_id: client.streamId, dtmf: { digit } });
   const mark = (name: string) =>
@@ -67,7 +57,5 @@ Deno.test("oversized and invalid fields are dropped without their value; the cal
   assert.ok(dropped.some((l) => l.includes("not a DTMF digit")), dropped.join("\n"));
   assert.ok(h.logs.every((l) => !l.includes("4711") && !l.includes("mmmm")));
 
-  client.stop();
-  await session.ended;
-  await client.closed;
+  await endLiveCall(call);
 });

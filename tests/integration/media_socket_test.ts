@@ -4,10 +4,11 @@
  * up a call it was not minted for, nor hold a connection without starting a call.
  */
 import assert from "node:assert/strict";
-import { deadline } from "../../src/async/deadline.ts";
+import { deadline, delay } from "../../src/async/deadline.ts";
 import { UrlSigner } from "../../src/security/url_signature.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import {
+  endLiveCall,
   placeAndAnswer,
   startLiveCall,
   unresponsiveSocket,
@@ -26,6 +27,31 @@ async function health(
 
 function closedBy(client: TelnyxMediaClient): Promise<CloseEvent> {
   return deadline(client.closed, CLOSE_WITHIN_MS, { what: "the server closing the socket" });
+}
+
+/**
+ * Places `held + 1` calls and opens a socket that never sends `start` on the first `held` of
+ * their Stream URLs; returns those sockets and the unused call.
+ */
+async function holdPendingSockets(h: Harness, held: number) {
+  const calls = [];
+  for (let i = 0; i <= held; i++) calls.push(await placeAndAnswer(h));
+  const sockets = [];
+  for (const call of calls.slice(0, held)) {
+    sockets.push(await TelnyxMediaClient.connect(call.streamUrl));
+  }
+  return { sockets, unused: calls[held] };
+}
+
+/** Sends the upgrade of `streamUrl`, expects it refused with `status`, and returns its error. */
+async function refusedUpgrade(
+  streamUrl: string,
+  status: number,
+): Promise<{ code: string; message: string; limit: number }> {
+  const res = await upgradeRequest(streamUrl);
+  const json = await res.json();
+  assert.equal(res.status, status);
+  return json.error;
 }
 
 Deno.test("a start naming another live call is refused and hangs up nothing", async () => {
@@ -47,9 +73,7 @@ Deno.test("a start naming another live call is refused and hangs up nothing", as
   assert.equal(h.telnyx.hangupRequests().length, 0, "neither the victim nor the URL's call");
   assert.ok(h.logs.some((l) => l.includes("start frame names another call")));
 
-  victim.client.stop();
-  await victim.session.ended;
-  await victim.client.closed;
+  await endLiveCall(victim);
 });
 
 Deno.test("a second socket on the same Stream URL is closed with 1008", async () => {
@@ -101,9 +125,7 @@ Deno.test("a second stream for a live call never replaces it in the registry", a
   assert.deepEqual(h.server.registry.sessions(), [victim.session]);
   assert.equal(h.telnyx.hangupRequests().length, 0);
 
-  victim.client.stop();
-  await victim.session.ended;
-  await victim.client.closed;
+  await endLiveCall(victim);
 });
 
 Deno.test("a socket that sends no start in time is counted, then closed with 1008", async () => {
@@ -127,61 +149,54 @@ Deno.test("a socket that started its call is not closed by the start timeout", a
   const call = await startLiveCall(h);
   assert.equal((await health(h)).pending_media_sockets, 0);
   // Three times the timeout: a timer left running would have closed the socket by now.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await delay(300);
   assert.equal(call.session.state, "active");
-  call.client.stop();
-  await call.session.ended;
-  await call.client.closed;
+  await endLiveCall(call);
 });
 
-Deno.test("pending sockets are capped per client (429) and overall (503)", async (t) => {
-  await t.step("per client", async () => {
-    await using h = await startHarness({
-      MAX_PENDING_MEDIA_SOCKETS: "3",
-      MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "2",
-    });
-    const urls = [await placeAndAnswer(h), await placeAndAnswer(h), await placeAndAnswer(h)];
-    const held = [
-      await TelnyxMediaClient.connect(urls[0].streamUrl),
-      await TelnyxMediaClient.connect(urls[1].streamUrl),
-    ];
-    const res = await upgradeRequest(urls[2].streamUrl);
-    const json = await res.json();
-    assert.equal(res.status, 429);
-    assert.equal(json.error.code, "too_many_pending_sockets_from_client");
-    assert.match(json.error.message, /MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT/);
-    assert.equal(json.error.limit, 2);
-
-    // A refused upgrade does not use up its URL: once a slot frees, it opens the call.
-    await held[0].close();
-    await waitFor(() => h.server.registry.pending === 1, "the closed socket's slot to be freed");
-    const client = await TelnyxMediaClient.connect(urls[2].streamUrl, {
-      callControlId: urls[2].callSid,
-    });
-    client.start();
-    client.stop();
-    await client.closed;
-    assert.equal(h.sessions.length, 1);
-    await held[1].close();
+Deno.test("pending sockets are capped per client (429)", async () => {
+  await using h = await startHarness({
+    MAX_PENDING_MEDIA_SOCKETS: "3",
+    MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "2",
   });
+  const { sockets, unused } = await holdPendingSockets(h, 2);
 
-  await t.step("overall", async () => {
-    await using h = await startHarness({
-      MAX_PENDING_MEDIA_SOCKETS: "2",
-      MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "2",
-    });
-    const urls = [await placeAndAnswer(h), await placeAndAnswer(h), await placeAndAnswer(h)];
-    const held = [
-      await TelnyxMediaClient.connect(urls[0].streamUrl),
-      await TelnyxMediaClient.connect(urls[1].streamUrl),
-    ];
-    const res = await upgradeRequest(urls[2].streamUrl);
-    const json = await res.json();
-    assert.equal(res.status, 503);
-    assert.equal(json.error.code, "too_many_pending_sockets");
-    assert.match(json.error.message, /MAX_PENDING_MEDIA_SOCKETS/);
-    await Promise.all(held.map((c) => c.close()));
+  const error = await refusedUpgrade(unused.streamUrl, 429);
+  assert.equal(error.code, "too_many_pending_sockets_from_client");
+  assert.match(error.message, /MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT/);
+  assert.equal(error.limit, 2);
+  await Promise.all(sockets.map((c) => c.close()));
+});
+
+Deno.test("pending sockets are capped overall (503)", async () => {
+  await using h = await startHarness({
+    MAX_PENDING_MEDIA_SOCKETS: "2",
+    MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "2",
   });
+  const { sockets, unused } = await holdPendingSockets(h, 2);
+
+  const error = await refusedUpgrade(unused.streamUrl, 503);
+  assert.equal(error.code, "too_many_pending_sockets");
+  assert.match(error.message, /MAX_PENDING_MEDIA_SOCKETS/);
+  await Promise.all(sockets.map((c) => c.close()));
+});
+
+Deno.test("an upgrade refused by a cap does not use up its Stream URL", async () => {
+  await using h = await startHarness({ MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: "2" });
+  const { sockets, unused } = await holdPendingSockets(h, 2);
+  await refusedUpgrade(unused.streamUrl, 429);
+
+  // Once a slot frees, the refused URL opens its call.
+  await sockets[0].close();
+  await waitFor(() => h.server.registry.pending === 1, "the closed socket's slot to be freed");
+  const client = await TelnyxMediaClient.connect(unused.streamUrl, {
+    callControlId: unused.callSid,
+  });
+  client.start();
+  client.stop();
+  await closedBy(client);
+  assert.equal(h.sessions.length, 1);
+  await sockets[1].close();
 });
 
 Deno.test("a refused socket whose peer ignores the close is capped until its close bound", async () => {
@@ -196,9 +211,8 @@ Deno.test("a refused socket whose peer ignores the close is capped until its clo
   const held = await unresponsiveSocket(forged.href);
   try {
     await waitFor(() => h.server.registry.pending === 1, "the refused socket to be counted");
-    const res = await upgradeRequest(streamUrl);
-    assert.equal(res.status, 429);
-    assert.equal((await res.json()).error.code, "too_many_pending_sockets_from_client");
+    const error = await refusedUpgrade(streamUrl, 429);
+    assert.equal(error.code, "too_many_pending_sockets_from_client");
     // The peer never answers our close frame; after the bound its slot is free for real calls.
     await waitFor(() => h.server.registry.pending === 0, "the slot to be freed by the bound");
     assert.ok(h.logs.some((l) => l.includes("peer ignored our close frame")));
@@ -206,7 +220,7 @@ Deno.test("a refused socket whose peer ignores the close is capped until its clo
     client.start();
     await waitFor(() => h.sessions.length === 1, "the real call to start");
     client.stop();
-    await client.closed;
+    await closedBy(client);
   } finally {
     held.close();
   }

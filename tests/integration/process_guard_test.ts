@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { deadline } from "../../src/async/deadline.ts";
-import { callIdOf, installProcessGuard } from "../../src/http/process_guard.ts";
+import { installProcessGuard } from "../../src/http/process_guard.ts";
 import { Logger } from "../../src/log.ts";
 
 const GUARD = new URL("../../src/http/process_guard.ts", import.meta.url).href;
@@ -73,10 +73,19 @@ Deno.test("the guard's uninstaller removes its handlers", () => {
 });
 
 Deno.test("the call is found on the error or its causes", () => {
-  assert.equal(callIdOf({ call_control_id: "v3:a" }), "v3:a");
-  assert.equal(callIdOf(new Error("outer", { cause: new CallFailure("v3:b") })), "v3:b");
-  assert.equal(callIdOf(new Error("no call")), undefined);
-  assert.equal(callIdOf("a string"), undefined);
+  const { lines, logger } = capture();
+  const target = new EventTarget();
+  installProcessGuard(logger, target);
+  const reasons = [
+    { call_control_id: "v3:a" },
+    new Error("outer", { cause: new CallFailure("v3:b") }),
+    new Error("no call"),
+    "a string",
+  ];
+  for (const error of reasons) {
+    target.dispatchEvent(new ErrorEvent("error", { error, cancelable: true }));
+  }
+  assert.deepEqual(lines.map((line) => line.call), ["v3:a", "v3:b", undefined, undefined]);
 });
 
 Deno.test("a real process with the guard survives unhandled errors, even with no descriptor left", async () => {

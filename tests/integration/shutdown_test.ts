@@ -4,16 +4,11 @@
  * answers the hang-up.
  */
 import assert from "node:assert/strict";
-import { deadline } from "../../src/async/deadline.ts";
-import { CartesiaFake } from "../fakes/cartesia.ts";
-import { startFakeDeepgram } from "../fakes/deepgram.ts";
-import { startFakeOpenAi } from "../fakes/openai.ts";
-import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
+import { deadline, delay } from "../../src/async/deadline.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { placeAndAnswer } from "../helpers/call_driver.ts";
-import { type ChildServer, spawnServer } from "../helpers/child_server.ts";
-import { TEST_ACCOUNT, TEST_API_KEY, waitFor } from "../helpers/harness.ts";
-import type { Harness } from "../helpers/harness.ts";
+import { spawnServerWithFakes } from "../helpers/child_server.ts";
+import { waitFor } from "../helpers/harness.ts";
 
 /**
  * Hang guard for the child's exit: far above grace + the drain's hang-up bound (5 s), far
@@ -23,44 +18,20 @@ const EXIT_WITHIN_MS = 30_000;
 
 /** `main.ts` with the real voice agent against the vendor fakes, and one live call on it. */
 async function childWithLiveCall(env: Record<string, string>) {
-  const telnyx = FakeTelnyxApi.start({ apiKey: TEST_API_KEY, accountSid: TEST_ACCOUNT });
-  const openai = startFakeOpenAi({ apiKey: "sk-test-openai" });
-  const deepgram = startFakeDeepgram({ apiKey: "dg-test" });
-  const cartesia = await CartesiaFake.start({ apiKey: "sk_car_test" });
-  const child: ChildServer = await spawnServer({
-    OPENAI_API_KEY: "sk-test-openai",
-    OPENAI_BASE_URL: openai.baseURL,
-    DEEPGRAM_API_KEY: "dg-test",
-    DEEPGRAM_BASE_URL: deepgram.url,
-    CARTESIA_API_KEY: "sk_car_test",
-    CARTESIA_BASE_URL: cartesia.baseURL,
+  const fakes = await spawnServerWithFakes({
     FIRST_SPEAKER: "bot",
     IDLE_TIMEOUT_SECONDS: "60",
-    TELNYX_API_KEY: TEST_API_KEY,
-    TELNYX_ACCOUNT_SID: TEST_ACCOUNT,
-    TELNYX_APPLICATION_SID: "app",
-    TELNYX_PHONE_NUMBER: "+15550001111",
-    TELNYX_BASE_URL: telnyx.baseURL,
     ...env,
   });
-  // The same driver the in-process tests use, aimed at the child process.
-  const h = {
-    telnyx,
-    start: (payload: unknown) =>
-      fetch(`${child.url}/start`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(payload),
-      }),
-  } as unknown as Harness;
-  const call = await placeAndAnswer(h, { name: "Zoë" });
+  const { server: child, telnyx } = fakes;
+  const call = await placeAndAnswer(fakes, { name: "Zoë" });
   const client = await TelnyxMediaClient.connect(call.streamUrl, { callControlId: call.callSid });
   client.start();
   await waitFor(() => child.lines.some((l) => l.msg === "call session started"), "session start");
   return {
     child,
     telnyx,
-    h,
+    h: fakes,
     call,
     client,
     /** Resolves with the child's exit status; fails the test if it does not exit. */
@@ -75,7 +46,7 @@ async function childWithLiveCall(env: Record<string, string>) {
     async [Symbol.asyncDispose]() {
       await child[Symbol.asyncDispose]();
       await client.close();
-      await Promise.all([telnyx.close(), openai.close(), deepgram.close(), cartesia.close()]);
+      await fakes[Symbol.asyncDispose]();
     },
   };
 }
@@ -91,7 +62,7 @@ Deno.test("SIGTERM drains live calls, hangs them up and exits 0", async (t) => {
     let health: { status?: string; active_calls?: number } = {};
     for (let i = 0; i < 200 && health.status !== "draining"; i++) {
       health = await (await fetch(`${child.url}/health`)).json();
-      if (health.status !== "draining") await new Promise((r) => setTimeout(r, 10));
+      if (health.status !== "draining") await delay(10);
     }
     assert.equal(health.status, "draining");
     assert.equal(health.active_calls, 1);

@@ -9,6 +9,7 @@ import {
 import { MU_LAW_SILENCE } from "../../src/audio/g711.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { TelnyxModel } from "../helpers/telnyx_model.ts";
+import { waitFor } from "../helpers/wait_for.ts";
 
 // Most tests run on an injected clock with a manual ticker and a synchronous model of Telnyx's
 // playback, so nothing depends on how fast this shared machine is.
@@ -431,8 +432,7 @@ Deno.test("playback: the shared ticker serves every instance and stops when idle
   for (const playback of playbacks) playback.enqueue(audio(1_600)); // 200 ms each
   assert.equal(sharedPlaybackTicker.size, count);
   assert.equal(sharedPlaybackTicker.running, true);
-  // Wait (untimed) until every instance has sent everything.
-  while (sharedPlaybackTicker.size > 0) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => sharedPlaybackTicker.size === 0, "every instance to send everything");
   assert.equal(sharedPlaybackTicker.running, false);
   assert.ok(sent.every((n) => n === 10), "every instance sent all its frames");
   for (const playback of playbacks) playback.close();
@@ -474,15 +474,15 @@ Deno.test("playback: against the fake Telnyx media client over a real WebSocket"
     playback.enqueue(audio(80_000, 3)); // 10 s
     playback.endPhrase("two");
     const done = playback.finish();
-    // Wait (untimed) for the echo of "one", then a bit into "two".
-    while (!echoes.includes("one") || client.playedBytes < sentBefore + 1_600 + 400) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(
+      () => echoes.includes("one") && client.playedBytes >= sentBefore + 1_600 + 400,
+      'the echo of "one", then a bit into "two"',
+    );
     const result = playback.interrupt();
     assert.equal(await done, "interrupted");
     assert.deepEqual(result.heard, ["one"]);
     assert.equal(result.partial?.id, "two");
-    while (client.framesOf("clear").length === 0) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => client.framesOf("clear").length > 0, "the clear to arrive");
     assert.equal(client.framesOf("clear").length, 1);
     assert.ok(
       playback.stats.bytesSent - sentBefore < 1_600 + 80_000,

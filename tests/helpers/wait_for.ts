@@ -1,0 +1,22 @@
+/**
+ * The one poll of the tests, for a state reached through real I/O (no clock to advance).
+ *
+ * @module
+ */
+import { delay } from "../../src/async/deadline.ts";
+
+/**
+ * Polls `condition` every 5 ms until it holds; fails after `timeoutMs` (a hang guard, not a
+ * timing assertion).
+ */
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 5000,
+): Promise<void> {
+  const giveUpAt = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
+    await delay(5);
+  }
+}
