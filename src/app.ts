@@ -18,6 +18,9 @@ import { answerRoute } from "./routes/answer.ts";
 import { healthRoute } from "./routes/health.ts";
 import { mediaRoute } from "./routes/media.ts";
 import { startRoute } from "./routes/start.ts";
+import { callsRoute } from "./routes/calls.ts";
+import type { CallRecorder } from "./records/call_recorder.ts";
+import type { CallEventSink } from "./records/call_events.ts";
 
 /** Everything the routes depend on; built by `createServer` or by tests. */
 export interface AppDeps {
@@ -35,6 +38,12 @@ export interface AppDeps {
   isDraining: () => boolean;
   /** Each new session is passed here (the conversation attaches to it). */
   onSession?: (session: CallSession) => void;
+  /** Where calls report what happens to them; default: nowhere. */
+  events?: CallEventSink;
+  /** Call records (the `/calls` API); undefined when the store did not open. */
+  records?: CallRecorder;
+  /** Parts of a record kept elsewhere, merged into `GET /calls/:id`. */
+  callExtras?: { webhookDeliveries(callId: string): Promise<unknown[]> };
 }
 
 /** Builds the Hono app. */
@@ -47,7 +56,7 @@ export function createApp(deps: AppDeps): Hono {
     "*",
     cors({
       origin: origins.includes("*") ? "*" : origins,
-      allowMethods: ["GET", "POST", "OPTIONS"],
+      allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
       allowHeaders: ["Content-Type", "Authorization"],
     }),
   );
@@ -66,7 +75,8 @@ export function createApp(deps: AppDeps): Hono {
       error: {
         code: "not_found",
         message: `No route ${c.req.method} ${c.req.path}. Routes: POST /start, POST /answer, ` +
-          "GET /ws (WebSocket), GET /health.",
+          "GET /ws (WebSocket), GET /health, GET /calls, GET|DELETE /calls/:id, " +
+          "POST /calls/:id/hangup.",
       },
     }, 404)
   );
@@ -75,5 +85,6 @@ export function createApp(deps: AppDeps): Hono {
     .route("/", healthRoute(deps))
     .route("/", startRoute(deps))
     .route("/", answerRoute(deps))
-    .route("/", mediaRoute(deps));
+    .route("/", mediaRoute(deps))
+    .route("/", callsRoute(deps));
 }

@@ -130,6 +130,14 @@ export const EnvSchema = z.object({
    * (EMFILE); 0 disables the reserve.
    */
   DESCRIPTOR_RESERVE: integer(64, 0, 100_000),
+
+  /**
+   * Where call records are kept: unset → ./data/calls.sqlite3 (the attached KV on Deno Deploy),
+   * `:memory:`, a file path, or an http(s) URL of a denokv server (KV Connect).
+   */
+  KV_PATH: optionalString,
+  /** Days a call record is kept (every key expires then). */
+  CALL_RETENTION_DAYS: integer(30, 1, 3650),
 });
 
 /** The parsed configuration. */

@@ -20,6 +20,13 @@ import { CartesiaSpeaker } from "./services/tts.ts";
 import { VoiceAgent } from "./session/voice_agent.ts";
 import { limitRequests } from "./http/connection_limits.ts";
 import { serveResiliently } from "./http/resilient_listener.ts";
+import { settledWithin } from "./async/deadline.ts";
+import { CallRecorder } from "./records/call_recorder.ts";
+import { CallStore, type RecordsKv } from "./records/call_store.ts";
+import { openRecordsKv } from "./records/open_kv.ts";
+
+/** Longest shutdown waits for call records still being written. */
+const RECORDS_FLUSH_MS = 5000;
 
 /** The service's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -29,6 +36,8 @@ export interface RunningServer {
   /** Base URL it listens on, e.g. `http://127.0.0.1:7860`. */
   url: string;
   registry: CallRegistry;
+  /** Call records; undefined when the KV store could not be opened. */
+  records: CallRecorder | undefined;
   /**
    * Stops placing calls, lets live calls run for SHUTDOWN_GRACE_SECONDS, hangs up the rest,
    * then closes the listener. Idempotent.
@@ -42,6 +51,11 @@ export interface RunningServer {
 export interface StartServerOptions {
   logger?: Logger;
   onSession?: (session: CallSession) => void;
+  /**
+   * KV for call records instead of opening KV_PATH; the caller keeps ownership (it is not
+   * closed at shutdown).
+   */
+  kv?: RecordsKv;
 }
 
 /**
@@ -128,6 +142,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const logger = options.logger ?? loggerFor(config);
   const registry = new CallRegistry();
+  const { records, closeKv } = await openRecords(config, logger, options.kv);
 
   const secret = config.BODY_SIGNING_SECRET ?? config.TELNYX_API_KEY;
   const signer = secret
@@ -162,6 +177,8 @@ export async function startServer(
     calls,
     isDraining: () => draining,
     onSession: options.onSession ?? voiceAgentStarter(config),
+    events: records,
+    records,
   });
 
   const missing = allMissing(config);
@@ -196,6 +213,13 @@ export async function startServer(
       });
       const result = await registry.drain(config.SHUTDOWN_GRACE_SECONDS * 1000);
       await server.shutdown();
+      if (records) {
+        if (!(await settledWithin(records.flush(), RECORDS_FLUSH_MS))) {
+          logger.warn("call records still unwritten at shutdown", { events: records.pending });
+        }
+        await records.close();
+      }
+      closeKv?.();
       logger.info("shut down", {
         finished_calls: result.finished,
         hung_up_calls: result.hungUp,
@@ -204,5 +228,31 @@ export async function startServer(
       });
     })();
 
-  return { url, registry, shutdown, finished: server.finished };
+  return { url, registry, records, shutdown, finished: server.finished };
+}
+
+/**
+ * Opens the call-record store. A store that does not open costs the records, never the calls:
+ * the server runs on and `/calls` answers 503.
+ */
+async function openRecords(
+  config: Config,
+  logger: Logger,
+  given: RecordsKv | undefined,
+): Promise<{ records: CallRecorder | undefined; closeKv: (() => void) | undefined }> {
+  let kv: RecordsKv;
+  let closeKv: (() => void) | undefined;
+  if (given) kv = given;
+  else {
+    try {
+      const opened = await openRecordsKv(config.KV_PATH);
+      kv = opened;
+      closeKv = () => opened.close();
+    } catch (error) {
+      logger.error("call records are off: the KV store did not open; check KV_PATH", { error });
+      return { records: undefined, closeKv: undefined };
+    }
+  }
+  const store = new CallStore(kv, { retentionDays: config.CALL_RETENTION_DAYS });
+  return { records: new CallRecorder(store, { logger }), closeKv };
 }

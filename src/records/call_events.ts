@@ -26,6 +26,7 @@ export const END_REASONS = [
   "api_hangup", // ended through POST /calls/:id/hangup
   "vendor_error", // STT, LLM or TTS failed and the bot apologised
   "media_error", // the media socket failed or closed without `stop`
+  "internal_error", // a bug in this service ended the call (see the logs)
   "shutdown", // the server was stopping
 ] as const;
 /** One of {@link END_REASONS}. */

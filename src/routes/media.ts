@@ -22,7 +22,10 @@ const USED_STREAM_URLS_CAPACITY = 20_000;
 
 /** The `/ws` route. */
 export function mediaRoute(
-  deps: Pick<AppDeps, "config" | "logger" | "registry" | "signer" | "calls" | "onSession">,
+  deps: Pick<
+    AppDeps,
+    "config" | "logger" | "registry" | "signer" | "calls" | "onSession" | "events"
+  >,
 ): Hono {
   const { config, logger, registry } = deps;
   const usedUrls = new UsedSignatures(USED_STREAM_URLS_CAPACITY);
@@ -85,6 +88,7 @@ export function mediaRoute(
       registry,
       hangupCall,
       onSession: deps.onSession,
+      events: deps.events,
     });
     return response;
   });

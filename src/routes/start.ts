@@ -57,7 +57,7 @@ const REQUEST_OVERHEAD_BYTES = 1024;
 
 /** The `/start` route. */
 export function startRoute(
-  deps: Pick<AppDeps, "config" | "logger" | "calls" | "signer" | "isDraining">,
+  deps: Pick<AppDeps, "config" | "logger" | "calls" | "signer" | "isDraining" | "events">,
 ): Hono {
   const { config, logger } = deps;
   // The JSON of custom data is at most about as long as its base64, plus the phone number.
@@ -178,6 +178,18 @@ export function startRoute(
         throw new ApiError(502, "telnyx_error", error.message, { telnyx_status: error.status });
       }
       log.info("call placed", { call: placed.callControlId, telnyx_status: placed.status });
+      if (placed.callControlId) {
+        deps.events?.record(placed.callControlId, {
+          type: "placed",
+          at: Date.now(),
+          to,
+          from: config.TELNYX_PHONE_NUMBER!,
+          body: request.body,
+          analysis: undefined,
+          webhookUrl: undefined,
+          remoteConversation: config.ENV === "production",
+        });
+      }
       return c.json({
         call_control_id: placed.callControlId ?? "unknown",
         status: "call_initiated",

@@ -13,6 +13,12 @@ import type { Logger } from "../log.ts";
 import { clearFrame } from "../telnyx/media_stream.ts";
 import { codecFor, type G711Codec } from "../audio/g711.ts";
 import { deadline, settledWithin } from "../async/deadline.ts";
+import {
+  type CallEvent,
+  type CallEventSink,
+  discardCallEvents,
+  type EndReason as CallEndReason,
+} from "../records/call_events.ts";
 
 /** Lifecycle of a call, in the only order it moves. */
 export type SessionState = "connecting" | "active" | "ending" | "ended";
@@ -24,6 +30,15 @@ export type EndReason =
   | "bot_hung_up" // the conversation decided to end the call
   | "shutdown" // the server is stopping
   | "error";
+
+/** The record's end reason for a session's, when the hang-up did not name a precise one. */
+export const CALL_END_REASON: Record<EndReason, CallEndReason> = {
+  callee_hung_up: "callee_hung_up",
+  socket_closed: "media_error",
+  bot_hung_up: "bot_ended",
+  shutdown: "shutdown",
+  error: "internal_error",
+};
 
 /** The media format Telnyx announced in `start`. */
 export interface MediaFormat {
@@ -103,6 +118,8 @@ export interface CallSessionDeps {
   hangupTimeoutMs?: number;
   /** Longest wait for the agent's `close()`. Default {@link AGENT_CLOSE_TIMEOUT_MS}. */
   agentCloseTimeoutMs?: number;
+  /** Where the call's record is fed; never awaited. */
+  events?: CallEventSink;
 }
 
 /** One call's actor. Construct it, then {@link CallSession.start}. */
@@ -123,6 +140,7 @@ export class CallSession {
 
   #state: SessionState = "connecting";
   #endReason: EndReason | undefined;
+  #outcome: CallEndReason | undefined;
   readonly #abort = new AbortController();
   readonly #mailbox: SessionEvent[] = [];
   /** True while an event is being handled (including an async handler still pending). */
@@ -149,6 +167,16 @@ export class CallSession {
   /** Why the session ended (undefined while it runs). */
   get endReason(): EndReason | undefined {
     return this.#endReason;
+  }
+
+  /** Why the call ended, as its record says (undefined while it runs). */
+  get outcome(): CallEndReason | undefined {
+    return this.#outcome;
+  }
+
+  /** Reports a fact about this call to its record; returns at once. */
+  record(event: CallEvent): void {
+    (this.#deps.events ?? discardCallEvents).record(this.info.callControlId, event);
   }
 
   /** Aborted when the call ends; every task of the call listens to it. */
@@ -185,6 +213,7 @@ export class CallSession {
       body_keys: Object.keys(this.info.body),
     });
     if (this.#log.enabled("debug")) this.#log.debug("custom data", { body: this.info.body });
+    this.record({ type: "streaming", at: Date.now() });
     this.#drain();
   }
 
@@ -212,9 +241,11 @@ export class CallSession {
    * Ends the call: stops every task of the call, hangs up through Telnyx (at most once, whoever
    * asks and however often), closes the media socket and resolves {@link ended}. Telnyx's "call
    * already ended" answer counts as success, so this is also how a callee hang-up is confirmed.
+   * `outcome` is the precise reason for the record (e.g. `max_duration`); by default it follows
+   * `reason` ({@link CALL_END_REASON}).
    */
-  hangUp(reason: EndReason = "bot_hung_up"): Promise<void> {
-    this.#hangup ??= this.#end(reason);
+  hangUp(reason: EndReason = "bot_hung_up", outcome?: CallEndReason): Promise<void> {
+    this.#hangup ??= this.#end(reason, outcome ?? CALL_END_REASON[reason]);
     return this.#hangup;
   }
 
@@ -223,9 +254,10 @@ export class CallSession {
     return this.#hangupConfirmed;
   }
 
-  async #end(reason: EndReason): Promise<void> {
+  async #end(reason: EndReason, outcome: CallEndReason): Promise<void> {
     this.#state = "ending";
     this.#endReason = reason;
+    this.#outcome = outcome;
     this.#abort.abort(new DOMException(`call ended: ${reason}`, "AbortError"));
     this.#mailbox.length = 0;
     const agentClosed = this.#agent?.close().catch((error) => {
@@ -256,8 +288,11 @@ export class CallSession {
       });
     }
     this.#state = "ended";
+    // After the agent closed, so the last words heard and the usage are reported before it.
+    this.record({ type: "ended", at: Date.now(), reason: outcome });
     this.#log.info("call session ended", {
       reason,
+      outcome,
       duration_ms: Date.now() - this.startedAt,
       media_frames: this.stats.mediaFrames,
       media_bytes: this.stats.mediaBytes,
@@ -328,6 +363,12 @@ export class CallSession {
         return;
       case "stream_error":
         this.#log.warn("telnyx reported a stream error", { code: event.code, title: event.title });
+        this.record({
+          type: "error",
+          at: Date.now(),
+          source: "telnyx",
+          message: [event.code, event.title].filter(Boolean).join(": ") || "stream error",
+        });
         return;
       case "stop":
         this.#log.info("telnyx stopped the stream");

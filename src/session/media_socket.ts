@@ -24,6 +24,7 @@ import {
 } from "../telnyx/media_stream.ts";
 import { CallSession, type HangupCall, type MediaChannel } from "./call_session.ts";
 import type { CallRegistry, PendingSocket } from "./call_registry.ts";
+import type { CallEventSink } from "../records/call_events.ts";
 import { InboundAudioPacer } from "./inbound_audio_pacer.ts";
 
 /** What a media socket needs from the server. */
@@ -43,6 +44,8 @@ export interface MediaSocketDeps {
   hangupCall: HangupCall;
   /** Called with each session once it is created (the conversation attaches here). */
   onSession?: (session: CallSession) => void;
+  /** Where each session feeds its call record. */
+  events?: CallEventSink;
 }
 
 /** Log the first few problems of a kind, then one in every hundred. */
@@ -176,7 +179,7 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
         to: start.to,
         body: deps.body,
       },
-      { channel, hangupCall: deps.hangupCall, logger: deps.logger },
+      { channel, hangupCall: deps.hangupCall, logger: deps.logger, events: deps.events },
     );
     const duplicate = deps.registry.add(candidate);
     if (duplicate) {

@@ -28,6 +28,7 @@ import { type InterruptResult, Playback, type PlaybackTicker } from "./playback.
 import { AsyncQueue } from "../async/async_queue.ts";
 import { DeadlineError } from "../async/deadline.ts";
 import { type TurnDecision, TurnDetector } from "./turn_detector.ts";
+import type { CallEvent, EndReason } from "../records/call_events.ts";
 
 /** Text-to-speech as the agent uses it (implemented by `CartesiaSpeaker`). */
 export interface Speaker {
@@ -106,6 +107,8 @@ interface Utterance {
   stopReason?: string;
   /** Set by {@link VoiceAgent}'s `#conclude`, which runs once per utterance. */
   concluded: boolean;
+  /** What the callee heard of it, set by `#conclude`. */
+  heard?: string;
   /** Resolved by the Flux end of turn that confirms a speculative answer. */
   gate?: PromiseWithResolvers<void>;
   speculativeText?: string;
@@ -137,12 +140,15 @@ export class VoiceAgent {
   #ending = false;
   #released: Promise<void> | undefined;
   #turnNumber = 0;
+  /** The call clock's time when the agent was created: transcript offsets count from it. */
+  readonly #createdAt: number;
 
   constructor(session: CallSession, deps: VoiceAgentDeps) {
     this.#session = session;
     this.#deps = deps;
     this.#log = session.log;
     this.#clock = deps.clock ?? systemClock;
+    this.#createdAt = this.#clock.now();
     this.#turns = new TurnDetector(deps.sttEngine, () => this.#clock.now());
     this.conversation = new Conversation({
       systemPrompt: deps.systemPrompt,
@@ -187,7 +193,10 @@ export class VoiceAgent {
     });
     this.#maxTimer = this.#after(this.#deps.maxCallSeconds * 1000, "call time limit", () => {
       this.#log.info("call time limit reached", { max_call_seconds: this.#deps.maxCallSeconds });
-      this.#background(this.#sayAndHangUp(CANNED.timeLimit, "system"), "time-limit goodbye");
+      this.#background(
+        this.#sayAndHangUp(CANNED.timeLimit, "system", "max_duration"),
+        "time-limit goodbye",
+      );
     });
 
     // The greeting is synthesised now, before anyone speaks, so playing it costs no round-trip.
@@ -259,6 +268,7 @@ export class VoiceAgent {
     // A reply that started while the callee was typing answers an older question.
     if (this.#utterance) this.#stop(this.#utterance, "superseded");
     this.conversation.addDtmf(input.digits);
+    this.#report({ type: "dtmf", at: Date.now(), digits: input.digits });
     // Keys before the greeting are an answer to a question nobody asked yet.
     if (!this.#greetingPlayed) this.#background(this.#playGreeting(undefined), "greeting");
     else this.#background(this.#respond({ trigger: "dtmf" }), "reply");
@@ -274,7 +284,8 @@ export class VoiceAgent {
       } else {
         this.#log.error("speech-to-text failed; ending the call", { error });
       }
-      await this.#sayAndHangUp(CANNED.apology, "system");
+      this.#reportError("stt", error);
+      await this.#sayAndHangUp(CANNED.apology, "system", "vendor_error");
     }
   }
 
@@ -323,6 +334,7 @@ export class VoiceAgent {
     if (speculative) {
       if (speculative.speculativeText === turn.text) {
         this.conversation.addUser(turn.text);
+        this.#reportCallee(turn);
         // The answer now belongs to this turn: its latency is measured from it.
         speculative.turn = turn;
         const gate = speculative.gate!;
@@ -337,6 +349,7 @@ export class VoiceAgent {
     // What was heard of a reply still playing goes in before the callee's new words.
     if (this.#utterance) this.#stop(this.#utterance, "superseded");
     this.conversation.addUser(turn.text);
+    this.#reportCallee(turn);
     if (!this.#greetingPlayed) {
       this.#background(this.#playGreeting(turn), "greeting");
       return;
@@ -365,7 +378,7 @@ export class VoiceAgent {
       controller: this.#greeting!.controller,
       fixedText: this.conversation.greeting,
     });
-    if (outcome === "failed") await this.#sayAndHangUp(CANNED.apology, "system");
+    if (outcome === "failed") await this.#sayAndHangUp(CANNED.apology, "system", "vendor_error");
   }
 
   async #respond(options: {
@@ -441,11 +454,17 @@ export class VoiceAgent {
         .catch(() => {});
     }
     if (outcome === "failed" && !this.#session.signal.aborted) {
-      await this.#sayAndHangUp(CANNED.apology, "system");
+      await this.#sayAndHangUp(CANNED.apology, "system", "vendor_error");
       return;
     }
     if (outcome === "played" && endCall) {
       this.conversation.addToolCall(endCall, "The call was ended.");
+      this.#report({
+        type: "tool_call",
+        at: Date.now(),
+        name: endCall.name,
+        arguments: endCall.arguments,
+      });
       this.#log.info("bot ended the call");
       if (this.#log.enabled("debug")) {
         this.#log.debug("end_call arguments", { arguments: endCall.arguments });
@@ -514,6 +533,7 @@ export class VoiceAgent {
         if (error instanceof TtsUnavailableError) {
           this.#log.error("text-to-speech unavailable", { error });
         } else this.#log.error("bot response failed", { error });
+        this.#reportError(error instanceof LlmError ? "llm" : "tts", error);
         this.#stop(utterance, "failed");
       }
     } finally {
@@ -526,11 +546,28 @@ export class VoiceAgent {
     // Nothing newer took over: the callee's silence counts from now.
     if (this.#utterance === undefined) this.#armIdle();
 
+    let metrics: TurnMetrics | undefined;
     if (firstFrameAt !== undefined) {
-      this.#recordTurn(utterance, options, result, {
+      metrics = this.#recordTurn(utterance, options, result, {
         startedAt,
         firstAudioAt: firstAudioAt ?? firstFrameAt,
         firstFrameAt,
+      });
+    }
+    if (utterance.heard) {
+      this.#report({
+        type: "turn",
+        at: Date.now(),
+        role: "assistant",
+        text: utterance.heard,
+        offsetMs: (firstFrameAt ?? startedAt) - this.#createdAt,
+        interrupted: result !== "played" ? true : undefined,
+        latency: metrics && {
+          sttFinalizationMs: metrics.sttFinalizationMs,
+          llmTtftMs: metrics.llmTtftMs,
+          ttsTtfbMs: metrics.ttsTtfbMs,
+          voiceToVoiceMs: metrics.voiceToVoiceMs,
+        },
       });
     }
     return result;
@@ -541,7 +578,7 @@ export class VoiceAgent {
     options: { trigger: TurnMetrics["trigger"]; fixedText?: string; llmTiming?: { ttft?: number } },
     result: SpeakOutcome,
     at: { startedAt: number; firstAudioAt: number; firstFrameAt: number },
-  ): void {
+  ): TurnMetrics {
     const turn = utterance.turn;
     const turnEndAt = turn?.finalAt ?? at.startedAt;
     const llm = options.llmTiming?.ttft;
@@ -561,6 +598,7 @@ export class VoiceAgent {
       interrupted: result === "interrupted" ? true : undefined,
     });
     this.#log.info("turn", { ...recorded, outcome: result });
+    return recorded;
   }
 
   /** Holds a speculative answer until Flux confirms the turn; bounded, and cut by a stop. */
@@ -657,11 +695,16 @@ export class VoiceAgent {
       heard = normaliseSpaces(parts.join(""));
     }
     this.conversation.addAssistant(heard, { interrupted: ending !== "played" });
+    utterance.heard = heard;
     return heard;
   }
 
   /** Says a fixed line (not from the LLM) and hangs up once it has been heard, or in time. */
-  async #sayAndHangUp(text: string, trigger: TurnMetrics["trigger"]): Promise<void> {
+  async #sayAndHangUp(
+    text: string,
+    trigger: TurnMetrics["trigger"],
+    outcome: EndReason,
+  ): Promise<void> {
     if (this.#ending || !this.#live) return;
     this.#ending = true;
     this.#clearIdle();
@@ -684,8 +727,30 @@ export class VoiceAgent {
         });
       }
     } finally {
-      await this.#session.hangUp("bot_hung_up");
+      await this.#session.hangUp("bot_hung_up", outcome);
     }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The call record: reported, never awaited
+
+  #report(event: CallEvent): void {
+    this.#session.record(event);
+  }
+
+  #reportCallee(turn: TurnEnded): void {
+    this.#report({
+      type: "turn",
+      at: Date.now(),
+      role: "user",
+      text: turn.text,
+      offsetMs: turn.finalAt - this.#createdAt,
+    });
+  }
+
+  #reportError(source: "stt" | "llm" | "tts", error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    this.#report({ type: "error", at: Date.now(), source, message });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -721,7 +786,10 @@ export class VoiceAgent {
       this.#background(prompt, "idle prompt");
     } else {
       this.#log.info("callee still idle; ending the call");
-      this.#background(this.#sayAndHangUp(CANNED.idleGoodbye, "idle"), "idle goodbye");
+      this.#background(
+        this.#sayAndHangUp(CANNED.idleGoodbye, "idle", "idle_timeout"),
+        "idle goodbye",
+      );
     }
   }
 
@@ -797,6 +865,14 @@ export class VoiceAgent {
     }
     this.metrics.usage.ttsCharacters = this.#deps.speaker.charactersSent;
     this.metrics.usage.sttAudioSeconds = this.#stt?.audioSeconds ?? 0;
+    this.#report({
+      type: "usage",
+      at: Date.now(),
+      llmPromptTokens: this.metrics.usage.llmPromptTokens,
+      llmCompletionTokens: this.metrics.usage.llmCompletionTokens,
+      ttsCharacters: this.metrics.usage.ttsCharacters,
+      sttSeconds: this.metrics.usage.sttAudioSeconds,
+    });
     this.#log.info("call summary", {
       ...this.metrics.summary(),
       transcript_turns: this.conversation.transcript().length,

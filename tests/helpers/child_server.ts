@@ -63,7 +63,7 @@ export async function spawnServer(
     ]];
   const process = new Deno.Command(command, {
     args,
-    env: { PORT: "0", HOST: "127.0.0.1", LOG_FORMAT: "json", ...env },
+    env: { PORT: "0", HOST: "127.0.0.1", LOG_FORMAT: "json", KV_PATH: ":memory:", ...env },
     stdout: "piped",
     stderr: "piped",
   }).spawn();

@@ -9,6 +9,7 @@ import { loggerFor, type RunningServer, startServer, voiceAgentStarter } from ".
 import type { VoiceAgent } from "../../src/session/voice_agent.ts";
 import type { CallSession } from "../../src/session/call_session.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
+import type { RecordsKv } from "../../src/records/call_store.ts";
 export { waitFor } from "./wait_for.ts";
 
 export const TEST_API_KEY = "KEYtest_0123456789abcdef";
@@ -36,7 +37,7 @@ export interface Harness {
 /** Starts a harness; `env` overrides the defaults (use "" to unset a variable). */
 export async function startHarness(
   env: Record<string, string> = {},
-  options: { withAgent?: boolean } = {},
+  options: { withAgent?: boolean; kv?: RecordsKv } = {},
 ): Promise<Harness> {
   const telnyx = FakeTelnyxApi.start({ apiKey: TEST_API_KEY, accountSid: TEST_ACCOUNT });
   const config = loadConfig({
@@ -54,6 +55,7 @@ export async function startHarness(
     DEEPGRAM_API_KEY: "dg-test-key-0000000",
     CARTESIA_API_KEY: "sk_car_test_key_0000",
     SHUTDOWN_GRACE_SECONDS: "1",
+    KV_PATH: ":memory:",
     ...env,
   });
   const logs: string[] = [];
@@ -64,6 +66,7 @@ export async function startHarness(
     ? voiceAgentStarter(config, (agent) => agents.push(agent))
     : undefined;
   const server = await startServer(config, {
+    kv: options.kv,
     logger: loggerFor(config, (line) => logs.push(line)),
     onSession: (s) => {
       sessions.push(s);

@@ -13,6 +13,7 @@ import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { placeAndAnswer } from "./call_driver.ts";
 import type { CallerTimeline } from "./caller_timeline.ts";
 import { type Harness, startHarness, waitFor } from "./harness.ts";
+import type { RecordsKv } from "../../src/records/call_store.ts";
 
 const OPENAI_KEY = "sk-test-openai-key-000";
 const DEEPGRAM_KEY = "dg-test-key-0000000";
@@ -27,6 +28,8 @@ export interface VoiceHarnessOptions {
   replies?: OpenAiReply[];
   whenQueueEmpty?: (body: Record<string, unknown>) => OpenAiReply;
   deepgramDrops?: DropFault[];
+  /** KV for call records (default: KV_PATH, which the harness sets to `:memory:`). */
+  kv?: RecordsKv;
 }
 
 /** A server with all fakes, ready for {@link VoiceHarness.call}. */
@@ -66,7 +69,7 @@ export async function startVoiceHarness(options: VoiceHarnessOptions): Promise<V
     CARTESIA_API_KEY: CARTESIA_KEY,
     CARTESIA_BASE_URL: cartesia.baseURL,
     ...options.env,
-  }, { withAgent: true });
+  }, { withAgent: true, kv: options.kv });
   return {
     h,
     openai,

@@ -1,0 +1,256 @@
+/**
+ * Call records on Deno KV.
+ *
+ * Keys (every one written with `expireIn` = the retention):
+ * - `["calls", id]`: the header ({@link StoredCall}), the only key a change checks and commits;
+ * - `["call_data", id]`: the custom data given to `/start` (personal data, erased with the call);
+ * - `["call_turns", id, n]`: transcript turn `n`, one per key: a KV value holds at most 64 KiB
+ *   and a long call's transcript is many times that;
+ * - `["calls_by_time", created_ms, id]` and `["calls_by_status", status, created_ms, id]`: index
+ *   entries holding the call's {@link CallSummary}, so `GET /calls` is one range read, newest
+ *   first, without reading a header per line.
+ *
+ * Changes are read-modify-write with a versionstamp check, so several instances sharing one KV
+ * (a progress callback on one, the media stream on another) never lose each other's changes.
+ *
+ * @module
+ */
+import type { CallEvent } from "./call_events.ts";
+import {
+  applyEvent,
+  type CallRecordView,
+  type CallStatus,
+  type CallSummary,
+  newStoredCall,
+  type StoredCall,
+  type StoredTurn,
+  summarise,
+  viewOf,
+} from "./call_record.ts";
+
+/** The part of `Deno.Kv` the store uses (tests wrap it to inject failures). */
+export type RecordsKv = Pick<Deno.Kv, "get" | "list" | "atomic">;
+
+/** Largest stored turn, in bytes of JSON; a longer text is cut (values hold at most 64 KiB). */
+export const MAX_TURN_BYTES = 60_000;
+/** Bytes and mutations per atomic commit, under KV's 800 KiB / 1000 mutation limits. */
+const ATOMIC_BUDGET_BYTES = 600 * 1024;
+const ATOMIC_MAX_MUTATIONS = 900;
+/** Attempts at a change that lost a race with another writer of the same call. */
+const CONFLICT_ATTEMPTS = 10;
+/** Most calls per `GET /calls` page. */
+export const MAX_PAGE = 100;
+
+const encoder = new TextEncoder();
+const bytesOf = (value: unknown) => encoder.encode(JSON.stringify(value)).length;
+
+const keys = {
+  call: (id: string) => ["calls", id],
+  data: (id: string) => ["call_data", id],
+  turns: (id: string) => ["call_turns", id],
+  turn: (id: string, n: number) => ["call_turns", id, n],
+  byTime: (call: StoredCall) => ["calls_by_time", call.created_at, call.id],
+  byStatus: (call: StoredCall) => ["calls_by_status", call.status, call.created_at, call.id],
+};
+
+/** Filters and page of `GET /calls`. */
+export interface ListQuery {
+  status?: CallStatus;
+  /** Epoch ms, inclusive. */
+  since?: number;
+  /** Epoch ms, inclusive. */
+  until?: number;
+  limit: number;
+  cursor?: string;
+}
+
+/** A page of calls, newest first; `next_cursor` is null on the last page. */
+export interface CallPage {
+  calls: CallSummary[];
+  next_cursor: string | null;
+}
+
+/** Thrown for a `cursor` KV does not accept (from another query, or made up). */
+export class BadCursorError extends Error {
+  constructor() {
+    super("cursor is not one this query returned");
+    this.name = "BadCursorError";
+  }
+}
+
+/** Cuts a turn's text until its JSON fits in {@link MAX_TURN_BYTES}. */
+export function fitTurn(turn: StoredTurn): StoredTurn {
+  let fitted = turn;
+  while (bytesOf(fitted) > MAX_TURN_BYTES) {
+    const text = fitted.text;
+    fitted = { ...fitted, text: `${text.slice(0, Math.floor(text.length * 0.8))}…` };
+  }
+  return fitted;
+}
+
+/** Reads and writes call records. */
+export class CallStore {
+  readonly #kv: RecordsKv;
+  readonly #expireIn: number;
+
+  constructor(kv: RecordsKv, options: { retentionDays: number }) {
+    this.#kv = kv;
+    this.#expireIn = options.retentionDays * 24 * 60 * 60 * 1000;
+  }
+
+  /**
+   * Applies `events` to the call's record in arrival order and commits them; returns the header
+   * as committed. Throws when KV does (the caller retries the same batch).
+   */
+  async apply(callId: string, events: readonly CallEvent[]): Promise<StoredCall> {
+    for (let attempt = 1;; attempt++) {
+      const entry = await this.#kv.get<StoredCall>(keys.call(callId));
+      const before = entry.value;
+      const call: StoredCall = before
+        ? structuredClone(before)
+        : newStoredCall(callId, events[0]?.at ?? Date.now());
+      const turns: [number, StoredTurn][] = [];
+      let customData: Record<string, unknown> | undefined;
+      for (const event of events) {
+        const applied = applyEvent(call, event);
+        if (applied.turn) turns.push([call.turn_count - 1, fitTurn(applied.turn)]);
+        if (applied.customData) customData = applied.customData;
+      }
+
+      // Turns that do not fit beside the header go first, each batch on its own: their keys are
+      // only reachable through the header's turn count, which is committed last.
+      const expireIn = this.#expireIn;
+      let op = this.#kv.atomic();
+      let opBytes = 0;
+      let opMutations = 0;
+      for (const [n, turn] of turns) {
+        const size = bytesOf(turn) + 64;
+        if (opMutations + 1 > ATOMIC_MAX_MUTATIONS - 8 || opBytes + size > ATOMIC_BUDGET_BYTES) {
+          await this.#commit(op);
+          op = this.#kv.atomic();
+          opBytes = 0;
+          opMutations = 0;
+        }
+        op.set(keys.turn(callId, n), turn, { expireIn });
+        opBytes += size;
+        opMutations++;
+      }
+
+      op.check(entry);
+      op.set(keys.call(callId), call, { expireIn });
+      const summary = summarise(call);
+      if (before) {
+        // Index keys move when the status (or, rarely, the creation time) changes.
+        const oldTime = keys.byTime(before);
+        const oldStatus = keys.byStatus(before);
+        if (!sameKey(oldTime, keys.byTime(call))) op.delete(oldTime);
+        if (!sameKey(oldStatus, keys.byStatus(call))) op.delete(oldStatus);
+      }
+      op.set(keys.byTime(call), summary, { expireIn });
+      op.set(keys.byStatus(call), summary, { expireIn });
+      if (customData !== undefined) op.set(keys.data(callId), customData, { expireIn });
+      const result = await op.commit();
+      if (result.ok) return call;
+      if (attempt >= CONFLICT_ATTEMPTS) {
+        throw new Error(`call record ${callId} kept changing under us (${attempt} attempts)`);
+      }
+    }
+  }
+
+  async #commit(op: Deno.AtomicOperation): Promise<void> {
+    const result = await op.commit();
+    if (!result.ok) throw new Error("transcript write was refused");
+  }
+
+  /** The stored header, or null. */
+  async header(callId: string): Promise<StoredCall | null> {
+    return (await this.#kv.get<StoredCall>(keys.call(callId))).value;
+  }
+
+  /** The whole record, transcript and custom data included, or null for an unknown id. */
+  async get(
+    callId: string,
+    extras: { webhookDeliveries?: unknown[] } = {},
+  ): Promise<CallRecordView | null> {
+    const call = await this.header(callId);
+    if (!call) return null;
+    const [data, turns] = await Promise.all([
+      this.#kv.get<Record<string, unknown>>(keys.data(callId)),
+      this.#turns(callId),
+    ]);
+    return viewOf(call, {
+      customData: data.value,
+      turns,
+      webhookDeliveries: extras.webhookDeliveries,
+    });
+  }
+
+  async #turns(callId: string): Promise<StoredTurn[]> {
+    const turns: StoredTurn[] = [];
+    for await (const entry of this.#kv.list<StoredTurn>({ prefix: keys.turns(callId) })) {
+      turns.push(entry.value);
+    }
+    return turns;
+  }
+
+  /** A page of call summaries, newest first. */
+  async list(query: ListQuery): Promise<CallPage> {
+    const prefix = query.status ? ["calls_by_status", query.status] : ["calls_by_time"];
+    const iterator = this.#kv.list<CallSummary>({
+      start: [...prefix, query.since ?? 0],
+      end: [...prefix, (query.until ?? Number.MAX_SAFE_INTEGER - 1) + 1],
+    }, { reverse: true, limit: query.limit, cursor: query.cursor, batchSize: query.limit });
+    const calls: CallSummary[] = [];
+    try {
+      for await (const entry of iterator) calls.push(entry.value);
+    } catch (error) {
+      if (query.cursor !== undefined) throw new BadCursorError();
+      throw error;
+    }
+    return {
+      calls,
+      next_cursor: calls.length === query.limit && iterator.cursor ? iterator.cursor : null,
+    };
+  }
+
+  /** Stores the post-call analysis on the record; false for an unknown call. */
+  async setAnalysis(callId: string, analysis: unknown): Promise<boolean> {
+    for (let attempt = 1; attempt <= CONFLICT_ATTEMPTS; attempt++) {
+      const entry = await this.#kv.get<StoredCall>(keys.call(callId));
+      if (!entry.value) return false;
+      const call = { ...entry.value, analysis };
+      const result = await this.#kv.atomic().check(entry)
+        .set(keys.call(callId), call, { expireIn: this.#expireIn })
+        .commit();
+      if (result.ok) return true;
+    }
+    throw new Error(`call record ${callId} kept changing under us`);
+  }
+
+  /**
+   * Erases a call: header, index entries, transcript and custom data. Returns false when there
+   * was nothing to erase.
+   */
+  async delete(callId: string): Promise<boolean> {
+    const header = await this.#kv.get<StoredCall>(keys.call(callId));
+    const doomed: Deno.KvKey[] = [keys.call(callId), keys.data(callId)];
+    if (header.value) doomed.push(keys.byTime(header.value), keys.byStatus(header.value));
+    let turnKeys = 0;
+    for await (const entry of this.#kv.list({ prefix: keys.turns(callId) })) {
+      doomed.push(entry.key);
+      turnKeys++;
+    }
+    const data = await this.#kv.get(keys.data(callId));
+    if (!header.value && turnKeys === 0 && data.versionstamp === null) return false;
+    for (let i = 0; i < doomed.length; i += ATOMIC_MAX_MUTATIONS - 100) {
+      const op = this.#kv.atomic();
+      for (const key of doomed.slice(i, i + ATOMIC_MAX_MUTATIONS - 100)) op.delete(key);
+      await this.#commit(op);
+    }
+    return true;
+  }
+}
+
+function sameKey(a: Deno.KvKey, b: Deno.KvKey): boolean {
+  return a.length === b.length && a.every((part, i) => part === b[i]);
+}
