@@ -196,10 +196,20 @@ export class CallStore {
   /** A page of call summaries, newest first. */
   async list(query: ListQuery): Promise<CallPage> {
     const prefix = query.status ? ["calls_by_status", query.status] : ["calls_by_time"];
+    // A KV cursor only means something for the range it came from: ours carries the filters,
+    // so one from another query is refused instead of silently listing the wrong calls.
+    const filters = btoa(JSON.stringify([query.status ?? "", query.since ?? "", query.until ?? ""]))
+      .replace(/=+$/, "");
+    let kvCursor: string | undefined;
+    if (query.cursor !== undefined) {
+      const dot = query.cursor.lastIndexOf(".");
+      if (dot <= 0 || query.cursor.slice(dot + 1) !== filters) throw new BadCursorError();
+      kvCursor = query.cursor.slice(0, dot);
+    }
     const iterator = this.#kv.list<CallSummary>({
       start: [...prefix, query.since ?? 0],
       end: [...prefix, (query.until ?? Number.MAX_SAFE_INTEGER - 1) + 1],
-    }, { reverse: true, limit: query.limit, cursor: query.cursor, batchSize: query.limit });
+    }, { reverse: true, limit: query.limit, cursor: kvCursor, batchSize: query.limit });
     const calls: CallSummary[] = [];
     try {
       for await (const entry of iterator) calls.push(entry.value);
@@ -209,7 +219,9 @@ export class CallStore {
     }
     return {
       calls,
-      next_cursor: calls.length === query.limit && iterator.cursor ? iterator.cursor : null,
+      next_cursor: calls.length === query.limit && iterator.cursor
+        ? `${iterator.cursor}.${filters}`
+        : null,
     };
   }
 
