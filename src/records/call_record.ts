@@ -55,6 +55,8 @@ export interface StoredCall {
   status: CallStatus;
   /** Epoch ms of each status reached. */
   timeline: Partial<Record<CallStatus, number>>;
+  /** True while `timeline.answered` is the stream's start, standing in for Telnyx's figure. */
+  answered_inferred?: boolean;
   answered_by: string | null;
   end_reason: EndReason | null;
   /** Where `end_reason` came from: the live call (or the API) knows better than a callback. */
@@ -261,6 +263,10 @@ export function applyEvent(call: StoredCall, event: CallEvent): AppliedEvent {
           reach(call, "ringing", event.at);
           break;
         case "in-progress":
+          if (call.answered_inferred) {
+            call.timeline.answered = event.at;
+            call.answered_inferred = false;
+          }
           reach(call, "answered", event.at);
           break;
         default:
@@ -273,9 +279,12 @@ export function applyEvent(call: StoredCall, event: CallEvent): AppliedEvent {
       call.answered_by = event.answeredBy;
       return {};
     case "streaming":
-      // The stream starts only on an answered call; without a progress callback this is the
-      // best figure for when it was answered.
-      reach(call, "answered", event.at);
+      // The stream starts only on an answered call; until a progress callback says when it was
+      // answered, this is the best figure.
+      if (call.timeline.answered === undefined) {
+        call.answered_inferred = true;
+        reach(call, "answered", event.at);
+      }
       reach(call, "streaming", event.at);
       return {};
     case "turn": {

@@ -203,3 +203,27 @@ Deno.test("POST /calls/:id/hangup reaches a call this instance holds no stream f
   const record = await (await api(h, `/calls/${callSid}`)).json();
   assert.equal(record.end_reason, "api_hangup");
 });
+
+Deno.test("records survive a server restart on the same KV file", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = { API_TOKEN: TOKEN, KV_PATH: `${dir}/calls.sqlite3` };
+  try {
+    let callSid: string;
+    {
+      await using h = await startHarness(env);
+      const call = await startLiveCall(authorised(h), { name: "Zoë" });
+      callSid = call.callSid;
+      await endLiveCall(call);
+    } // shutdown flushes the records and closes KV
+    await using h = await startHarness(env);
+    const res = await api(h, `/calls/${callSid}`);
+    assert.equal(res.status, 200);
+    const record = await res.json();
+    assert.equal(record.end_reason, "callee_hung_up");
+    assert.deepEqual(record.custom_data, { name: "Zoë" });
+    const list = await (await api(h, "/calls")).json();
+    assert.deepEqual(list.calls.map((c: { id: string }) => c.id), [callSid]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -226,3 +226,19 @@ Deno.test("a catch-up batch larger than one atomic commit is split and stored wh
     assert.ok(record.transcript!.every((t, i) => t.text.startsWith(`${i} xxx`)));
   });
 });
+
+Deno.test("Telnyx's answer time replaces the stream start standing in for it", async () => {
+  await withStore(async (store) => {
+    await store.apply("call-1", [placed(T0), { type: "streaming", at: T0 + 5000 }]);
+    assert.equal((await store.get("call-1"))!.timeline.answered, new Date(T0 + 5000).toISOString());
+    await store.apply("call-1", [{
+      type: "progress",
+      at: T0 + 4000,
+      status: "in-progress",
+      sequence: 2,
+    }]);
+    const record = (await store.get("call-1"))!;
+    assert.equal(record.timeline.answered, new Date(T0 + 4000).toISOString());
+    assert.equal(record.status, "streaming");
+  });
+});
