@@ -191,3 +191,24 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "record of key presses: the aggregated input is on the record",
+  async fn() {
+    const caller = new CallerTimeline().pause(4000);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { FIRST_SPEAKER: "bot" },
+      replies: [{ kind: "text", text: "You pressed one two, thank you." }],
+    });
+    const { client, session, agent, callSid } = await v.call();
+    await waitFor(() => agent.conversation.transcript().length === 1, "greeting", 8000);
+    client.dtmf("1");
+    client.dtmf("2");
+    await v.openai.waitForRequests(1);
+    client.stop();
+    await deadline(session.ended, FLUSH_WITHIN_MS, { what: "the call to end" });
+    const record = await recordOf(v, callSid);
+    assert.deepEqual(record.dtmf.map((d) => d.digits), ["12"]);
+  },
+});
