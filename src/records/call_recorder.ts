@@ -15,7 +15,11 @@ import type { CallEvent, CallEventSink } from "./call_events.ts";
 import type { StoredCall } from "./call_record.ts";
 import type { CallStore } from "./call_store.ts";
 
-/** Called after a change is committed, once per event, with the header as committed. */
+/**
+ * Called once per event after it is committed, with the record header as committed by the batch
+ * that held it (events reported together share one commit, so it may already show later ones).
+ * The transcript and custom data are not in the header: read them with `store.get(callId)`.
+ */
 export type CallEventListener = (callId: string, event: CallEvent, record: StoredCall) => void;
 
 /** Events committed at most per KV write (the store splits turns over commits as needed). */
