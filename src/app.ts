@@ -14,7 +14,9 @@ import type { WebhookVerifier } from "./security/webhook_signature.ts";
 import type { CallRegistry } from "./session/call_registry.ts";
 import type { CallSession } from "./session/call_session.ts";
 import type { TelnyxCalls } from "./telnyx/calls.ts";
+import type { CallEventSink } from "./records/call_events.ts";
 import { answerRoute } from "./routes/answer.ts";
+import { callbacksRoute } from "./routes/callbacks.ts";
 import { healthRoute } from "./routes/health.ts";
 import { mediaRoute } from "./routes/media.ts";
 import { startRoute } from "./routes/start.ts";
@@ -33,6 +35,8 @@ export interface AppDeps {
   calls: TelnyxCalls | undefined;
   /** True once shutdown has begun: no new calls are placed. */
   isDraining: () => boolean;
+  /** Where facts about calls go (`discardCallEvents` when records are off). */
+  events: CallEventSink;
   /** Each new session is passed here (the conversation attaches to it). */
   onSession?: (session: CallSession) => void;
 }
@@ -66,7 +70,7 @@ export function createApp(deps: AppDeps): Hono {
       error: {
         code: "not_found",
         message: `No route ${c.req.method} ${c.req.path}. Routes: POST /start, POST /answer, ` +
-          "GET /ws (WebSocket), GET /health.",
+          "POST /callbacks/status, POST /callbacks/amd, GET /ws (WebSocket), GET /health.",
       },
     }, 404)
   );
@@ -75,5 +79,6 @@ export function createApp(deps: AppDeps): Hono {
     .route("/", healthRoute(deps))
     .route("/", startRoute(deps))
     .route("/", answerRoute(deps))
+    .route("/", callbacksRoute(deps))
     .route("/", mediaRoute(deps));
 }

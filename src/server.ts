@@ -9,6 +9,7 @@ import { createApp } from "./app.ts";
 import { allMissing, type Config } from "./config.ts";
 import { Logger, type LogSink } from "./log.ts";
 import { UrlSigner } from "./security/url_signature.ts";
+import { type CallEventSink, discardCallEvents } from "./records/call_events.ts";
 import { WebhookVerifier } from "./security/webhook_signature.ts";
 import { CallRegistry } from "./session/call_registry.ts";
 import type { CallSession } from "./session/call_session.ts";
@@ -42,6 +43,8 @@ export interface RunningServer {
 export interface StartServerOptions {
   logger?: Logger;
   onSession?: (session: CallSession) => void;
+  /** Where facts about calls go; by default nowhere. */
+  events?: CallEventSink;
 }
 
 /**
@@ -93,6 +96,8 @@ export function voiceAgentStarter(
         firstSpeaker: config.FIRST_SPEAKER,
         maxCallSeconds: config.MAX_CALL_SECONDS,
         idleTimeoutSeconds: config.IDLE_TIMEOUT_SECONDS,
+        voicemailMessage: config.VOICEMAIL_MESSAGE,
+        voicemailWaitSeconds: config.VOICEMAIL_WAIT_SECONDS,
       });
       onAgent?.(agent);
       agent.start();
@@ -160,6 +165,7 @@ export async function startServer(
     signer,
     webhookVerifier,
     calls,
+    events: options.events ?? discardCallEvents,
     isDraining: () => draining,
     onSession: options.onSession ?? voiceAgentStarter(config),
   });

@@ -13,6 +13,7 @@ import type { Logger } from "../log.ts";
 import { clearFrame } from "../telnyx/media_stream.ts";
 import { codecFor, type G711Codec } from "../audio/g711.ts";
 import { deadline, settledWithin } from "../async/deadline.ts";
+import type { AnsweredBy } from "../records/call_events.ts";
 
 /** Lifecycle of a call, in the only order it moves. */
 export type SessionState = "connecting" | "active" | "ending" | "ended";
@@ -23,6 +24,9 @@ export type EndReason =
   | "socket_closed" // the media socket went away without `stop`
   | "bot_hung_up" // the conversation decided to end the call
   | "shutdown" // the server is stopping
+  | "voicemail_left" // an answering machine answered and the voicemail message played
+  | "voicemail_skipped" // an answering machine answered and no message is configured
+  | "fax" // a fax machine answered
   | "error";
 
 /** The media format Telnyx announced in `start`. */
@@ -49,6 +53,8 @@ export type SessionEvent =
   | { type: "dtmf"; digit: string }
   | { type: "mark"; name: string }
   | { type: "stop" }
+  /** Telnyx's answering-machine detection result, from its callback. */
+  | { type: "answered_by"; answeredBy: AnsweredBy }
   | { type: "stream_error"; code?: string; title?: string }
   | { type: "socket_closed"; code: number; reason: string };
 
@@ -70,6 +76,8 @@ export interface CallAgent {
   onAudio(payload: Uint8Array): void;
   onDtmf(digit: string): void;
   onMark(name: string): void;
+  /** Who or what answered, when answering-machine detection reports it. */
+  onAnsweredBy?(answeredBy: AnsweredBy): void;
   /** Releases the agent's sockets and timers; awaited before the session counts as ended. */
   close(): Promise<void>;
 }
@@ -325,6 +333,9 @@ export class CallSession {
       case "mark":
         this.stats.markEchoes++;
         this.#agent?.onMark(event.name);
+        return;
+      case "answered_by":
+        this.#agent?.onAnsweredBy?.(event.answeredBy);
         return;
       case "stream_error":
         this.#log.warn("telnyx reported a stream error", { code: event.code, title: event.title });
