@@ -14,13 +14,14 @@ import type { WebhookVerifier } from "./security/webhook_signature.ts";
 import type { CallRegistry } from "./session/call_registry.ts";
 import type { CallSession } from "./session/call_session.ts";
 import type { TelnyxCalls } from "./telnyx/calls.ts";
+import type { CallEventSink } from "./records/call_events.ts";
 import { answerRoute } from "./routes/answer.ts";
+import { callbacksRoute } from "./routes/callbacks.ts";
 import { healthRoute } from "./routes/health.ts";
 import { mediaRoute } from "./routes/media.ts";
 import { startRoute } from "./routes/start.ts";
 import { callsRoute } from "./routes/calls.ts";
 import type { CallRecorder } from "./records/call_recorder.ts";
-import type { CallEventSink } from "./records/call_events.ts";
 
 /** Everything the routes depend on; built by `createServer` or by tests. */
 export interface AppDeps {
@@ -36,10 +37,10 @@ export interface AppDeps {
   calls: TelnyxCalls | undefined;
   /** True once shutdown has begun: no new calls are placed. */
   isDraining: () => boolean;
+  /** Where facts about calls go (`discardCallEvents` when records are off). */
+  events: CallEventSink;
   /** Each new session is passed here (the conversation attaches to it). */
   onSession?: (session: CallSession) => void;
-  /** Where calls report what happens to them; default: nowhere. */
-  events?: CallEventSink;
   /** Call records (the `/calls` API); undefined when the store did not open. */
   records?: CallRecorder;
   /** Parts of a record kept elsewhere, merged into `GET /calls/:id`. */
@@ -75,8 +76,8 @@ export function createApp(deps: AppDeps): Hono {
       error: {
         code: "not_found",
         message: `No route ${c.req.method} ${c.req.path}. Routes: POST /start, POST /answer, ` +
-          "GET /ws (WebSocket), GET /health, GET /calls, GET|DELETE /calls/:id, " +
-          "POST /calls/:id/hangup.",
+          "POST /callbacks/status, POST /callbacks/amd, GET /ws (WebSocket), GET /health, " +
+          "GET /calls, GET|DELETE /calls/:id, POST /calls/:id/hangup.",
       },
     }, 404)
   );
@@ -85,6 +86,7 @@ export function createApp(deps: AppDeps): Hono {
     .route("/", healthRoute(deps))
     .route("/", startRoute(deps))
     .route("/", answerRoute(deps))
+    .route("/", callbacksRoute(deps))
     .route("/", mediaRoute(deps))
     .route("/", callsRoute(deps));
 }

@@ -99,6 +99,12 @@ export const EnvSchema = z.object({
   CARTESIA_VOICE_ID: optionalString.default("71a7ad14-091c-4e8e-a314-022ece01c121"),
   MAX_CALL_SECONDS: integer(600, 5, 14_400),
   IDLE_TIMEOUT_SECONDS: integer(15, 3, 600),
+  /** Answering-machine detection beside the conversation (Telnyx async AMD). */
+  AMD: oneOf(["off", "on"], "off"),
+  /** Left on an answering machine after its beep; `{{path}}` placeholders from the custom data. */
+  VOICEMAIL_MESSAGE: optionalString,
+  /** Longest wait for the beep after a machine was detected before the message is left anyway. */
+  VOICEMAIL_WAIT_SECONDS: integer(30, 1, 300),
 
   AGENT_NAME: optionalString,
   ORGANIZATION_NAME: optionalString,

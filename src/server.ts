@@ -9,6 +9,7 @@ import { createApp } from "./app.ts";
 import { allMissing, type Config } from "./config.ts";
 import { Logger, type LogSink } from "./log.ts";
 import { UrlSigner } from "./security/url_signature.ts";
+import { type CallEventSink, discardCallEvents } from "./records/call_events.ts";
 import { WebhookVerifier } from "./security/webhook_signature.ts";
 import { CallRegistry } from "./session/call_registry.ts";
 import type { CallSession } from "./session/call_session.ts";
@@ -56,6 +57,8 @@ export interface StartServerOptions {
    * closed at shutdown).
    */
   kv?: RecordsKv;
+  /** Also receives every call event (tests watch them here); records get them regardless. */
+  events?: CallEventSink;
 }
 
 /**
@@ -107,6 +110,8 @@ export function voiceAgentStarter(
         firstSpeaker: config.FIRST_SPEAKER,
         maxCallSeconds: config.MAX_CALL_SECONDS,
         idleTimeoutSeconds: config.IDLE_TIMEOUT_SECONDS,
+        voicemailMessage: config.VOICEMAIL_MESSAGE,
+        voicemailWaitSeconds: config.VOICEMAIL_WAIT_SECONDS,
       });
       onAgent?.(agent);
       agent.start();
@@ -177,7 +182,7 @@ export async function startServer(
     calls,
     isDraining: () => draining,
     onSession: options.onSession ?? voiceAgentStarter(config),
-    events: records,
+    events: allOf(records, options.events),
     records,
   });
 
@@ -255,4 +260,12 @@ async function openRecords(
   }
   const store = new CallStore(kv, { retentionDays: config.CALL_RETENTION_DAYS });
   return { records: new CallRecorder(store, { logger }), closeKv };
+}
+
+/** One sink that passes each event to every given sink. */
+function allOf(...sinks: (CallEventSink | undefined)[]): CallEventSink {
+  const present = sinks.filter((sink): sink is CallEventSink => sink !== undefined);
+  if (present.length === 0) return discardCallEvents;
+  if (present.length === 1) return present[0];
+  return { record: (callId, event) => present.forEach((sink) => sink.record(callId, event)) };
 }

@@ -16,6 +16,7 @@ import { publicBaseUrl } from "../http/public_url.ts";
 import { hasBearerToken } from "../security/bearer_token.ts";
 import { encodeBodyParam } from "../telnyx/body_param.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
+import { CALLBACK_PATHS } from "./callbacks.ts";
 
 /** E.164: `+`, then 2–15 digits, the first not 0. */
 const E164 = /^\+[1-9]\d{1,14}$/;
@@ -163,7 +164,15 @@ export function startRoute(
       try {
         // Not tied to the client's connection: once Telnyx has the request, the phone may ring
         // whether or not the client is still there to hear the answer.
-        placed = await calls.placeCall(to, answerUrl);
+        placed = await calls.placeCall(to, answerUrl, {
+          status: await signer.signUrl(`${base}${CALLBACK_PATHS.status}`, {
+            purpose: "status",
+            body: "",
+          }),
+          amd: config.AMD === "on"
+            ? await signer.signUrl(`${base}${CALLBACK_PATHS.amd}`, { purpose: "amd", body: "" })
+            : undefined,
+        });
       } catch (error) {
         if (!(error instanceof TelnyxRequestError)) throw error;
         log.warn("telnyx refused the call", { status: error.status, error: error.message });

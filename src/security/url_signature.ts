@@ -1,5 +1,6 @@
 /**
- * HMAC-SHA256 signatures on the URLs that carry a call's custom data (`/answer` and `/ws`).
+ * HMAC-SHA256 signatures on the URLs we hand to Telnyx: those that carry a call's custom data
+ * (`/answer` and `/ws`) and the call-progress and answering-machine callbacks.
  *
  * Trusting whatever `body` arrives would let anyone who finds the server open a media socket
  * with invented data, or edit the data of a real call. So every URL we hand to Telnyx carries
@@ -11,8 +12,17 @@
  * @module
  */
 
-/** Which URL a signature is for; a signature for one is useless on the other. */
-export type SignaturePurpose = "answer" | "ws";
+/**
+ * Which URL a signature is for; a signature for one is useless on the others. `status` and `amd`
+ * are Telnyx's call-progress and answering-machine callbacks.
+ */
+export type SignaturePurpose = "answer" | "ws" | "status" | "amd";
+
+/**
+ * Lifetime of the callback URLs (`status`, `amd`) unless configured: Telnyx posts to them from
+ * ringing until the call has ended, a call may last hours, and Telnyx retries failed callbacks.
+ */
+export const CALLBACK_URL_TTL_SECONDS = 24 * 3600;
 
 /** What a signature covers besides its expiry. */
 export interface SignedFields {
@@ -35,8 +45,13 @@ export type SignatureFailure = "missing" | "malformed" | "expired" | "forged";
 /** Result of {@link UrlSigner.verify}. */
 export type SignatureCheck = { ok: true } | { ok: false; reason: SignatureFailure };
 
-/** How long each kind of signed URL stays valid, in seconds. */
-export type UrlLifetimes = Record<SignaturePurpose, number>;
+/**
+ * How long each kind of signed URL stays valid, in seconds; callback URLs default to
+ * {@link CALLBACK_URL_TTL_SECONDS}.
+ */
+export type UrlLifetimes =
+  & Record<"answer" | "ws", number>
+  & Partial<Record<"status" | "amd", number>>;
 
 const encoder = new TextEncoder();
 const DERIVATION_INFO = "telnyx-outbound/url-signature/v1";
@@ -100,7 +115,8 @@ export class UrlSigner {
 
   /** Signature over `fields`, valid for the lifetime of its purpose. */
   async sign(fields: SignedFields, nowMs: number = Date.now()): Promise<UrlSignature> {
-    const exp = String(Math.floor(nowMs / 1000) + this.lifetimes[fields.purpose]);
+    const lifetime = this.lifetimes[fields.purpose] ?? CALLBACK_URL_TTL_SECONDS;
+    const exp = String(Math.floor(nowMs / 1000) + lifetime);
     const mac = await crypto.subtle.sign("HMAC", this.key, message(fields, exp));
     return { exp, sig: toBase64Url(mac) };
   }

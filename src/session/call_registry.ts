@@ -75,6 +75,11 @@ export class CallRegistry {
     return this.#started;
   }
 
+  /** The live session of a call (by Telnyx's call_control_id), if this process has it. */
+  byCall(callControlId: string): CallSession | undefined {
+    return this.#byCall.get(callControlId);
+  }
+
   /** Live sessions, in creation order. */
   sessions(): CallSession[] {
     return [...this.#sessions.values()];

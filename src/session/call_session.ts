@@ -14,6 +14,7 @@ import { clearFrame } from "../telnyx/media_stream.ts";
 import { codecFor, type G711Codec } from "../audio/g711.ts";
 import { deadline, settledWithin } from "../async/deadline.ts";
 import {
+  type AnsweredBy,
   type CallEvent,
   type CallEventSink,
   discardCallEvents,
@@ -29,6 +30,9 @@ export type EndReason =
   | "socket_closed" // the media socket went away without `stop`
   | "bot_hung_up" // the conversation decided to end the call
   | "shutdown" // the server is stopping
+  | "voicemail_left" // an answering machine answered and the voicemail message played
+  | "voicemail_skipped" // an answering machine answered and no message is configured
+  | "fax" // a fax machine answered
   | "error";
 
 /** The record's end reason for a session's, when the hang-up did not name a precise one. */
@@ -37,6 +41,9 @@ export const CALL_END_REASON: Record<EndReason, CallEndReason> = {
   socket_closed: "media_error",
   bot_hung_up: "bot_ended",
   shutdown: "shutdown",
+  voicemail_left: "voicemail_left",
+  voicemail_skipped: "voicemail_skipped",
+  fax: "fax",
   error: "internal_error",
 };
 
@@ -64,6 +71,8 @@ export type SessionEvent =
   | { type: "dtmf"; digit: string }
   | { type: "mark"; name: string }
   | { type: "stop" }
+  /** Telnyx's answering-machine detection result, from its callback. */
+  | { type: "answered_by"; answeredBy: AnsweredBy }
   | { type: "stream_error"; code?: string; title?: string }
   | { type: "socket_closed"; code: number; reason: string };
 
@@ -85,6 +94,8 @@ export interface CallAgent {
   onAudio(payload: Uint8Array): void;
   onDtmf(digit: string): void;
   onMark(name: string): void;
+  /** Who or what answered, when answering-machine detection reports it. */
+  onAnsweredBy?(answeredBy: AnsweredBy): void;
   /** Releases the agent's sockets and timers; awaited before the session counts as ended. */
   close(): Promise<void>;
 }
@@ -360,6 +371,9 @@ export class CallSession {
       case "mark":
         this.stats.markEchoes++;
         this.#agent?.onMark(event.name);
+        return;
+      case "answered_by":
+        this.#agent?.onAnsweredBy?.(event.answeredBy);
         return;
       case "stream_error":
         this.#log.warn("telnyx reported a stream error", { code: event.code, title: event.title });

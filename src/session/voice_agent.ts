@@ -22,13 +22,13 @@ import { TtsUnavailableError } from "../services/tts.ts";
 import { CallMetrics, type TurnMetrics } from "./call_metrics.ts";
 import type { CallSession } from "./call_session.ts";
 import { type CallClock, systemClock } from "./clock.ts";
-import { Conversation, END_CALL_TOOL } from "./conversation.ts";
+import { Conversation, END_CALL_TOOL, renderTemplate } from "./conversation.ts";
 import { DtmfAggregator, type DtmfInput } from "./dtmf_aggregator.ts";
 import { type InterruptResult, Playback, type PlaybackTicker } from "./playback.ts";
 import { AsyncQueue } from "../async/async_queue.ts";
 import { DeadlineError } from "../async/deadline.ts";
 import { type TurnDecision, TurnDetector } from "./turn_detector.ts";
-import type { CallEvent, EndReason } from "../records/call_events.ts";
+import type { AnsweredBy, CallEvent, EndReason } from "../records/call_events.ts";
 
 /** Text-to-speech as the agent uses it (implemented by `CartesiaSpeaker`). */
 export interface Speaker {
@@ -54,6 +54,13 @@ export interface VoiceAgentDeps {
   clock?: CallClock;
   /** Ticker pumping this call's playback; default the process-wide one. */
   playbackTicker?: PlaybackTicker;
+  /**
+   * Left on an answering machine once its greeting is over (`VOICEMAIL_MESSAGE`, `{{path}}`
+   * placeholders from the custom data); unset, the bot hangs up on a machine at once.
+   */
+  voicemailMessage?: string;
+  /** Longest wait for a machine's greeting to end before the message is left anyway; default 30. */
+  voicemailWaitSeconds?: number;
 }
 
 /** 40 ms of 8 kHz G.711 audio per STT write. */
@@ -74,6 +81,13 @@ export const GOODBYE_LIMIT_MS = 15_000;
  * eager end of turn with either the end of turn or a resumption, so this only ends lost events.
  */
 export const SPECULATIVE_CONFIRM_MS = 5000;
+/**
+ * Longest leaving a voicemail message may take, synthesis included; then the call is hung up
+ * regardless. A message is longer than a goodbye, but a machine records a minute or two at most.
+ */
+export const VOICEMAIL_LIMIT_MS = 60_000;
+/** Default for {@link VoiceAgentDeps.voicemailWaitSeconds}. */
+const DEFAULT_VOICEMAIL_WAIT_SECONDS = 30;
 /** Longest the agent waits for its STT and TTS sockets to close at the end of a call. */
 const VENDOR_CLOSE_MS = 3000;
 /** Longest a finished reply waits for its LLM stream to wind down. */
@@ -114,6 +128,14 @@ interface Utterance {
   speculativeText?: string;
 }
 
+/** An answering machine is on the line: the bot is silent until it leaves its message. */
+interface VoicemailState {
+  /** The message, synthesised as soon as the machine was detected; unset when none is set. */
+  message?: { text: string; speech: AsyncQueue<SpeechEvent>; controller: LinkedAbortController };
+  /** Leaves the message if the machine's greeting has not ended by then. */
+  waitTimer?: AbortController;
+}
+
 /** Runs the conversation of one call. Create, then {@link VoiceAgent.start}. */
 export class VoiceAgent {
   readonly conversation: Conversation;
@@ -142,6 +164,8 @@ export class VoiceAgent {
   #turnNumber = 0;
   /** The call clock's time when the agent was created: transcript offsets count from it. */
   readonly #createdAt: number;
+  /** Set once answering-machine detection reported a machine. */
+  #voicemail: VoicemailState | undefined;
 
   constructor(session: CallSession, deps: VoiceAgentDeps) {
     this.#session = session;
@@ -189,6 +213,7 @@ export class VoiceAgent {
       onAudio: (payload) => this.#onAudio(payload),
       onDtmf: (digit) => this.#onDtmf(digit),
       onMark: (name) => this.#playback.onMarkEcho(name),
+      onAnsweredBy: (answeredBy) => this.onAnsweredBy(answeredBy),
       close: () => this.#release(),
     });
     this.#maxTimer = this.#after(this.#deps.maxCallSeconds * 1000, "call time limit", () => {
@@ -256,6 +281,8 @@ export class VoiceAgent {
 
   /** A key press stops the bot at once; the keys become input when the callee is done typing. */
   #onDtmf(digit: string): void {
+    // Tones on a machine's line are not a callee's answer.
+    if (this.#voicemail) return;
     this.#clearIdle();
     if (this.#isBotActive()) this.#bargeIn("dtmf");
     this.#dtmf.push(digit);
@@ -263,7 +290,7 @@ export class VoiceAgent {
 
   #onDtmfInput(input: DtmfInput): void {
     this.#log.info("dtmf input", { keys: input.digits.length, dropped: input.dropped });
-    if (this.#ending || !this.#live) return;
+    if (this.#ending || !this.#live || this.#voicemail) return;
     this.#idlePrompted = false;
     // A reply that started while the callee was typing answers an older question.
     if (this.#utterance) this.#stop(this.#utterance, "superseded");
@@ -301,6 +328,7 @@ export class VoiceAgent {
   }
 
   #decide(decisions: TurnDecision[]): void {
+    if (this.#voicemail) return this.#heardMachine(decisions);
     for (const decision of decisions) {
       switch (decision.type) {
         case "callee_started":
@@ -370,7 +398,7 @@ export class VoiceAgent {
   }
 
   async #playGreeting(turn: TurnEnded | undefined): Promise<void> {
-    if (this.#greetingPlayed || !this.#live) return;
+    if (this.#greetingPlayed || !this.#live || this.#voicemail) return;
     this.#greetingPlayed = true;
     const outcome = await this.#speak(this.#greeting!.speech, {
       trigger: "greeting",
@@ -386,7 +414,7 @@ export class VoiceAgent {
     turn?: TurnEnded;
     speculative?: Extract<TurnDecision, { type: "eager_turn" }>;
   }): Promise<void> {
-    if (this.#ending || !this.#live) return;
+    if (this.#ending || !this.#live || this.#voicemail) return;
     if (this.#utterance) this.#stop(this.#utterance, "superseded");
     const controller = new LinkedAbortController(this.#session.signal);
     const phrases = new AsyncQueue<string>();
@@ -754,11 +782,143 @@ export class VoiceAgent {
   }
 
   // ---------------------------------------------------------------------------------------
+  // Answering machines
+
+  /**
+   * Who or what answered, from Telnyx's answering-machine detection (which runs beside the
+   * conversation). A person, or a detector that cannot tell: the conversation goes on. A machine:
+   * the bot falls silent, and leaves the voicemail message once the machine's greeting is over
+   * (or after `voicemailWaitSeconds`), then hangs up. A fax: the bot hangs up.
+   */
+  onAnsweredBy(answeredBy: AnsweredBy): void {
+    if (this.#ending || !this.#live) return;
+    switch (answeredBy) {
+      case "human":
+      case "unknown":
+      case "not_sure":
+        this.#log.info("answered by a person, or detection could not tell; carrying on", {
+          answered_by: answeredBy,
+          already_voicemail: this.#voicemail !== undefined,
+        });
+        return;
+      case "fax":
+        this.#log.info("a fax machine answered; hanging up");
+        return this.#hangUpNow("fax");
+      case "machine":
+      case "machine_start":
+        return this.#onMachine(answeredBy);
+      case "machine_end_beep":
+      case "machine_end_silence":
+      case "machine_end_other":
+        this.#onMachine(answeredBy);
+        this.#background(this.#leaveVoicemail(answeredBy), "voicemail message");
+        return;
+    }
+  }
+
+  /**
+   * A machine answered: stop talking (what was heard is committed as on a barge-in), answer
+   * nothing it says, and get the message ready so it plays without a wait.
+   */
+  #onMachine(answeredBy: AnsweredBy): void {
+    if (this.#voicemail || this.#ending) return;
+    this.#clearIdle();
+    if (this.#utterance) this.#stop(this.#utterance, "answering machine");
+    else if (this.#playback.speaking) this.#playback.interrupt();
+    // A greeting nobody heard yet is not needed any more.
+    if (!this.#greetingPlayed) this.#greeting?.controller.abort();
+    const template = this.#deps.voicemailMessage;
+    if (!template) {
+      this.#voicemail = {};
+      this.#log.info("answering machine; no voicemail message set, hanging up", {
+        answered_by: answeredBy,
+      });
+      return this.#hangUpNow("voicemail_skipped");
+    }
+    const rendered = renderTemplate(template, this.#session.info.body);
+    if (rendered.missing.length > 0) {
+      this.#log.warn("placeholders missing from the custom data", {
+        missing: rendered.missing,
+        in: "VOICEMAIL_MESSAGE",
+      });
+    }
+    const controller = new LinkedAbortController(this.#session.signal);
+    const waitSeconds = this.#deps.voicemailWaitSeconds ?? DEFAULT_VOICEMAIL_WAIT_SECONDS;
+    this.#voicemail = {
+      message: {
+        text: rendered.text,
+        speech: this.#synthesiseAhead(
+          this.#deps.speaker.speak(once(rendered.text), controller.signal),
+        ),
+        controller,
+      },
+      waitTimer: this.#after(waitSeconds * 1000, "voicemail wait", () => {
+        this.#log.info("no end of the machine's greeting reported; leaving the message", {
+          waited_seconds: waitSeconds,
+        });
+        this.#background(this.#leaveVoicemail("wait elapsed"), "voicemail message");
+      }),
+    };
+    this.#log.info("answering machine; waiting for its greeting to end", {
+      answered_by: answeredBy,
+    });
+  }
+
+  /**
+   * What the machine says goes into the transcript, but nothing answers it and nothing it plays
+   * interrupts the message.
+   */
+  #heardMachine(decisions: TurnDecision[]): void {
+    for (const decision of decisions) {
+      if (decision.type === "turn_ended") this.conversation.addUser(decision.text);
+    }
+  }
+
+  /** Plays the voicemail message once, then hangs up. */
+  async #leaveVoicemail(cause: string): Promise<void> {
+    const message = this.#voicemail?.message;
+    if (!message || this.#ending || !this.#live) return;
+    this.#ending = true;
+    this.#voicemail!.waitTimer?.abort();
+    this.#log.info("leaving the voicemail message", { cause });
+    let reason: "voicemail_left" | "error" = "voicemail_left";
+    try {
+      const outcome = await this.#clock.deadline(
+        this.#speak(message.speech, {
+          trigger: "system",
+          controller: message.controller,
+          fixedText: message.text,
+        }),
+        VOICEMAIL_LIMIT_MS,
+        { signal: this.#session.signal, what: "voicemail message" },
+      );
+      if (outcome === "failed") reason = "error";
+    } catch (error) {
+      if (error instanceof DeadlineError) {
+        this.#log.warn("voicemail message did not play out in time; hanging up", {
+          limit_ms: VOICEMAIL_LIMIT_MS,
+        });
+      }
+    } finally {
+      await this.#session.hangUp(reason);
+    }
+  }
+
+  /** Ends the call now, without a goodbye (nobody to say it to). */
+  #hangUpNow(reason: "fax" | "voicemail_skipped"): void {
+    this.#ending = true;
+    this.#clearIdle();
+    if (this.#utterance) this.#stop(this.#utterance, reason);
+    this.#background(this.#session.hangUp(reason), "hang-up");
+  }
+
+  // ---------------------------------------------------------------------------------------
   // Timers, background work and teardown
 
   #armIdle(): void {
     this.#clearIdle();
-    if (this.#ending || !this.#live) return;
+    // On a machine's line nobody is going to answer "Are you still there?".
+    if (this.#ending || !this.#live || this.#voicemail) return;
     const timer = this.#after(this.#deps.idleTimeoutSeconds * 1000, "idle timer", () => {
       if (this.#idleTimer !== timer) return;
       this.#idleTimer = undefined;
@@ -849,6 +1009,7 @@ export class VoiceAgent {
 
   async #teardown(): Promise<void> {
     this.#clearIdle();
+    this.#voicemail?.waitTimer?.abort();
     this.#maxTimer?.abort();
     this.#dtmf.close();
     // A reply cut off by the hang-up was partly heard; that is part of the call too.

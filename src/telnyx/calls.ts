@@ -1,6 +1,6 @@
 /**
  * The two Telnyx REST calls this service makes, through the official SDK: place an outbound
- * TeXML call, and hang a call up.
+ * TeXML call (with its progress and answering-machine callbacks), and hang a call up.
  *
  * @module
  */
@@ -46,6 +46,20 @@ export class TelnyxRequestError extends Error {
   }
 }
 
+/** Where Telnyx reports on a call besides its `/answer` URL. */
+export interface CallCallbacks {
+  /** Signed URL for progress callbacks (initiated, ringing, answered, completed). */
+  status?: string;
+  /**
+   * Signed URL for the answering-machine result. Setting it turns detection on: asynchronous, so
+   * the conversation starts at once and the result arrives beside it.
+   */
+  amd?: string;
+}
+
+/** Progress events Telnyx is asked to report. */
+export const STATUS_CALLBACK_EVENTS = "initiated ringing answered completed";
+
 /** A call Telnyx accepted. */
 export interface PlacedCall {
   /** Telnyx's `call_sid`, which is the call-control id of the new call. */
@@ -82,12 +96,18 @@ export class TelnyxCalls {
   }
 
   /**
-   * Dials `to`. When answered, Telnyx POSTs to `url` for TeXML.
+   * Dials `to`. When answered, Telnyx POSTs to `url` for TeXML; progress and the
+   * answering-machine result go to `callbacks`, form-encoded, by POST.
    *
    * Retries are off for this request only: a retried create has no idempotency key, so a slow
    * 5xx could ring the callee twice.
    */
-  async placeCall(to: string, url: string, signal?: AbortSignal): Promise<PlacedCall> {
+  async placeCall(
+    to: string,
+    url: string,
+    callbacks: CallCallbacks = {},
+    signal?: AbortSignal,
+  ): Promise<PlacedCall> {
     try {
       const response = await this.#client.texml.accounts.calls.calls(
         this.options.accountSid,
@@ -99,6 +119,19 @@ export class TelnyxCalls {
             From: this.options.fromNumber,
             Url: url,
             UrlMethod: "POST",
+            ...(callbacks.status && {
+              StatusCallback: callbacks.status,
+              StatusCallbackMethod: "POST",
+              StatusCallbackEvent: STATUS_CALLBACK_EVENTS,
+            }),
+            // DetectMessageEnd reports the machine at once (machine_start) and again when its
+            // greeting is over (machine_end_*), which is when a voicemail message can be left.
+            ...(callbacks.amd && {
+              MachineDetection: "DetectMessageEnd",
+              AsyncAmd: true,
+              AsyncAmdStatusCallback: callbacks.amd,
+              AsyncAmdStatusCallbackMethod: "POST",
+            }),
           },
         },
         { maxRetries: 0, signal },

@@ -8,7 +8,9 @@
  *
  * Like Telnyx, it answers a call it created by POSTing that call's `Url` with the call's
  * `CallSid` ({@link FakeTelnyxApi.answerCall}), the id its media stream then names in `start`.
- * It also signs TeXML callbacks with Ed25519 the way Telnyx does, for `/answer` tests.
+ * It also signs TeXML callbacks with Ed25519 the way Telnyx does, for `/answer` tests, and posts
+ * a call's progress and answering-machine callbacks, form-encoded, to the signed URLs the call
+ * was created with ({@link FakeTelnyxApi.sendStatus}, {@link FakeTelnyxApi.sendAmd}).
  *
  * @module
  */
@@ -19,6 +21,12 @@ export interface RecordedRequest {
   path: string;
   headers: Record<string, string>;
   /** Parsed JSON body, or the raw text when it was not JSON. */
+  body: unknown;
+}
+
+/** What our server answered to a callback the fake posted (the body read, JSON when it was). */
+export interface CallbackResponse {
+  status: number;
   body: unknown;
 }
 
@@ -44,6 +52,12 @@ export class FakeTelnyxApi {
   hangupBehaviour: HangupBehaviour = "ok";
   /** The `Url` of each call created, by call sid. */
   readonly #answerUrls = new Map<string, string>();
+  /** The callback URLs of each call created, by call sid. */
+  readonly #callbackUrls = new Map<string, { status?: string; amd?: string }>();
+  /** Last `SequenceNumber` sent per call. */
+  readonly #sequences = new Map<string, number>();
+  /** Signs every callback this fake posts, as Telnyx does when a public key is configured. */
+  callbackSigner: TelnyxWebhookSigner | undefined;
   #server: Deno.HttpServer<Deno.NetAddr>;
   #closing = new AbortController();
   #callCounter = 0;
@@ -90,6 +104,73 @@ export class FakeTelnyxApi {
     const url = this.#answerUrls.get(callSid);
     if (!url) throw new Error(`the fake Telnyx created no call ${callSid}`);
     return fetchAnswer(url, { callSid, signer: options.signer });
+  }
+
+  /** The StatusCallback and AsyncAmdStatusCallback URLs the call was created with. */
+  callbackUrls(callSid: string): { status?: string; amd?: string } {
+    const urls = this.#callbackUrls.get(callSid);
+    if (!urls) throw new Error(`the fake Telnyx created no call ${callSid}`);
+    return urls;
+  }
+
+  /**
+   * Posts a progress callback for `callSid` as Telnyx does: form-encoded, to its StatusCallback,
+   * signed with {@link callbackSigner}. `sequence` defaults to one more than the last one sent,
+   * so a repeat or an out-of-order callback is sent by passing an earlier number.
+   */
+  sendStatus(
+    callSid: string,
+    status: string,
+    options: {
+      sequence?: number;
+      durationSeconds?: number;
+      hangupCause?: string;
+      hangupSource?: string;
+      /** Overrides the URL (a forged or edited one). */
+      url?: string;
+    } = {},
+  ): Promise<CallbackResponse> {
+    const sequence = options.sequence ?? (this.#sequences.get(callSid) ?? 0) + 1;
+    this.#sequences.set(callSid, Math.max(sequence, this.#sequences.get(callSid) ?? 0));
+    const fields: Record<string, string> = {
+      ...this.#commonFields(callSid),
+      CallStatus: status,
+      SequenceNumber: String(sequence),
+      Timestamp: new Date().toUTCString(),
+    };
+    if (options.durationSeconds !== undefined) {
+      fields.CallDuration = String(options.durationSeconds);
+    }
+    if (options.hangupCause) fields.HangupCause = options.hangupCause;
+    if (options.hangupSource) fields.HangupSource = options.hangupSource;
+    const url = options.url ?? this.callbackUrls(callSid).status;
+    if (!url) throw new Error(`call ${callSid} was created without a StatusCallback`);
+    return postForm(url, fields, this.callbackSigner);
+  }
+
+  /** Posts an answering-machine result for `callSid` to its AsyncAmdStatusCallback, signed. */
+  sendAmd(
+    callSid: string,
+    answeredBy: string,
+    options: { url?: string } = {},
+  ): Promise<CallbackResponse> {
+    const url = options.url ?? this.callbackUrls(callSid).amd;
+    if (!url) throw new Error(`call ${callSid} was created without an AsyncAmdStatusCallback`);
+    return postForm(
+      url,
+      { ...this.#commonFields(callSid), AnsweredBy: answeredBy },
+      this.callbackSigner,
+    );
+  }
+
+  #commonFields(callSid: string): Record<string, string> {
+    return {
+      AccountSid: this.accountSid,
+      CallSid: callSid,
+      CallSidLegacy: callSid,
+      From: "+15550001111",
+      To: "+15551234567",
+    };
   }
 
   async close(): Promise<void> {
@@ -152,8 +233,14 @@ export class FakeTelnyxApi {
         return errors(422, "10032", "Missing required parameter", `${name} is required.`);
       }
     }
+    const problem = callbackProblem(fields);
+    if (problem) return errors(422, "10015", "Invalid parameter", problem);
     const callSid = `v3:fake-call-${++this.#callCounter}`;
     this.#answerUrls.set(callSid, fields.Url as string);
+    this.#callbackUrls.set(callSid, {
+      status: fields.StatusCallback as string | undefined,
+      amd: fields.AsyncAmdStatusCallback as string | undefined,
+    });
     return Response.json({
       call_sid: callSid,
       from: fields.From,
@@ -181,6 +268,52 @@ export class FakeTelnyxApi {
     this.endedCalls.add(callControlId);
     return Response.json({ data: { result: "ok" } });
   }
+}
+
+/** What Telnyx would refuse in the callback and detection parameters of a create-call request. */
+function callbackProblem(fields: Record<string, unknown>): string | undefined {
+  const isMethod = (v: unknown) => v === undefined || v === "GET" || v === "POST";
+  if (fields.StatusCallback !== undefined && typeof fields.StatusCallback !== "string") {
+    return "StatusCallback must be a URL string.";
+  }
+  if (!isMethod(fields.StatusCallbackMethod)) return "StatusCallbackMethod must be GET or POST.";
+  if (!isMethod(fields.AsyncAmdStatusCallbackMethod)) {
+    return "AsyncAmdStatusCallbackMethod must be GET or POST.";
+  }
+  const detection = fields.MachineDetection;
+  if (
+    detection !== undefined &&
+    !["Enable", "Disable", "DetectMessageEnd"].includes(String(detection))
+  ) {
+    return "MachineDetection must be Enable, Disable or DetectMessageEnd.";
+  }
+  if (fields.AsyncAmd !== undefined && typeof fields.AsyncAmd !== "boolean") {
+    return "AsyncAmd must be a boolean.";
+  }
+  return undefined;
+}
+
+/** POSTs `fields` form-encoded, as Telnyx posts its callbacks, optionally Ed25519-signed. */
+async function postForm(
+  url: string,
+  fields: Record<string, string>,
+  signer: TelnyxWebhookSigner | undefined,
+): Promise<CallbackResponse> {
+  const body = new URLSearchParams(fields).toString();
+  const response = await fetch(url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      ...(signer ? await signer.headers(body) : {}),
+    },
+    body,
+  });
+  const text = await response.text();
+  let json: unknown = text;
+  try {
+    json = JSON.parse(text);
+  } catch { /* keep the text */ }
+  return { status: response.status, body: json };
 }
 
 function errors(status: number, code: string, title: string, detail?: string): Response {

@@ -153,6 +153,8 @@ export interface AgentCallOptions {
   withholdEchoes?: boolean;
   /** Defaults to an immediate "hung_up". */
   hangupCall?: HangupCall;
+  voicemailMessage?: string;
+  voicemailWaitSeconds?: number;
 }
 
 /** A call under test; see {@link startAgentCall}. */
@@ -221,6 +223,8 @@ export function startAgentCall(options: AgentCallOptions = {}) {
     idleTimeoutSeconds: options.idleTimeoutSeconds ?? 60,
     clock,
     playbackTicker: ticker,
+    voicemailMessage: options.voicemailMessage,
+    voicemailWaitSeconds: options.voicemailWaitSeconds,
   });
 
   return {

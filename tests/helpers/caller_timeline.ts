@@ -7,6 +7,7 @@
  */
 import type { SpeechSegment } from "../fakes/deepgram.ts";
 import { clipInfo, loadClip } from "../fixtures/clips.ts";
+import { encodeMuLaw } from "../../src/audio/g711.ts";
 
 const BYTES_PER_MS = 8;
 
@@ -26,6 +27,17 @@ export class CallerTimeline {
   /** mu-law silence. */
   pause(ms: number): this {
     this.#push(new Uint8Array(Math.round(ms * BYTES_PER_MS)).fill(0xff));
+    return this;
+  }
+
+  /** A pure tone, like an answering machine's beep (not speech: the fake STT hears nothing). */
+  tone(ms: number, hz = 1000): this {
+    const samples = Math.round(ms * BYTES_PER_MS);
+    const pcm = Int16Array.from(
+      { length: samples },
+      (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 8000)),
+    );
+    this.#push(encodeMuLaw(pcm));
     return this;
   }
 

@@ -10,6 +10,7 @@ import type { VoiceAgent } from "../../src/session/voice_agent.ts";
 import type { CallSession } from "../../src/session/call_session.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
 import type { RecordsKv } from "../../src/records/call_store.ts";
+import { RecordingSink } from "./recording_sink.ts";
 export { waitFor } from "./wait_for.ts";
 
 export const TEST_API_KEY = "KEYtest_0123456789abcdef";
@@ -28,6 +29,8 @@ export interface Harness {
   agents: VoiceAgent[];
   /** Captured log lines. */
   logs: string[];
+  /** Call events the server recorded. */
+  events: RecordingSink;
   /** POSTs `/start`. */
   start(payload: unknown, init?: { headers?: Record<string, string> }): Promise<Response>;
   close(): Promise<void>;
@@ -61,6 +64,7 @@ export async function startHarness(
   const logs: string[] = [];
   const sessions: CallSession[] = [];
   const agents: VoiceAgent[] = [];
+  const events = new RecordingSink();
   // The call-setup tests run sessions without an agent; the conversation tests attach the real one.
   const startAgent = options.withAgent
     ? voiceAgentStarter(config, (agent) => agents.push(agent))
@@ -68,6 +72,7 @@ export async function startHarness(
   const server = await startServer(config, {
     kv: options.kv,
     logger: loggerFor(config, (line) => logs.push(line)),
+    events,
     onSession: (s) => {
       sessions.push(s);
       startAgent?.(s);
@@ -84,6 +89,7 @@ export async function startHarness(
     sessions,
     agents,
     logs,
+    events,
     start: (payload, init) =>
       fetch(`${server.url}/start`, {
         method: "POST",

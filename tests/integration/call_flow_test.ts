@@ -42,11 +42,17 @@ Deno.test("a call from /start to hang-up", async (t) => {
     assert.deepEqual(Object.keys(fields).sort(), [
       "ApplicationSid",
       "From",
+      "StatusCallback",
+      "StatusCallbackEvent",
+      "StatusCallbackMethod",
       "To",
       "Url",
       "UrlMethod",
     ]);
     assert.equal(fields.ApplicationSid, TEST_APP);
+    assert.equal(new URL(fields.StatusCallback).pathname, "/callbacks/status");
+    assert.equal(fields.StatusCallbackMethod, "POST");
+    assert.equal(fields.StatusCallbackEvent, "initiated ringing answered completed");
     assert.equal(fields.To, "+15551234567");
     assert.equal(fields.From, TEST_FROM);
     assert.equal(fields.UrlMethod, "POST");

@@ -139,3 +139,30 @@ Deno.test("Telnyx's error text quoting the dialled number is masked", async () =
     "Telnyx 422: [10016] Invalid destination The number +155…67 cannot be dialled from +155…11.",
   );
 });
+
+Deno.test("a call placed with callbacks asks for progress and async answering-machine detection", async () => {
+  await using fake = fakeTelnyx();
+  await callsOn(fake).placeCall("+15551234567", "https://example.test/answer", {
+    status: "https://example.test/callbacks/status?exp=1&sig=s",
+    amd: "https://example.test/callbacks/amd?exp=1&sig=a",
+  });
+  const fields = fake.createRequests[0].body as Record<string, unknown>;
+  assert.equal(fields.StatusCallback, "https://example.test/callbacks/status?exp=1&sig=s");
+  assert.equal(fields.StatusCallbackMethod, "POST");
+  assert.equal(fields.StatusCallbackEvent, "initiated ringing answered completed");
+  assert.equal(fields.MachineDetection, "DetectMessageEnd");
+  assert.equal(fields.AsyncAmd, true);
+  assert.equal(fields.AsyncAmdStatusCallback, "https://example.test/callbacks/amd?exp=1&sig=a");
+  assert.equal(fields.AsyncAmdStatusCallbackMethod, "POST");
+});
+
+Deno.test("a call placed without an AMD callback does not ask for detection", async () => {
+  await using fake = fakeTelnyx();
+  await callsOn(fake).placeCall("+15551234567", "https://example.test/answer", {
+    status: "https://example.test/callbacks/status?exp=1&sig=s",
+  });
+  const fields = fake.createRequests[0].body as Record<string, unknown>;
+  for (const name of ["MachineDetection", "AsyncAmd", "AsyncAmdStatusCallback"]) {
+    assert.equal(fields[name], undefined, name);
+  }
+});

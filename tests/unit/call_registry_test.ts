@@ -97,3 +97,13 @@ Deno.test("drain lets calls end on their own during the grace period", async () 
   assert.deepEqual(await drained, { finished: 1, hungUp: 0, unconfirmed: 0, pendingClosed: 0 });
   assert.equal(ending.endReason, "callee_hung_up");
 });
+
+Deno.test("a live call is found by its call id until its session ends", async () => {
+  const registry = new CallRegistry();
+  const live = session({ streamId: "s1", callControlId: "c1" });
+  registry.add(live);
+  assert.equal(registry.byCall("c1"), live);
+  assert.equal(registry.byCall("c2"), undefined);
+  await live.hangUp();
+  assert.equal(registry.byCall("c1"), undefined);
+});

@@ -260,3 +260,26 @@ Deno.test("missing variables never throw and are listed per feature", async (t) 
     assert.deepEqual(allMissing(everything), []);
   });
 });
+
+Deno.test("answering-machine settings: off and no message by default, a 30 s wait", () => {
+  const config = loadConfig({});
+  assert.equal(config.AMD, "off");
+  assert.equal(config.VOICEMAIL_MESSAGE, undefined);
+  assert.equal(config.VOICEMAIL_WAIT_SECONDS, 30);
+  const set = loadConfig({
+    AMD: "ON",
+    VOICEMAIL_MESSAGE: "Hi {{name}}",
+    VOICEMAIL_WAIT_SECONDS: "5",
+  });
+  assert.equal(set.AMD, "on");
+  assert.equal(set.VOICEMAIL_MESSAGE, "Hi {{name}}");
+  assert.equal(set.VOICEMAIL_WAIT_SECONDS, 5);
+});
+
+Deno.test("an invalid AMD or voicemail wait stops start-up naming the variable", () => {
+  assert.match(configErrorFor({ AMD: "yes" }).message, /AMD="yes": must be one of: off, on/);
+  assert.match(
+    configErrorFor({ VOICEMAIL_WAIT_SECONDS: "0" }).message,
+    /VOICEMAIL_WAIT_SECONDS="0": must be an integer between 1 and 300/,
+  );
+});

@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { UrlSigner, UsedSignatures } from "../../src/security/url_signature.ts";
+import {
+  CALLBACK_URL_TTL_SECONDS,
+  UrlSigner,
+  UsedSignatures,
+} from "../../src/security/url_signature.ts";
 
 const SECRET = "test-body-signing-secret-0123456789";
 const TTL_SECONDS = 600;
@@ -327,4 +331,17 @@ Deno.test("UsedSignatures", async (t) => {
     assert.equal(used.claim(signature(3, NOW_S + 60), NOW_MS + 20_000), "fresh");
     assert.equal(used.size, 2);
   });
+});
+
+Deno.test("callback signatures are valid for a day by default and only for their own purpose", async () => {
+  const signer = await UrlSigner.create(SECRET, { lifetimes: LIFETIMES });
+  const now = Date.UTC(2026, 0, 1);
+  const status = await signer.sign({ purpose: "status", body: "" }, now);
+  assert.equal(Number(status.exp), now / 1000 + CALLBACK_URL_TTL_SECONDS);
+  const check = (purpose: "status" | "amd" | "answer" | "ws") =>
+    signer.verify({ purpose, body: "" }, status.exp, status.sig, now);
+  assert.deepEqual(await check("status"), { ok: true });
+  for (const other of ["amd", "answer", "ws"] as const) {
+    assert.deepEqual(await check(other), { ok: false, reason: "forged" }, other);
+  }
 });
