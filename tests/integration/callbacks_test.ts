@@ -115,7 +115,7 @@ Deno.test("an unknown CallStatus is acknowledged and recorded as nothing", async
   const callId = await placeCall(h);
   const res = await h.telnyx.sendStatus(callId, "queued");
   assert.equal(res.status, 200);
-  assert.equal(h.events.of(callId).length, 0);
+  assert.deepEqual(fromCallbacks(h), []);
   assert.ok(h.logs.some((l) => l.includes("unknown call status")));
 });
 
@@ -225,7 +225,7 @@ for (const forgery of FORGERIES) {
     assert.equal(res.status, 403, JSON.stringify(res.body));
     const error = (res.body as { error: { code: string; message: string } }).error;
     assert.match(error.code, /^invalid_(url|webhook)_signature$/);
-    assert.equal(h.events.recorded.length, 0);
+    assert.deepEqual(fromCallbacks(h), []);
   });
 }
 
@@ -246,7 +246,7 @@ Deno.test("a verified callback without a CallSid is a 400 naming the field", asy
   });
   assert.equal(res.status, 400);
   assert.match((await res.json()).error.message, /CallSid/);
-  assert.equal(h.events.recorded.length, 0);
+  assert.deepEqual(fromCallbacks(h), []);
 });
 
 Deno.test("callback routes answer GET with 405", async () => {
@@ -258,3 +258,8 @@ Deno.test("callback routes answer GET with 405", async () => {
     await res.body?.cancel();
   }
 });
+
+/** Events other than the `placed` one `/start` records: what the callbacks made. */
+function fromCallbacks(h: Harness) {
+  return h.events.recorded.filter((r) => r.event.type !== "placed");
+}
