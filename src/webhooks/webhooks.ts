@@ -182,6 +182,8 @@ export class Webhooks {
   readonly #random: () => number;
   readonly #instance = crypto.randomUUID();
   #wake = Promise.withResolvers<void>();
+  /** Attempts this instance made, and how many of them succeeded (for logs and tests). */
+  readonly stats = { attempts: 0, delivered: 0 };
 
   constructor(options: WebhooksOptions) {
     this.#kv = options.kv;
@@ -438,6 +440,8 @@ export class Webhooks {
     const claimedEntry = { key: deliveryKey, versionstamp: claim.versionstamp };
 
     const outcome = await this.#attempt(d, signal);
+    if (outcome.next !== "shutdown") this.stats.attempts++;
+    if (outcome.next === "delivered") this.stats.delivered++;
     const leaseKey = [P, "due", leaseUntil, callId, d.id];
     const op = this.#kv.atomic().check(claimedEntry).delete(leaseKey);
     if (outcome.next === "shutdown") {
