@@ -280,6 +280,14 @@ export class Webhooks {
 
   /** Every delivery of a call with its attempts, oldest first. */
   async deliveriesFor(callId: string): Promise<DeliveryView[]> {
+    // Deliveries first, then attempts: an attempt is committed with its delivery's new state,
+    // so reading in this order never shows a finished delivery without its last attempt.
+    const deliveries: StoredDelivery[] = [];
+    for await (
+      const entry of this.#kv.list<StoredDelivery>({ prefix: [P, "delivery", callId] })
+    ) {
+      deliveries.push(entry.value);
+    }
     const attempts = new Map<string, AttemptView[]>();
     for await (
       const entry of this.#kv.list<StoredAttempt>({ prefix: [P, "attempt", callId] })
@@ -295,23 +303,16 @@ export class Webhooks {
       });
       attempts.set(deliveryId, list);
     }
-    const views: DeliveryView[] = [];
-    for await (
-      const entry of this.#kv.list<StoredDelivery>({ prefix: [P, "delivery", callId] })
-    ) {
-      const d = entry.value;
-      views.push({
-        delivery_id: d.id,
-        event_id: d.eventId,
-        event_type: d.type,
-        url: d.url,
-        state: d.state,
-        created_at: new Date(d.createdAt).toISOString(),
-        ...(d.state === "pending" ? { next_attempt_at: new Date(d.dueAt).toISOString() } : {}),
-        attempts: attempts.get(d.id) ?? [],
-      });
-    }
-    return views;
+    return deliveries.map((d) => ({
+      delivery_id: d.id,
+      event_id: d.eventId,
+      event_type: d.type,
+      url: d.url,
+      state: d.state,
+      created_at: new Date(d.createdAt).toISOString(),
+      ...(d.state === "pending" ? { next_attempt_at: new Date(d.dueAt).toISOString() } : {}),
+      attempts: attempts.get(d.id) ?? [],
+    }));
   }
 
   /**
@@ -458,7 +459,9 @@ export class Webhooks {
       ...(outcome.statusCode !== undefined ? { statusCode: outcome.statusCode } : {}),
       ...(outcome.error !== undefined ? { error: outcome.error } : {}),
     };
-    const attemptKey = [P, "attempt", callId, d.id, attempts];
+    // Keyed by time and instance, not by number: a worker whose lease ran out still records its
+    // attempt beside the one of the worker that took over.
+    const attemptKey = [P, "attempt", callId, d.id, outcome.at, this.#instance];
     let state: DeliveryState = outcome.next === "retry" ? "pending" : outcome.next;
     let dueAt = d.dueAt;
     if (state === "pending") {

@@ -5,8 +5,11 @@
  * @module
  */
 
-/** One scripted answer: an HTTP status, or `drop` (headers sent, then the connection breaks). */
-export type ReceiverReply = number | "drop";
+/**
+ * One scripted answer: an HTTP status, `drop` (headers sent, then the connection breaks), or
+ * `hang` (no answer until the client gives up or the receiver closes).
+ */
+export type ReceiverReply = number | "drop" | "hang";
 
 /** One request as the receiver saw it. */
 export interface ReceivedWebhook {
@@ -33,6 +36,7 @@ export function startWebhookReceiver(script: ReceiverReply[] = []): WebhookRecei
   const replies = [...script];
   const received: ReceivedWebhook[] = [];
   const waiters: { count: number; resolve: () => void }[] = [];
+  const closing = new AbortController();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     async (request) => {
@@ -43,6 +47,14 @@ export function startWebhookReceiver(script: ReceiverReply[] = []): WebhookRecei
         waiters.splice(waiters.indexOf(waiter), 1);
         waiter.resolve();
       }
+      if (reply === "hang") {
+        const released = Promise.withResolvers<void>();
+        for (const signal of [closing.signal, request.signal]) {
+          signal.addEventListener("abort", () => released.resolve(), { once: true });
+        }
+        await released.promise;
+        return new Response(null, { status: 503 });
+      }
       if (reply === "drop") {
         return new Response(
           new ReadableStream({ start: (c) => c.error(new Error("connection dropped")) }),
@@ -51,7 +63,10 @@ export function startWebhookReceiver(script: ReceiverReply[] = []): WebhookRecei
       return new Response(reply === 200 ? "ok" : `status ${reply}`, { status: reply });
     },
   );
-  const close = () => server.shutdown();
+  const close = () => {
+    closing.abort();
+    return server.shutdown();
+  };
   return {
     url: `http://127.0.0.1:${server.addr.port}/hooks`,
     received,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { deadline } from "../../src/async/deadline.ts";
-import { webhookEventId } from "../../src/webhooks/webhooks.ts";
+import { webhookEventId, Webhooks } from "../../src/webhooks/webhooks.ts";
 import { startWebhookReceiver } from "../fakes/webhook_receiver.ts";
 import { loadReadmeVerifier } from "../helpers/readme_webhook_verifier.ts";
 import { startWebhooks, TEST_WEBHOOK_SECRET, waitForDeliveries } from "./webhook_harness.ts";
@@ -176,4 +176,61 @@ Deno.test("forget erases a call's events and deliveries", async () => {
   await hooks.webhooks.forget(CALL);
   assert.deepEqual(await hooks.webhooks.deliveriesFor(CALL), []);
   assert.equal(await hooks.webhooks.resend(CALL), 0);
+});
+
+Deno.test("a claim whose lease ran out (its worker stuck or dead) is taken over by another worker", async () => {
+  await using receiver = startWebhookReceiver(["hang"]);
+  // Both workers share one store; the first holds its claim for 150 ms only.
+  await using stuck = await startWebhooks({
+    defaultUrl: receiver.url,
+    leaseMs: 150,
+    timeoutMs: 10_000,
+  });
+  await stuck.webhooks.emit(CALL, "call.ended", {});
+  await deadline(receiver.waitFor(1), 5_000, { what: "the stuck attempt" });
+
+  const other = new Webhooks({
+    kv: stuck.kv,
+    secret: TEST_WEBHOOK_SECRET,
+    policy: { local: true, allowPrivate: false },
+    pollMs: 20,
+  });
+  const stopOther = new AbortController();
+  const running = other.run(stopOther.signal);
+  try {
+    await deadline(receiver.waitFor(2), 5_000, { what: "the take-over" });
+    const views = await waitForDeliveries(
+      other,
+      CALL,
+      (v) => v[0]?.state === "delivered",
+      "delivered by the other worker",
+    );
+    assert.equal(other.stats.delivered, 1);
+    assert.equal(views[0].attempts.at(-1)?.status_code, 200);
+  } finally {
+    stopOther.abort();
+    await running;
+  }
+});
+
+Deno.test("stopping a worker mid-attempt hands the delivery back at once, not after its lease", async () => {
+  const path = await Deno.makeTempFile({ dir: "/tmp", prefix: "webhooks_stop_", suffix: ".kv" });
+  try {
+    await using receiver = startWebhookReceiver(["hang"]);
+    const first = await startWebhooks({ path, defaultUrl: receiver.url, leaseMs: 60_000 });
+    await first.webhooks.emit(CALL, "call.ended", {});
+    await deadline(receiver.waitFor(1), 5_000, { what: "the hanging attempt" });
+    await first.stop();
+
+    await using second = await startWebhooks({ path, defaultUrl: receiver.url });
+    const views = await waitForDeliveries(
+      second.webhooks,
+      CALL,
+      (v) => v[0]?.state === "delivered",
+      "delivery after the restart, well before the 60 s lease",
+    );
+    assert.equal(views[0].attempts.length, 1, "the interrupted attempt does not count");
+  } finally {
+    await Deno.remove(path).catch(() => {});
+  }
 });
