@@ -9,7 +9,7 @@
  */
 import { z } from "zod";
 import { strictSchemaProblem } from "./analysis/analysis_spec.ts";
-import { webhookUrlProblem } from "./webhooks/target_policy.ts";
+import { targetPolicyFor, webhookUrlProblem } from "./webhooks/target_policy.ts";
 
 /** Empty strings in `.env` files mean "not set". */
 const optionalString = z.preprocess(
@@ -214,10 +214,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     );
   }
   if (config.WEBHOOK_URL !== undefined) {
-    const problem = webhookUrlProblem(config.WEBHOOK_URL, {
-      local: config.ENV === "local",
-      allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
-    });
+    const problem = webhookUrlProblem(config.WEBHOOK_URL, targetPolicyFor(config));
     if (problem) problems.push(`WEBHOOK_URL=${JSON.stringify(config.WEBHOOK_URL)}: ${problem}`);
     if (config.WEBHOOK_SECRET === undefined) {
       problems.push(

@@ -21,7 +21,7 @@ import { publicBaseUrl } from "../http/public_url.ts";
 import { hasBearerToken } from "../security/bearer_token.ts";
 import { encodeBodyParam } from "../telnyx/body_param.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
-import { webhookUrlProblem } from "../webhooks/target_policy.ts";
+import { targetPolicyFor, webhookUrlProblem } from "../webhooks/target_policy.ts";
 
 /** E.164: `+`, then 2–15 digits, the first not 0. */
 const E164 = /^\+[1-9]\d{1,14}$/;
@@ -262,10 +262,7 @@ function parseStartRequest(text: string, config: Config): StartRequest {
         { missing: ["WEBHOOK_SECRET"] },
       );
     }
-    const problem = webhookUrlProblem(request.webhook_url, {
-      local: config.ENV === "local",
-      allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
-    });
+    const problem = webhookUrlProblem(request.webhook_url, targetPolicyFor(config));
     if (problem) {
       const message = `webhook_url: ${problem}`;
       throw new ApiError(400, "invalid_request", message, {

@@ -15,6 +15,13 @@ export interface TargetPolicy {
   allowPrivate: boolean;
 }
 
+/** The policy the configuration sets: `ENV=local` and `WEBHOOK_ALLOW_PRIVATE`. */
+export function targetPolicyFor(
+  config: { ENV: "local" | "production"; WEBHOOK_ALLOW_PRIVATE: boolean },
+): TargetPolicy {
+  return { local: config.ENV === "local", allowPrivate: config.WEBHOOK_ALLOW_PRIVATE };
+}
+
 /** Host names that always mean this machine or a cloud metadata service. */
 const LOOPBACK_NAMES =
   /^(localhost|localhost\.localdomain|ip6-localhost|ip6-loopback)$|\.localhost$/;

@@ -13,6 +13,7 @@
  * @module
  */
 import { deadline, DeadlineError } from "../async/deadline.ts";
+import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { withKvRetry } from "./kv_retry.ts";
 import { ID_HEADER, SIGNATURE_HEADER, WebhookSigner } from "./signature.ts";
@@ -21,6 +22,7 @@ import {
   type Resolver,
   systemResolver,
   type TargetPolicy,
+  targetPolicyFor,
 } from "./target_policy.ts";
 
 /** The events a call produces, in the order they normally happen. */
@@ -121,6 +123,8 @@ interface StoredEvent {
   id: string;
   type: WebhookEventType;
   createdAt: number;
+  /** Names this emission's body pieces, so a racing second emission cannot mix into them. */
+  bodyId: string;
   chunks: number;
   targets: string[];
 }
@@ -162,6 +166,24 @@ export async function webhookEventId(callId: string, type: WebhookEventType): Pr
   );
   const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
   return `evt_${hex.slice(0, 32)}`;
+}
+
+/**
+ * The service's webhooks from its configuration, or undefined when `WEBHOOK_SECRET` is unset
+ * (nothing is ever sent unsigned; `/start` refuses a `webhook_url` then).
+ */
+export function webhooksFromConfig(
+  config: Pick<Config, "ENV" | "WEBHOOK_URL" | "WEBHOOK_SECRET" | "WEBHOOK_ALLOW_PRIVATE">,
+  deps: { kv: Deno.Kv; logger?: Logger },
+): Webhooks | undefined {
+  if (!config.WEBHOOK_SECRET) return undefined;
+  return new Webhooks({
+    kv: deps.kv,
+    secret: config.WEBHOOK_SECRET,
+    policy: targetPolicyFor(config),
+    defaultUrl: config.WEBHOOK_URL,
+    logger: deps.logger,
+  });
 }
 
 /** Emits, stores and delivers webhook events; see the module comment. */
@@ -242,19 +264,34 @@ export class Webhooks {
         chunks.push(bytes.subarray(at, at + BODY_CHUNK_BYTES));
       }
       const expireIn = this.#retentionMs;
+      const bodyId = crypto.randomUUID();
       for (let first = 0; first < chunks.length; first += CHUNKS_PER_WRITE) {
         const op = this.#kv.atomic();
         chunks.slice(first, first + CHUNKS_PER_WRITE).forEach((chunk, i) =>
-          op.set([P, "body", callId, id, first + i], chunk, { expireIn })
+          op.set([P, "body", callId, id, bodyId, first + i], chunk, { expireIn })
         );
         await withKvRetry(() => op.commit());
       }
-      const stored: StoredEvent = { id, type, createdAt, chunks: chunks.length, targets };
+      const stored: StoredEvent = {
+        id,
+        type,
+        createdAt,
+        bodyId,
+        chunks: chunks.length,
+        targets,
+      };
       const op = this.#kv.atomic().check({ key: eventKey, versionstamp: null })
         .set(eventKey, stored, { expireIn });
       for (const url of targets) this.#addDelivery(op, callId, stored, url, createdAt);
       const result = await withKvRetry(() => op.commit());
-      if (result.ok) this.#wakeUp();
+      if (result.ok) {
+        this.#wakeUp();
+      } else {
+        // Emitted elsewhere at the same moment: that emission stands; drop this body.
+        for (let i = 0; i < chunks.length; i++) {
+          await withKvRetry(() => this.#kv.delete([P, "body", callId, id, bodyId, i]));
+        }
+      }
       return true;
     } catch (error) {
       this.#logger?.error("webhook event not stored", { call: callId, type, error });
@@ -559,7 +596,9 @@ export class Webhooks {
     if (!event.value) return undefined;
     const parts: Uint8Array[] = [];
     for await (
-      const entry of this.#kv.list<Uint8Array>({ prefix: [P, "body", callId, eventId] })
+      const entry of this.#kv.list<Uint8Array>({
+        prefix: [P, "body", callId, eventId, event.value.bodyId],
+      })
     ) {
       parts.push(entry.value);
     }

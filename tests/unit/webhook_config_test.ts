@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../src/config.ts";
+import { webhooksFromConfig } from "../../src/webhooks/webhooks.ts";
 import { APPOINTMENT_SCHEMA } from "../helpers/analysis_fixtures.ts";
 
 const SECRET = "0123456789abcdef0123";
@@ -71,4 +72,23 @@ Deno.test("an ANALYSIS_SCHEMA that is not JSON or not strict-mode stops start-up
     }),
     /ANALYSIS_SCHEMA: schema must set "additionalProperties": false/,
   );
+});
+
+Deno.test("webhooksFromConfig: off without WEBHOOK_SECRET; WEBHOOK_URL joins every call's target", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    assert.equal(webhooksFromConfig(loadConfig({}), { kv }), undefined);
+    const webhooks = webhooksFromConfig(
+      loadConfig({ WEBHOOK_SECRET: SECRET, WEBHOOK_URL: "https://a.example/x" }),
+      { kv },
+    );
+    assert.deepEqual(webhooks?.targetsFor("https://b.example/y"), [
+      "https://a.example/x",
+      "https://b.example/y",
+    ]);
+    assert.deepEqual(webhooks?.targetsFor("https://a.example/x"), ["https://a.example/x"]);
+    assert.deepEqual(webhooks?.targetsFor(), ["https://a.example/x"]);
+  } finally {
+    kv.close();
+  }
 });
