@@ -23,6 +23,9 @@ import { encodeBodyParam } from "../telnyx/body_param.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
 import { targetPolicyFor, webhookUrlProblem } from "../webhooks/target_policy.ts";
 
+/** Longest `webhook_url`. */
+const MAX_WEBHOOK_URL_LENGTH = 2048;
+
 /** E.164: `+`, then 2–15 digits, the first not 0. */
 const E164 = /^\+[1-9]\d{1,14}$/;
 
@@ -76,9 +79,6 @@ const StartRequestSchema = z.object({
 });
 
 type StartRequest = z.infer<typeof StartRequestSchema>;
-
-/** Longest `webhook_url`. */
-const MAX_WEBHOOK_URL_LENGTH = 2048;
 
 /**
  * Headroom over MAX_BODY_BYTES for the rest of the request (phone number, webhook_url, analysis,
