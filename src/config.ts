@@ -8,6 +8,8 @@
  * @module
  */
 import { z } from "zod";
+import { strictSchemaProblem } from "./analysis/analysis_spec.ts";
+import { targetPolicyFor, webhookUrlProblem } from "./webhooks/target_policy.ts";
 
 /** Empty strings in `.env` files mean "not set". */
 const optionalString = z.preprocess(
@@ -39,6 +41,34 @@ function oneOf<const T extends readonly [string, ...string[]]>(values: T, defaul
     z.enum(values, { error: `must be one of: ${values.join(", ")}` }).default(defaultValue),
   );
 }
+
+function flag(defaultValue: boolean) {
+  return z.preprocess(
+    (v) => (typeof v === "string" ? (v.trim() === "" ? undefined : v.trim().toLowerCase()) : v),
+    z.enum(["true", "false", "1", "0"], { error: "must be true or false" })
+      .default(defaultValue ? "true" : "false")
+      .transform((v) => v === "true" || v === "1"),
+  );
+}
+
+/** A JSON object in a variable (e.g. `ANALYSIS_SCHEMA='{"type":"object",…}'`). */
+const optionalJsonObject = z.preprocess(
+  (v) => (typeof v === "string" && v.trim() === "" ? undefined : v),
+  z.string().optional().transform((text, ctx) => {
+    if (text === undefined) return undefined;
+    try {
+      const value = JSON.parse(text);
+      if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+        return value as Record<string, unknown>;
+      }
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: `is not valid JSON (${(error as Error).message})` });
+      return z.NEVER;
+    }
+    ctx.addIssue({ code: "custom", message: "must be a JSON object" });
+    return z.NEVER;
+  }),
+);
 
 /** Pipecat Cloud regions and their media-stream hosts (the original example's list). */
 export const PIPECAT_REGIONS = {
@@ -144,6 +174,16 @@ export const EnvSchema = z.object({
   KV_PATH: optionalString,
   /** Days a call record is kept (every key expires then). */
   CALL_RETENTION_DAYS: integer(30, 1, 3650),
+
+  /** Receives every call's webhook events (besides a call's own `webhook_url`). */
+  WEBHOOK_URL: optionalString,
+  /** HMAC key of the `Webhook-Signature` header; webhooks are never sent unsigned. */
+  WEBHOOK_SECRET: optionalString,
+  /** Lets webhooks go to private, loopback, link-local and metadata addresses. */
+  WEBHOOK_ALLOW_PRIVATE: flag(false),
+  /** Default post-call analysis schema (strict structured-output JSON Schema). */
+  ANALYSIS_SCHEMA: optionalJsonObject,
+  ANALYSIS_INSTRUCTIONS: optionalString,
 });
 
 /** The parsed configuration. */
@@ -180,6 +220,28 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       "lower it or raise MAX_PENDING_MEDIA_SOCKETS.",
     ]);
   }
+  const problems: string[] = [];
+  if (config.WEBHOOK_SECRET !== undefined && config.WEBHOOK_SECRET.length < 16) {
+    problems.push(
+      "WEBHOOK_SECRET: must be at least 16 characters; use a long random string " +
+        "(e.g. `openssl rand -hex 32`).",
+    );
+  }
+  if (config.WEBHOOK_URL !== undefined) {
+    const problem = webhookUrlProblem(config.WEBHOOK_URL, targetPolicyFor(config));
+    if (problem) problems.push(`WEBHOOK_URL=${JSON.stringify(config.WEBHOOK_URL)}: ${problem}`);
+    if (config.WEBHOOK_SECRET === undefined) {
+      problems.push(
+        "WEBHOOK_URL is set but WEBHOOK_SECRET is not: webhooks are only sent signed. Set " +
+          "WEBHOOK_SECRET to a long random string (e.g. `openssl rand -hex 32`).",
+      );
+    }
+  }
+  if (config.ANALYSIS_SCHEMA !== undefined) {
+    const problem = strictSchemaProblem(config.ANALYSIS_SCHEMA);
+    if (problem) problems.push(`ANALYSIS_SCHEMA: ${problem}`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
   if (config.ENV === "production" && !config.API_TOKEN) {
     // A public production endpoint without a token lets anyone dial any number on the account.
     throw new ConfigError([

@@ -10,13 +10,22 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import type { AppDeps } from "../app.ts";
-import { missingFor } from "../config.ts";
+import {
+  type AnalysisSpec,
+  MAX_ANALYSIS_BYTES,
+  parseAnalysisSpec,
+} from "../analysis/analysis_spec.ts";
+import { type Config, missingFor } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
 import { publicBaseUrl } from "../http/public_url.ts";
 import { hasBearerToken } from "../security/bearer_token.ts";
 import { encodeBodyParam } from "../telnyx/body_param.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
 import { CALLBACK_PATHS } from "./callbacks.ts";
+import { targetPolicyFor, webhookUrlProblem } from "../webhooks/target_policy.ts";
+
+/** Longest `webhook_url`. */
+const MAX_WEBHOOK_URL_LENGTH = 2048;
 
 /** E.164: `+`, then 2–15 digits, the first not 0. */
 const E164 = /^\+[1-9]\d{1,14}$/;
@@ -49,12 +58,34 @@ const StartRequestSchema = z.object({
     });
     return z.NEVER;
   }),
+  /** Post-call analysis; checked for OpenAI strict structured outputs. */
+  analysis: z.unknown().optional().transform((value, ctx): AnalysisSpec | undefined => {
+    if (value === undefined || value === null) return undefined;
+    const parsed = parseAnalysisSpec(value);
+    if ("spec" in parsed) return parsed.spec;
+    ctx.addIssue({ code: "custom", message: parsed.problem });
+    return z.NEVER;
+  }),
+  /** This call's own webhook target; its address is checked against the config below. */
+  webhook_url: z.unknown().optional().transform((value, ctx) => {
+    if (value === undefined || value === null || value === "") return undefined;
+    if (typeof value === "string" && value.length <= MAX_WEBHOOK_URL_LENGTH) return value.trim();
+    ctx.addIssue({
+      code: "custom",
+      message: `webhook_url must be a string of at most ${MAX_WEBHOOK_URL_LENGTH} characters, ` +
+        'e.g. "https://example.com/hooks/calls"',
+    });
+    return z.NEVER;
+  }),
 });
 
 type StartRequest = z.infer<typeof StartRequestSchema>;
 
-/** Headroom over MAX_BODY_BYTES for the rest of the request (phone number, whitespace). */
-const REQUEST_OVERHEAD_BYTES = 1024;
+/**
+ * Headroom over MAX_BODY_BYTES for the rest of the request (phone number, webhook_url, analysis,
+ * whitespace).
+ */
+const REQUEST_OVERHEAD_BYTES = 1024 + MAX_WEBHOOK_URL_LENGTH + MAX_ANALYSIS_BYTES;
 
 /** The `/start` route. */
 export function startRoute(
@@ -124,7 +155,7 @@ export function startRoute(
     async (c) => {
       const calls = deps.calls!;
       const signer = deps.signer!;
-      const request = parseStartRequest(await c.req.text());
+      const request = parseStartRequest(await c.req.text(), config);
       const bodyParam = Object.keys(request.body).length > 0 ? encodeBodyParam(request.body) : "";
       if (bodyParam.length > config.MAX_BODY_BYTES) {
         throw new ApiError(
@@ -188,14 +219,14 @@ export function startRoute(
       }
       log.info("call placed", { call: placed.callControlId, telnyx_status: placed.status });
       if (placed.callControlId) {
-        deps.events?.record(placed.callControlId, {
+        deps.events.record(placed.callControlId, {
           type: "placed",
           at: Date.now(),
           to,
           from: config.TELNYX_PHONE_NUMBER!,
           body: request.body,
-          analysis: undefined,
-          webhookUrl: undefined,
+          analysis: request.analysis,
+          webhookUrl: request.webhook_url,
           remoteConversation: config.ENV === "production",
         });
       }
@@ -208,8 +239,11 @@ export function startRoute(
   );
 }
 
-/** Parses and validates the `/start` JSON. */
-function parseStartRequest(text: string): StartRequest {
+/**
+ * Parses and validates the `/start` JSON. `analysis` comes back as the call's effective spec
+ * (the request's, else `ANALYSIS_SCHEMA`); `webhook_url` is checked against the target policy.
+ */
+function parseStartRequest(text: string, config: Config): StartRequest {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -238,5 +272,30 @@ function parseStartRequest(text: string): StartRequest {
       issues,
     });
   }
-  return parsed.data;
+  const request = parsed.data;
+  if (request.webhook_url !== undefined) {
+    if (!config.WEBHOOK_SECRET) {
+      throw new ApiError(
+        503,
+        "not_configured",
+        "webhook_url needs WEBHOOK_SECRET: webhooks are only sent signed. Set WEBHOOK_SECRET " +
+          "in the environment (see env.example), or leave webhook_url out.",
+        { missing: ["WEBHOOK_SECRET"] },
+      );
+    }
+    const problem = webhookUrlProblem(request.webhook_url, targetPolicyFor(config));
+    if (problem) {
+      const message = `webhook_url: ${problem}`;
+      throw new ApiError(400, "invalid_request", message, {
+        issues: [{ field: "webhook_url", message }],
+      });
+    }
+  }
+  if (request.analysis === undefined && config.ANALYSIS_SCHEMA !== undefined) {
+    request.analysis = {
+      schema: config.ANALYSIS_SCHEMA,
+      ...(config.ANALYSIS_INSTRUCTIONS ? { instructions: config.ANALYSIS_INSTRUCTIONS } : {}),
+    };
+  }
+  return request;
 }

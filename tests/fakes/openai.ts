@@ -5,7 +5,8 @@
  * a final usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`), so the
  * real `openai` SDK can be pointed at it with `baseURL`. Every request is recorded with its body,
  * headers and how its response ended (completed, or cancelled by the client), and each request
- * consumes the next scripted {@link OpenAiReply} from a queue.
+ * consumes the next scripted {@link OpenAiReply} from a queue. A request without `stream: true`
+ * (structured outputs, as post-call analysis sends) gets one `chat.completion` JSON object.
  */
 
 /** A reply the fake gives to one chat-completion request. */
@@ -50,7 +51,23 @@ export type OpenAiReply =
     /** Streams `text`, then closes the body without `finish_reason` or `[DONE]`. */
     kind: "truncated";
     text: string;
-  } & StreamTiming);
+  } & StreamTiming)
+  | (
+    & {
+      /**
+       * A non-streamed answer: `value` as JSON content (a structured output), or `content` verbatim
+       * (e.g. invalid JSON), or a `refusal`.
+       */
+      kind: "json";
+      value?: unknown;
+      content?: string;
+      refusal?: string;
+      /** Default "stop". */
+      finishReason?: string;
+    }
+    & StreamTiming
+    & UsageOverride
+  );
 
 /** Delays that shape a streamed reply; both default to 0. */
 export interface StreamTiming {
@@ -166,6 +183,10 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
         settle("completed");
         return errorResponse(reply.status, reply);
       }
+      if (reply.kind === "json" || body.stream !== true) {
+        settle("completed");
+        return completionResponse(reply, body);
+      }
       const events = sseEvents(reply, body);
       return sseResponse(events, reply.deltaDelayMs ?? 0, closing.signal, settle);
     },
@@ -205,6 +226,44 @@ function errorResponse(
     },
     { status, headers: { "x-request-id": `req_${randomId()}` } },
   );
+}
+
+/** A non-streamed `chat.completion`: the reply's JSON or text as the message content. */
+function completionResponse(
+  reply: Exclude<OpenAiReply, { kind: "http_error" }>,
+  body: Record<string, unknown>,
+): Response {
+  const content = reply.kind === "json"
+    ? reply.refusal !== undefined ? null : reply.content ?? JSON.stringify(reply.value ?? {})
+    : ("text" in reply ? reply.text : undefined) ?? "";
+  const usage = "usage" in reply ? reply.usage : undefined;
+  const promptTokens = usage?.prompt_tokens ??
+    Math.ceil(JSON.stringify(body.messages ?? []).length / 4);
+  const completionTokens = usage?.completion_tokens ?? Math.ceil((content ?? "").length / 4);
+  return Response.json({
+    id: `chatcmpl-${randomId()}`,
+    object: "chat.completion",
+    created: Math.floor(Date.now() / 1000),
+    model: typeof body.model === "string" ? body.model : "gpt-4.1-mini",
+    choices: [{
+      index: 0,
+      message: {
+        role: "assistant",
+        content,
+        refusal: reply.kind === "json" ? reply.refusal ?? null : null,
+        annotations: [],
+      },
+      logprobs: null,
+      finish_reason: reply.kind === "json" ? reply.finishReason ?? "stop" : "stop",
+    }],
+    usage: {
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
+    },
+    service_tier: "default",
+    system_fingerprint: "fp_fake0001",
+  }, { headers: { "x-request-id": `req_${randomId()}` } });
 }
 
 /** What the stream generator yields: an SSE payload, or a signal to stop and wait forever. */
@@ -254,7 +313,7 @@ function sseResponse(
 
 /** The SSE payloads of one streamed reply, in wire order. */
 function* sseEvents(
-  reply: Exclude<OpenAiReply, { kind: "http_error" }>,
+  reply: Exclude<OpenAiReply, { kind: "http_error" | "json" }>,
   body: Record<string, unknown>,
 ): Generator<SseStep> {
   const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)
