@@ -21,6 +21,8 @@ import { healthRoute } from "./routes/health.ts";
 import { mediaRoute } from "./routes/media.ts";
 import { startRoute } from "./routes/start.ts";
 import { callsRoute } from "./routes/calls.ts";
+import { webhooksRoute } from "./routes/webhooks.ts";
+import type { Webhooks } from "./webhooks/webhooks.ts";
 import type { CallRecorder } from "./records/call_recorder.ts";
 
 /** Everything the routes depend on; built by `createServer` or by tests. */
@@ -44,7 +46,13 @@ export interface AppDeps {
   /** Call records (the `/calls` API); undefined when the store did not open. */
   records?: CallRecorder;
   /** Parts of a record kept elsewhere, merged into `GET /calls/:id`. */
-  callExtras?: { webhookDeliveries(callId: string): Promise<unknown[]> };
+  callExtras?: {
+    webhookDeliveries(callId: string): Promise<unknown[]>;
+    /** Erases what else is kept of a call (its webhook events) when its record is deleted. */
+    forget(callId: string): Promise<unknown>;
+  };
+  /** Webhook deliveries; undefined when WEBHOOK_SECRET is unset. */
+  webhooks?: Webhooks;
 }
 
 /** Builds the Hono app. */
@@ -77,7 +85,8 @@ export function createApp(deps: AppDeps): Hono {
         code: "not_found",
         message: `No route ${c.req.method} ${c.req.path}. Routes: POST /start, POST /answer, ` +
           "POST /callbacks/status, POST /callbacks/amd, GET /ws (WebSocket), GET /health, " +
-          "GET /calls, GET|DELETE /calls/:id, POST /calls/:id/hangup.",
+          "GET /calls, GET|DELETE /calls/:id, POST /calls/:id/hangup, " +
+          "POST /calls/:id/webhooks/resend.",
       },
     }, 404)
   );
@@ -88,5 +97,6 @@ export function createApp(deps: AppDeps): Hono {
     .route("/", answerRoute(deps))
     .route("/", callbacksRoute(deps))
     .route("/", mediaRoute(deps))
-    .route("/", callsRoute(deps));
+    .route("/", callsRoute(deps))
+    .route("/", webhooksRoute({ config: deps.config, webhooks: deps.webhooks }));
 }

@@ -25,7 +25,12 @@ import { settledWithin } from "./async/deadline.ts";
 import { CallRecorder } from "./records/call_recorder.ts";
 import { CallStore, type RecordsKv } from "./records/call_store.ts";
 import { openRecordsKv } from "./records/open_kv.ts";
+import { createAnalysisLlm } from "./analysis/analyze_call.ts";
+import { reportCallOutcomes } from "./outcomes/call_outcomes.ts";
+import { webhooksFromConfig } from "./webhooks/webhooks.ts";
 
+/** Longest shutdown waits for webhooks being stored and analyses running. */
+const OUTCOMES_IDLE_MS = 5_000;
 /** Longest shutdown waits for call records still being written. */
 const RECORDS_FLUSH_MS = 5000;
 
@@ -147,7 +152,27 @@ export async function startServer(
 ): Promise<RunningServer> {
   const logger = options.logger ?? loggerFor(config);
   const registry = new CallRegistry();
-  const { records, closeKv } = await openRecords(config, logger, options.kv);
+  const { records, kv, closeKv } = await openRecords(config, logger, options.kv);
+  // Outcomes leave after KV commits: webhooks (when WEBHOOK_SECRET is set) and the analysis.
+  const outcomesStop = new AbortController();
+  // A test may hand in a KV wrapper that fails on purpose; webhooks need the real store.
+  const webhooks = kv instanceof Deno.Kv ? webhooksFromConfig(config, { kv, logger }) : undefined;
+  const outcomes = records
+    ? reportCallOutcomes({
+      records,
+      webhooks,
+      analysisLlm: config.OPENAI_API_KEY
+        ? createAnalysisLlm({
+          apiKey: config.OPENAI_API_KEY,
+          baseURL: config.OPENAI_BASE_URL,
+          model: config.OPENAI_MODEL,
+        })
+        : undefined,
+      logger,
+      signal: outcomesStop.signal,
+    })
+    : undefined;
+  const webhookWorker = webhooks?.run(outcomesStop.signal);
 
   const secret = config.BODY_SIGNING_SECRET ?? config.TELNYX_API_KEY;
   const signer = secret
@@ -184,6 +209,11 @@ export async function startServer(
     onSession: options.onSession ?? voiceAgentStarter(config),
     events: allOf(records, options.events),
     records,
+    webhooks,
+    callExtras: webhooks && {
+      webhookDeliveries: (callId) => webhooks.deliveriesFor(callId),
+      forget: (callId) => webhooks.forget(callId),
+    },
   });
 
   const missing = allMissing(config);
@@ -222,6 +252,14 @@ export async function startServer(
         if (!(await settledWithin(records.flush(), RECORDS_FLUSH_MS))) {
           logger.warn("call records still unwritten at shutdown", { events: records.pending });
         }
+        // The last calls' call.ended goes into KV before the store closes; an analysis still
+        // running then is stopped and recorded as failed.
+        if (outcomes && !(await outcomes.idle(OUTCOMES_IDLE_MS))) {
+          logger.warn("post-call work still running at shutdown; stopping it");
+        }
+        outcomes?.stop();
+        outcomesStop.abort();
+        await settledWithin(webhookWorker ?? Promise.resolve(), OUTCOMES_IDLE_MS);
         await records.close();
       }
       closeKv?.();
@@ -244,7 +282,13 @@ async function openRecords(
   config: Config,
   logger: Logger,
   given: RecordsKv | undefined,
-): Promise<{ records: CallRecorder | undefined; closeKv: (() => void) | undefined }> {
+): Promise<
+  {
+    records: CallRecorder | undefined;
+    kv: RecordsKv | undefined;
+    closeKv: (() => void) | undefined;
+  }
+> {
   let kv: RecordsKv;
   let closeKv: (() => void) | undefined;
   if (given) kv = given;
@@ -255,11 +299,11 @@ async function openRecords(
       closeKv = () => opened.close();
     } catch (error) {
       logger.error("call records are off: the KV store did not open; check KV_PATH", { error });
-      return { records: undefined, closeKv: undefined };
+      return { records: undefined, kv: undefined, closeKv: undefined };
     }
   }
   const store = new CallStore(kv, { retentionDays: config.CALL_RETENTION_DAYS });
-  return { records: new CallRecorder(store, { logger }), closeKv };
+  return { records: new CallRecorder(store, { logger }), kv, closeKv };
 }
 
 /** One sink that passes each event to every given sink. */

@@ -153,6 +153,7 @@ export function callsRoute(
     .delete("/calls/:id", async (c) => {
       const id = callId(c.req.param("id"));
       if (!(await store().delete(id))) throw unknownCall(id);
+      await deps.callExtras?.forget(id);
       logger.info("call record deleted", { call: id });
       return c.json({ id, deleted: true });
     })
