@@ -7,14 +7,14 @@
  *
  * @module
  */
-import { Hono, type MiddlewareHandler } from "hono";
+import { Hono } from "hono";
 import { z } from "zod";
 import type { AppDeps } from "../app.ts";
 import { missingFor } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
 import { CALL_STATUSES } from "../records/call_record.ts";
 import { BadCursorError, type CallStore, type ListQuery, MAX_PAGE } from "../records/call_store.ts";
-import { hasBearerToken } from "../security/bearer_token.ts";
+import { requireApiToken } from "../http/require_api_token.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
 
 /** Default `limit` of `GET /calls`. */
@@ -90,18 +90,7 @@ export function callsRoute(
 ): Hono {
   const { config, logger } = deps;
 
-  const requireToken: MiddlewareHandler = async (c, next) => {
-    if (config.API_TOKEN && !hasBearerToken(c.req.header("authorization"), config.API_TOKEN)) {
-      throw new ApiError(
-        401,
-        "unauthorized",
-        "Missing or wrong API token: send the header `Authorization: Bearer <API_TOKEN>`.",
-        {},
-        { "WWW-Authenticate": 'Bearer realm="telnyx-outbound"' },
-      );
-    }
-    await next();
-  };
+  const requireToken = requireApiToken(config);
 
   const store = (): CallStore => {
     if (!deps.records) {

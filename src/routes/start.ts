@@ -18,7 +18,7 @@ import {
 import { type Config, missingFor } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
 import { publicBaseUrl } from "../http/public_url.ts";
-import { hasBearerToken } from "../security/bearer_token.ts";
+import { requireApiToken } from "../http/require_api_token.ts";
 import { encodeBodyParam } from "../telnyx/body_param.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
 import { CALLBACK_PATHS } from "./callbacks.ts";
@@ -102,18 +102,7 @@ export function startRoute(
     await next();
   };
 
-  const requireToken: MiddlewareHandler = async (c, next) => {
-    if (config.API_TOKEN && !hasBearerToken(c.req.header("authorization"), config.API_TOKEN)) {
-      throw new ApiError(
-        401,
-        "unauthorized",
-        "Missing or wrong API token: send the header `Authorization: Bearer <API_TOKEN>`.",
-        {},
-        { "WWW-Authenticate": 'Bearer realm="telnyx-outbound"' },
-      );
-    }
-    await next();
-  };
+  const requireToken = requireApiToken(config);
 
   const requireConfigured: MiddlewareHandler = async (_c, next) => {
     const missing = [

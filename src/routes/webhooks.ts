@@ -4,27 +4,11 @@
  *
  * @module
  */
-import { Hono, type MiddlewareHandler } from "hono";
+import { Hono } from "hono";
 import type { Config } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
-import { hasBearerToken } from "../security/bearer_token.ts";
+import { requireApiToken } from "../http/require_api_token.ts";
 import type { Webhooks } from "../webhooks/webhooks.ts";
-
-/** The `API_TOKEN` check of `/start`, for the other routes that act on calls. */
-export function requireApiToken(config: Pick<Config, "API_TOKEN">): MiddlewareHandler {
-  return async (c, next) => {
-    if (config.API_TOKEN && !hasBearerToken(c.req.header("authorization"), config.API_TOKEN)) {
-      throw new ApiError(
-        401,
-        "unauthorized",
-        "Missing or wrong API token: send the header `Authorization: Bearer <API_TOKEN>`.",
-        {},
-        { "WWW-Authenticate": 'Bearer realm="telnyx-outbound"' },
-      );
-    }
-    await next();
-  };
-}
 
 /** The resend route; `webhooks` is undefined when `WEBHOOK_SECRET` is not set. */
 export function webhooksRoute(
