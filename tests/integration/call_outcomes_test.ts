@@ -10,6 +10,7 @@ import { APPOINTMENT_SCHEMA } from "../helpers/analysis_fixtures.ts";
 import { CallerTimeline } from "../helpers/caller_timeline.ts";
 import { delay } from "../../src/async/deadline.ts";
 import { loadReadmeVerifier } from "../helpers/readme_webhook_verifier.ts";
+import { startHarness } from "../helpers/harness.ts";
 import { startVoiceHarness } from "../helpers/voice_harness.ts";
 
 const SECRET = "whsec_test_0123456789abcdef";
@@ -87,3 +88,21 @@ async function recordOnceDelivered(url: string, count: number): Promise<RecordWi
     await delay(20);
   }
 }
+
+Deno.test("a call nobody answers still reaches the caller's system: initiated, then ended no_answer", async () => {
+  await using receiver = startWebhookReceiver();
+  await using h = await startHarness({ WEBHOOK_SECRET: SECRET, WEBHOOK_URL: receiver.url });
+  const res = await h.start({ phone_number: "+15551234567", body: { name: "Zoë" } });
+  assert.equal(res.status, 200);
+  const { call_control_id: callId } = await res.json();
+  await h.telnyx.sendStatus(callId, "initiated");
+  await h.telnyx.sendStatus(callId, "ringing");
+  await h.telnyx.sendStatus(callId, "no-answer", { durationSeconds: 0 });
+  await deadline(receiver.waitFor(2), 10_000, { what: "two webhook events" });
+
+  const events = receiver.received.map((hook) => JSON.parse(hook.body));
+  assert.deepEqual(events.map((e) => e.type), ["call.initiated", "call.ended"]);
+  assert.equal(events[1].data.end_reason, "no_answer");
+  assert.equal(events[1].data.status, "ended");
+  assert.equal(h.sessions.length, 0, "no media socket was ever opened");
+});
