@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { unansweredEndReason } from "../telnyx/callbacks.ts";
 import type { CallEvent, EndReason, TurnLatency } from "./call_events.ts";
 
 /** Where a call is, in the only order it moves. */
@@ -203,20 +204,11 @@ function setEndReason(call: StoredCall, reason: EndReason, source: "call" | "pro
 
 /** The end reason a final progress status implies. */
 function progressEndReason(call: StoredCall, status: CallEvent & { type: "progress" }): EndReason {
-  switch (status.status) {
-    case "no-answer":
-      return "no_answer";
-    case "busy":
-      return "busy";
-    case "failed":
-      return "failed";
-    case "canceled":
-      return "canceled";
-    default:
-      return call.timeline.answered !== undefined || call.timeline.streaming !== undefined
-        ? "callee_hung_up"
-        : "canceled";
-  }
+  const unanswered = unansweredEndReason(status.status);
+  if (unanswered) return unanswered;
+  return call.timeline.answered !== undefined || call.timeline.streaming !== undefined
+    ? "callee_hung_up"
+    : "canceled";
 }
 
 function clip(text: string, chars: number): string {
