@@ -94,6 +94,7 @@ Deno.test("a /start body that does not arrive in time is refused with 408", asyn
   const config = loadConfig({
     PORT: "0",
     HOST: "127.0.0.1",
+    KV_PATH: ":memory:",
     TELNYX_API_KEY: "KEYtest_0123456789abcdef",
     TELNYX_ACCOUNT_SID: "acct",
     TELNYX_APPLICATION_SID: "app",
