@@ -153,8 +153,10 @@ export function callbacksRoute(deps: CallbackDeps): Hono {
         at: Date.now(),
         answeredBy: amd.answeredBy,
       });
-      // Through the session's mailbox, in order with the call's audio.
-      session?.deliver({ type: "answered_by", answeredBy: amd.answeredBy });
+      // Through the session's mailbox, in order with the call's audio; a result ahead of the
+      // stream waits in the registry for its session.
+      if (session) session.deliver({ type: "answered_by", answeredBy: amd.answeredBy });
+      else deps.registry.rememberAnsweredBy(amd.callSid, amd.answeredBy);
       return c.json({ received: true });
     });
 }

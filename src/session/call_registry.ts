@@ -5,6 +5,7 @@
  * @module
  */
 import { settledWithin } from "../async/deadline.ts";
+import type { AnsweredBy } from "../records/call_events.ts";
 import type { CallSession } from "./call_session.ts";
 
 /**
@@ -19,6 +20,11 @@ export interface PendingSocket {
   /** Frees the slot (the socket became a call, or closed). Idempotent. */
   release(): void;
 }
+
+/** Detection results kept for calls whose stream has not started yet. */
+const EARLY_ANSWERED_BY_CAPACITY = 1_000;
+/** A stream starts seconds after the answer; an older early result belongs to no live call. */
+const EARLY_ANSWERED_BY_MS = 120_000;
 
 /** What {@link CallRegistry.drain} did. */
 export interface DrainResult {
@@ -42,6 +48,8 @@ export class CallRegistry {
   readonly #sessions = new Map<string, CallSession>();
   /** The same sessions by call-control id: one live session per call. */
   readonly #byCall = new Map<string, CallSession>();
+  /** Detection results that arrived before their call's stream, oldest first. */
+  readonly #earlyAnsweredBy = new Map<string, { answeredBy: AnsweredBy; at: number }>();
   readonly #pending = new Set<PendingEntry>();
   readonly #pendingByClient = new Map<string, number>();
   #started = 0;
@@ -78,6 +86,25 @@ export class CallRegistry {
   /** The live session of a call (by Telnyx's call_control_id), if this process has it. */
   byCall(callControlId: string): CallSession | undefined {
     return this.#byCall.get(callControlId);
+  }
+
+  /**
+   * Keeps a detection result that arrived before its call's media stream started here, so the
+   * session can take it when it does. Bounded: the oldest are dropped, and stale ones ignored.
+   */
+  rememberAnsweredBy(callControlId: string, answeredBy: AnsweredBy, now = Date.now()): void {
+    this.#earlyAnsweredBy.delete(callControlId);
+    this.#earlyAnsweredBy.set(callControlId, { answeredBy, at: now });
+    if (this.#earlyAnsweredBy.size > EARLY_ANSWERED_BY_CAPACITY) {
+      this.#earlyAnsweredBy.delete(this.#earlyAnsweredBy.keys().next().value!);
+    }
+  }
+
+  /** The detection result kept for a call by {@link rememberAnsweredBy}, once. */
+  takeAnsweredBy(callControlId: string, now = Date.now()): AnsweredBy | undefined {
+    const early = this.#earlyAnsweredBy.get(callControlId);
+    this.#earlyAnsweredBy.delete(callControlId);
+    return early && now - early.at <= EARLY_ANSWERED_BY_MS ? early.answeredBy : undefined;
   }
 
   /** Live sessions, in creation order. */

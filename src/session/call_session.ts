@@ -158,6 +158,8 @@ export class CallSession {
   #draining = false;
   #hangup: Promise<void> | undefined;
   #hangupConfirmed = false;
+  /** The latest answering-machine detection result, kept for an agent that attaches later. */
+  #answeredBy: AnsweredBy | undefined;
   #agent: CallAgent | undefined;
   readonly #ended: PromiseWithResolvers<void> = Promise.withResolvers();
   readonly #deps: CallSessionDeps;
@@ -211,7 +213,12 @@ export class CallSession {
     // The agent may finish starting after the call already ended: release it at once.
     if (this.#state === "ending" || this.#state === "ended") {
       agent.close().catch((error) => this.#log.error("agent did not close cleanly", { error }));
+      return;
     }
+    // Detection can report before the agent is ready: it learns the result once it is, after
+    // the agent's own start-up has run (attach is its first step).
+    const answeredBy = this.#answeredBy;
+    if (answeredBy) queueMicrotask(() => this.deliver({ type: "answered_by", answeredBy }));
   }
 
   /** Runs the mailbox until the call ends. */
@@ -373,6 +380,7 @@ export class CallSession {
         this.#agent?.onMark(event.name);
         return;
       case "answered_by":
+        this.#answeredBy = event.answeredBy;
         this.#agent?.onAnsweredBy?.(event.answeredBy);
         return;
       case "stream_error":

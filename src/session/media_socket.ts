@@ -191,6 +191,8 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     started.resolve();
     deps.onSession?.(session);
     session.start();
+    const answeredBy = deps.registry.takeAnsweredBy(callControlId);
+    if (answeredBy) session.deliver({ type: "answered_by", answeredBy });
   };
 
   const onFrame = (frame: InboundFrame) => {

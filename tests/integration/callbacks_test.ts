@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { TelnyxWebhookSigner } from "../fakes/telnyx_api.ts";
-import { startLiveCall } from "../helpers/call_driver.ts";
+import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { placeAndAnswer, startLiveCall } from "../helpers/call_driver.ts";
 import { type Harness, startHarness, waitFor } from "../helpers/harness.ts";
 
 /** A harness whose Telnyx signs its callbacks, with the server checking that signature. */
@@ -263,3 +264,26 @@ Deno.test("callback routes answer GET with 405", async () => {
 function fromCallbacks(h: Harness) {
   return h.events.recorded.filter((r) => r.event.type !== "placed");
 }
+
+Deno.test("an AMD result that arrives before the stream reaches the call once it starts", async () => {
+  await using h = await startHarness({ AMD: "on" });
+  const { callSid, streamUrl } = await placeAndAnswer(h, { name: "Zoë" });
+  assert.equal((await h.telnyx.sendAmd(callSid, "machine_start")).status, 200);
+
+  const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+  client.start();
+  await waitFor(() => h.sessions.length === 1, "the session");
+  const delivered: string[] = [];
+  // The agent attaches after the result was handed to the session, as a real one may.
+  h.sessions[0].attach({
+    onAudio() {},
+    onDtmf() {},
+    onMark() {},
+    onAnsweredBy: (answeredBy) => delivered.push(answeredBy),
+    close: () => Promise.resolve(),
+  });
+  await waitFor(() => delivered.length === 1, "the early AMD result at the agent");
+  assert.deepEqual(delivered, ["machine_start"]);
+  client.stop();
+  await h.sessions[0].ended;
+});

@@ -107,3 +107,24 @@ Deno.test("a live call is found by its call id until its session ends", async ()
   await live.hangUp();
   assert.equal(registry.byCall("c1"), undefined);
 });
+
+Deno.test("an early detection result is taken once, by its call only", () => {
+  const registry = new CallRegistry();
+  registry.rememberAnsweredBy("v3:a", "machine_start", 0);
+  assert.equal(registry.takeAnsweredBy("v3:b", 10), undefined);
+  assert.equal(registry.takeAnsweredBy("v3:a", 10), "machine_start");
+  assert.equal(registry.takeAnsweredBy("v3:a", 20), undefined);
+});
+
+Deno.test("an early detection result older than a stream's start-up is not handed out", () => {
+  const registry = new CallRegistry();
+  registry.rememberAnsweredBy("v3:a", "human", 0);
+  assert.equal(registry.takeAnsweredBy("v3:a", 10 * 60_000), undefined);
+});
+
+Deno.test("early detection results are bounded: the oldest go first", () => {
+  const registry = new CallRegistry();
+  for (let i = 0; i <= 1_000; i++) registry.rememberAnsweredBy(`v3:${i}`, "human", 0);
+  assert.equal(registry.takeAnsweredBy("v3:0", 1), undefined);
+  assert.equal(registry.takeAnsweredBy("v3:1000", 1), "human");
+});
