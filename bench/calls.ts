@@ -298,6 +298,14 @@ export async function load(
     ? receiver.received.filter((r) => JSON.parse(r.body).type === "call.ended")
       .map((r) => r.receivedAt - stoppingAt)
     : [];
+  // The record's own end (`timeline.ended`, wall clock) to arrival: the server's share of the above.
+  const fromRecordEnd = receiver
+    ? receiver.received.map((r) => ({ r, event: JSON.parse(r.body) }))
+      .filter(({ event }) => event.type === "call.ended" && event.data?.timeline?.ended)
+      .map(({ r, event }) =>
+        performance.timeOrigin + r.receivedAt - Date.parse(event.data.timeline.ended)
+      )
+    : [];
   const webhookRows = receiver
     ? [
       `| webhooks received (call.ended, distinct calls) | ${receiver.received.length} (${endedLatencies.length}, ${
@@ -307,6 +315,11 @@ export async function load(
         percentile(endedLatencies, 50)?.toFixed(0)
       } / ${percentile(endedLatencies, 95)?.toFixed(0)} / ${
         percentile(endedLatencies, 100)?.toFixed(0)
+      } ms |`,
+      `| record timeline.ended → call.ended received p50 / p95 / max | ${
+        percentile(fromRecordEnd, 50)?.toFixed(0)
+      } / ${percentile(fromRecordEnd, 95)?.toFixed(0)} / ${
+        percentile(fromRecordEnd, 100)?.toFixed(0)
       } ms |`,
     ]
     : [];
