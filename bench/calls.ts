@@ -17,7 +17,8 @@
  * default, or in a fresh KV file under /tmp), `--webhooks` (every call's events signed and
  * posted to a loopback receiver in this process, which counts the `call.ended` events), and
  * `--pin-server 0` (the server's threads on these CPUs; run the bench itself under
- * `taskset -c 1` to keep the two apart).
+ * `taskset -c 1` to keep the two apart), `--hangup-spread-seconds 10` (callers hang up one by
+ * one over that long rather than all at once).
  * Figures depend on the machine; they are reported, never asserted.
  *
  * @module
@@ -164,6 +165,8 @@ export interface LoadOptions {
   webhooks?: boolean;
   /** `taskset` CPU list for every thread of the server, e.g. "0". */
   pinServerCpus?: string;
+  /** Callers hang up one by one over this long instead of all at once (default 0). */
+  hangupSpreadMs?: number;
 }
 
 /** Pins every thread of `pid` (and so the threads it starts later) to `cpus`. */
@@ -270,7 +273,10 @@ export async function load(
   const ownCpu = (await cpuSeconds(Deno.pid)) - ownCpuBefore;
   if (options.marks) options.marks.stoppedAt = performance.now();
   const stoppingAt = performance.now();
-  for (const client of clients) client.stop();
+  for (const client of clients) {
+    client.stop();
+    if (options.hangupSpreadMs) await sleep(options.hangupSpreadMs / count);
+  }
   await Promise.all(clients.map((c) => c.closed));
   // Each call logs its summary once its vendor sockets have closed.
   const summariesDue = performance.now() + 10_000;
@@ -311,7 +317,7 @@ export async function load(
       `| webhooks received (call.ended, distinct calls) | ${receiver.received.length} (${endedLatencies.length}, ${
         ended!.size
       } of ${count}) |`,
-      `| all callers hang up → call.ended received p50 / p95 / max | ${
+      `| first caller hangs up → call.ended received p50 / p95 / max | ${
         percentile(endedLatencies, 50)?.toFixed(0)
       } / ${percentile(endedLatencies, 95)?.toFixed(0)} / ${
         percentile(endedLatencies, 100)?.toFixed(0)
@@ -372,6 +378,7 @@ if (import.meta.main) {
       records: { type: "string", default: "memory" },
       webhooks: { type: "boolean", default: false },
       "pin-server": { type: "string", default: "" },
+      "hangup-spread-seconds": { type: "string", default: "0" },
     },
   });
   const out: string[] = [];
@@ -390,6 +397,7 @@ if (import.meta.main) {
         records: recordsOption(args.records),
         webhooks: args.webhooks,
         pinServerCpus: args["pin-server"] || undefined,
+        hangupSpreadMs: Number(args["hangup-spread-seconds"]) * 1000,
       }),
     );
   }
