@@ -12,6 +12,13 @@
  *
  * Run: `deno task bench` (after the micro benchmarks), or
  * `deno run -A --cert tests/fakes/tls/ca.pem bench/calls.ts [--calls 300] [--seconds 30] [--skip-load]`.
+ *
+ * Load options: `--records memory|file` (the server's call records in KV `:memory:`, the
+ * default, or in a fresh KV file under /tmp), `--webhooks` (every call's events signed and
+ * posted to a loopback receiver in this process, which counts the `call.ended` events), and
+ * `--pin-server 0` (the server's threads on these CPUs; run the bench itself under
+ * `taskset -c 1` to keep the two apart), `--hangup-spread-seconds 10` (callers hang up one by
+ * one over that long rather than all at once).
  * Figures depend on the machine; they are reported, never asserted.
  *
  * @module
@@ -24,6 +31,7 @@ import { startFakeDeepgram } from "../tests/fakes/deepgram.ts";
 import { startFakeOpenAi } from "../tests/fakes/openai.ts";
 import { FakeTelnyxApi } from "../tests/fakes/telnyx_api.ts";
 import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
+import { startWebhookReceiver } from "../tests/fakes/webhook_receiver.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
 import { cpuSeconds, residentBytes, spawnServer } from "../tests/helpers/child_server.ts";
@@ -151,6 +159,34 @@ export interface LoadOptions {
   marks?: { spawnedAt?: number; loadedAt?: number; stoppedAt?: number };
   /** Pause between batches of 10 new calls while ramping up (default 50 ms). */
   rampBatchMs?: number;
+  /** Where the server keeps call records: KV `:memory:` (default) or a fresh file under /tmp. */
+  records?: "memory" | "file";
+  /** Posts every call's webhook events to a loopback receiver in this process. */
+  webhooks?: boolean;
+  /** `taskset` CPU list for every thread of the server, e.g. "0". */
+  pinServerCpus?: string;
+  /** Callers hang up one by one over this long instead of all at once (default 0). */
+  hangupSpreadMs?: number;
+}
+
+/** Pins every thread of `pid` (and so the threads it starts later) to `cpus`. */
+async function pinThreads(pid: number, cpus: string): Promise<void> {
+  const { success, stderr } = await new Deno.Command("taskset", {
+    args: ["--all-tasks", "--cpu-list", "--pid", cpus, String(pid)],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(`taskset failed: ${new TextDecoder().decode(stderr)}`);
+}
+
+/** The `call.ended` events a receiver has, by call id. */
+function endedCallIds(bodies: string[]): Set<string> {
+  const ids = new Set<string>();
+  for (const body of bodies) {
+    const event = JSON.parse(body) as { type?: string; data?: { id?: string } };
+    if (event.type === "call.ended") ids.add(String(event.data?.id));
+  }
+  return ids;
 }
 
 /** N concurrent calls against a server in a child process. */
@@ -169,6 +205,10 @@ export async function load(
   const deepgram = startFakeDeepgram({ apiKey: "dg-bench", script: caller.segments });
   const cartesia = await CartesiaFake.start({ apiKey: "car-bench" });
   const telnyx = FakeTelnyxApi.start({ apiKey: "KEYbench000000", accountSid: "acct" });
+  const receiver = options.webhooks ? startWebhookReceiver() : undefined;
+  const kvDir = options.records === "file"
+    ? await Deno.makeTempDir({ prefix: "calls-bench-kv-" })
+    : undefined;
   if (options.marks) options.marks.spawnedAt = performance.now();
   const server = await spawnServer({
     TELNYX_API_KEY: "KEYbench000000",
@@ -184,7 +224,14 @@ export async function load(
     CARTESIA_BASE_URL: cartesia.baseURL,
     SHUTDOWN_GRACE_SECONDS: "0",
     IDLE_TIMEOUT_SECONDS: "60",
-  }, { denoFlags: options.serverDenoFlags });
+    ...(kvDir ? { KV_PATH: `${kvDir}/calls.sqlite3` } : {}),
+    ...(receiver
+      ? { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: "bench-webhook-secret-0123456789" }
+      : {}),
+  }, {
+    denoFlags: [...(options.serverDenoFlags ?? []), ...(kvDir ? [`--allow-write=${kvDir}`] : [])],
+  });
+  if (options.pinServerCpus) await pinThreads(server.pid, options.pinServerCpus);
   const driver = {
     telnyx,
     start: (payload: unknown) =>
@@ -225,7 +272,11 @@ export async function load(
   const cpuUsed = (await cpuSeconds(server.pid)) - cpuBefore;
   const ownCpu = (await cpuSeconds(Deno.pid)) - ownCpuBefore;
   if (options.marks) options.marks.stoppedAt = performance.now();
-  for (const client of clients) client.stop();
+  const stoppingAt = performance.now();
+  for (const client of clients) {
+    client.stop();
+    if (options.hangupSpreadMs) await sleep(options.hangupSpreadMs / count);
+  }
   await Promise.all(clients.map((c) => c.closed));
   // Each call logs its summary once its vendor sockets have closed.
   const summariesDue = performance.now() + 10_000;
@@ -233,6 +284,14 @@ export async function load(
     server.lines.filter((l) => l.msg === "call summary").length < count &&
     performance.now() < summariesDue
   ) await sleep(100);
+  // Then every call's `call.ended` (bounded: a missing one is reported, not waited for).
+  const endedDue = performance.now() + 30_000;
+  while (
+    receiver && endedCallIds(receiver.received.map((r) => r.body)).size < count &&
+    performance.now() < endedDue
+  ) await sleep(100);
+  const windDownMs = performance.now() - stoppingAt;
+  const cpuWithWindDown = (await cpuSeconds(server.pid)) - cpuBefore;
 
   const summaries = server.lines.filter((l) => l.msg === "call summary");
   const underruns = summaries.reduce((n, l) => n + Number(l.underruns ?? 0), 0);
@@ -240,9 +299,42 @@ export async function load(
   const turns = server.lines.filter((l) => l.msg === "turn" && l.trigger === "callee");
   const replies = turns.map((l) => Number(l.replyMs));
   const callMinutes = (count * activeMs) / 60_000;
+  const ended = receiver ? endedCallIds(receiver.received.map((r) => r.body)) : undefined;
+  const endedLatencies = receiver
+    ? receiver.received.filter((r) => JSON.parse(r.body).type === "call.ended")
+      .map((r) => r.receivedAt - stoppingAt)
+    : [];
+  // The record's own end (`timeline.ended`, wall clock) to arrival: the server's share of the above.
+  const fromRecordEnd = receiver
+    ? receiver.received.map((r) => ({ r, event: JSON.parse(r.body) }))
+      .filter(({ event }) => event.type === "call.ended" && event.data?.timeline?.ended)
+      .map(({ r, event }) =>
+        performance.timeOrigin + r.receivedAt - Date.parse(event.data.timeline.ended)
+      )
+    : [];
+  const webhookRows = receiver
+    ? [
+      `| webhooks received (call.ended, distinct calls) | ${receiver.received.length} (${endedLatencies.length}, ${
+        ended!.size
+      } of ${count}) |`,
+      `| first caller hangs up → call.ended received p50 / p95 / max | ${
+        percentile(endedLatencies, 50)?.toFixed(0)
+      } / ${percentile(endedLatencies, 95)?.toFixed(0)} / ${
+        percentile(endedLatencies, 100)?.toFixed(0)
+      } ms |`,
+      `| record timeline.ended → call.ended received p50 / p95 / max | ${
+        percentile(fromRecordEnd, 50)?.toFixed(0)
+      } / ${percentile(fromRecordEnd, 95)?.toFixed(0)} / ${
+        percentile(fromRecordEnd, 100)?.toFixed(0)
+      } ms |`,
+    ]
+    : [];
   await server[Symbol.asyncDispose]();
   await Promise.all([openai.close(), deepgram.close(), cartesia.close(), telnyx.close()]);
+  await receiver?.close();
+  if (kvDir) await Deno.remove(kvDir, { recursive: true });
   return [
+    `| records, webhooks | ${options.records ?? "memory"}, ${receiver ? "on" : "off"} |`,
     `| concurrent calls | ${count} (ramp ${(rampMs / 1000).toFixed(1)} s, ${
       (activeMs / 1000).toFixed(0)
     } s) |`,
@@ -254,6 +346,10 @@ export async function load(
     } ms |`,
     `| server CPU seconds per call-minute | ${(cpuUsed / callMinutes).toFixed(3)} |`,
     `| server CPU, cores busy | ${(cpuUsed / (activeMs / 1000)).toFixed(2)} |`,
+    `| same per call-minute, with the ${(windDownMs / 1000).toFixed(1)} s wind-down | ${
+      (cpuWithWindDown / callMinutes).toFixed(3)
+    } |`,
+    ...webhookRows,
     `| fakes + callers (this process), cores busy | ${(ownCpu / (activeMs / 1000)).toFixed(2)} |`,
     `| fakes + callers event-loop lag p99 / max | ${benchLag.p99.toFixed(0)} / ${
       benchLag.max.toFixed(0)
@@ -262,6 +358,11 @@ export async function load(
       (idleRss / 1048576).toFixed(0)
     } MiB, peak ${(peakRss / 1048576).toFixed(0)} MiB) |`,
   ];
+}
+
+function recordsOption(value: string): "memory" | "file" {
+  if (value === "memory" || value === "file") return value;
+  throw new Error(`--records ${value}: expected memory or file`);
 }
 
 if (import.meta.main) {
@@ -274,6 +375,10 @@ if (import.meta.main) {
       "ramp-seconds": { type: "string", default: "" },
       "skip-load": { type: "boolean", default: false },
       "skip-latency": { type: "boolean", default: false },
+      records: { type: "string", default: "memory" },
+      webhooks: { type: "boolean", default: false },
+      "pin-server": { type: "string", default: "" },
+      "hangup-spread-seconds": { type: "string", default: "0" },
     },
   });
   const out: string[] = [];
@@ -289,6 +394,10 @@ if (import.meta.main) {
     out.push(
       ...await load(calls, Number(args.seconds), {
         rampBatchMs: rampSeconds > 0 ? (rampSeconds * 1000) / (calls / 10) : undefined,
+        records: recordsOption(args.records),
+        webhooks: args.webhooks,
+        pinServerCpus: args["pin-server"] || undefined,
+        hangupSpreadMs: Number(args["hangup-spread-seconds"]) * 1000,
       }),
     );
   }
