@@ -11,7 +11,7 @@ import { settledWithin } from "../async/deadline.ts";
 import { type AnalysisLlm, analyzeCall } from "../analysis/analyze_call.ts";
 import type { Logger } from "../log.ts";
 import type { CallEvent } from "../records/call_events.ts";
-import type { StoredCall } from "../records/call_record.ts";
+import type { CallRecordView, StoredCall } from "../records/call_record.ts";
 import type { CallRecorder } from "../records/call_recorder.ts";
 import type { Webhooks } from "../webhooks/webhooks.ts";
 
@@ -39,6 +39,8 @@ export interface CallOutcomes {
 export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
   const { records, webhooks, logger } = deps;
   const working = new Set<Promise<void>>();
+  /** Calls whose `call.answered` left here: the stream start after Telnyx's answer adds none. */
+  const answered = new Set<string>();
   /** Calls being concluded here: an `ended` repeated by a callback meanwhile is ignored. */
   const concluded = new Set<string>();
 
@@ -49,20 +51,24 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
     working.add(task);
   };
 
-  const send = async (callId: string, type: Parameters<Webhooks["emit"]>[1], call: StoredCall) => {
+  const send = async (
+    callId: string,
+    type: Parameters<Webhooks["emit"]>[1],
+    call: StoredCall,
+    record?: CallRecordView | null,
+  ) => {
     if (!webhooks) return;
-    const record = await records.store.get(callId);
+    record ??= await records.store.get(callId);
     if (record) {
       await webhooks.emit(callId, type, record, { webhookUrl: call.webhook_url ?? undefined });
     }
   };
 
   const conclude = async (callId: string, call: StoredCall) => {
-    await send(callId, "call.ended", call);
-    const spec = call.analysis_request;
-    if (!spec) return;
     const record = await records.store.get(callId);
-    if (!record) return;
+    await send(callId, "call.ended", call, record);
+    const spec = call.analysis_request;
+    if (!spec || !record) return;
     const outcome = deps.analysisLlm
       ? await analyzeCall({
         transcript: record.transcript ?? [],
@@ -88,11 +94,14 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
         // Telnyx's `in-progress`, or the stream starting when no callback came first.
         if (call.timeline.answered === undefined || call.status === "ended") return;
         if (event.type === "progress" && event.status !== "in-progress") return;
+        if (answered.has(callId)) return;
+        answered.add(callId);
         return track(callId, "call.answered", () => send(callId, "call.answered", call));
       case "ended":
         // Already concluded (its analysis is stored), or being concluded right now.
         if (concluded.has(callId) || call.analysis !== null) return;
         concluded.add(callId);
+        answered.delete(callId);
         return track(
           callId,
           "call.ended",
