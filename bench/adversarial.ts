@@ -13,14 +13,13 @@
  * @module
  */
 import { deadline, delay } from "../src/async/deadline.ts";
-import { CartesiaFake } from "../tests/fakes/cartesia.ts";
-import { type FakeDeepgram, startFakeDeepgram } from "../tests/fakes/deepgram.ts";
-import { type FakeOpenAi, startFakeOpenAi } from "../tests/fakes/openai.ts";
-import { FakeTelnyxApi } from "../tests/fakes/telnyx_api.ts";
 import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
-import { type ChildServer, residentBytes, spawnServer } from "../tests/helpers/child_server.ts";
-import type { Harness } from "../tests/helpers/harness.ts";
+import {
+  residentBytes,
+  type ServerWithFakes,
+  spawnServerWithFakes,
+} from "../tests/helpers/child_server.ts";
 
 /** Callee audio and what the fake STT counts: mu-law, 8000 bytes per second. */
 const AUDIO_BYTES_PER_SECOND = 8000;
@@ -77,64 +76,22 @@ async function establishedTo(port: number): Promise<number> {
 }
 
 /** The server in a child process with its own fakes. */
-interface Rig extends AsyncDisposable {
-  server: ChildServer;
-  openai: FakeOpenAi;
-  deepgram: FakeDeepgram;
-  cartesia: CartesiaFake;
-  telnyx: FakeTelnyxApi;
-  driver: Harness;
-}
+type Rig = ServerWithFakes;
 
 async function startRig(env: Record<string, string> = {}): Promise<Rig> {
-  const openai = startFakeOpenAi({
-    apiKey: "sk-adv",
-    whenQueueEmpty: () => ({ kind: "text", text: "Thank you, noted." }),
-  });
-  const deepgram = startFakeDeepgram({ apiKey: "dg-adv", script: [] });
-  const cartesia = await CartesiaFake.start({ apiKey: "car-adv" });
-  const telnyx = FakeTelnyxApi.start({ apiKey: "KEYadversarial0", accountSid: "acct" });
-  const server = await spawnServer({
-    TELNYX_API_KEY: "KEYadversarial0",
-    TELNYX_ACCOUNT_SID: "acct",
-    TELNYX_APPLICATION_SID: "app",
-    TELNYX_PHONE_NUMBER: "+15550001111",
-    TELNYX_BASE_URL: telnyx.baseURL,
-    OPENAI_API_KEY: "sk-adv",
-    OPENAI_BASE_URL: openai.baseURL,
-    DEEPGRAM_API_KEY: "dg-adv",
-    DEEPGRAM_BASE_URL: deepgram.url,
-    CARTESIA_API_KEY: "car-adv",
-    CARTESIA_BASE_URL: cartesia.baseURL,
+  const rig = await spawnServerWithFakes({
     // Each call brings its own greeting, so one call can talk for long and the others briefly.
     FIRST_SPEAKER: "bot",
     GREETING: "{{greeting}}",
     SHUTDOWN_GRACE_SECONDS: "0",
     IDLE_TIMEOUT_SECONDS: "60",
     ...env,
+  }, {
+    openai: { whenQueueEmpty: () => ({ kind: "text", text: "Thank you, noted." }) },
+    deepgram: { script: [] },
   });
-  const driver = {
-    telnyx,
-    start: (payload: unknown) =>
-      fetch(`${server.url}/start`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(payload),
-      }),
-  } as unknown as Harness;
-  await delay(500);
-  return {
-    server,
-    openai,
-    deepgram,
-    cartesia,
-    telnyx,
-    driver,
-    async [Symbol.asyncDispose]() {
-      await server[Symbol.asyncDispose]();
-      await Promise.all([openai.close(), deepgram.close(), cartesia.close(), telnyx.close()]);
-    },
-  };
+  await delay(500); // let the child settle before its memory is read
+  return rig;
 }
 
 interface Call {
@@ -148,7 +105,7 @@ async function startCall(
   greeting = SHORT_GREETING,
   options: { echoMarks?: boolean } = {},
 ): Promise<Call> {
-  const { callSid, streamUrl } = await placeAndAnswer(rig.driver, { greeting });
+  const { callSid, streamUrl } = await placeAndAnswer(rig, { greeting });
   const client = await TelnyxMediaClient.connect(streamUrl, {
     callControlId: callSid,
     echoMarks: options.echoMarks,
@@ -384,7 +341,7 @@ async function forgedStart(): Promise<Row[]> {
   await using rig = await startRig();
   const live = await liveCall(rig);
   const victim = live.call.callSid;
-  const { streamUrl } = await placeAndAnswer(rig.driver, { greeting: SHORT_GREETING });
+  const { streamUrl } = await placeAndAnswer(rig, { greeting: SHORT_GREETING });
   const attacker = await TelnyxMediaClient.connect(streamUrl, { callControlId: victim });
   attacker.start();
   const closed = await deadline(attacker.closed, 5000).catch(() => undefined);

@@ -26,16 +26,11 @@
 import { parseArgs } from "node:util";
 import { percentile } from "../src/session/call_metrics.ts";
 import type { TurnMetrics } from "../src/session/call_metrics.ts";
-import { CartesiaFake } from "../tests/fakes/cartesia.ts";
-import { startFakeDeepgram } from "../tests/fakes/deepgram.ts";
-import { startFakeOpenAi } from "../tests/fakes/openai.ts";
-import { FakeTelnyxApi } from "../tests/fakes/telnyx_api.ts";
 import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
 import { startWebhookReceiver } from "../tests/fakes/webhook_receiver.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
-import { cpuSeconds, residentBytes, spawnServer } from "../tests/helpers/child_server.ts";
-import type { Harness } from "../tests/helpers/harness.ts";
+import { cpuSeconds, residentBytes, spawnServerWithFakes } from "../tests/helpers/child_server.ts";
 import { startVoiceHarness } from "../tests/helpers/voice_harness.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -195,33 +190,15 @@ export async function load(
   seconds: number,
   options: LoadOptions = {},
 ): Promise<string[]> {
-  const openai = startFakeOpenAi({
-    apiKey: "sk-bench",
-    whenQueueEmpty: () => ({ kind: "text", text: LONG_ANSWER }),
-  });
   const caller = CallerTimeline.answeredWithHello(5000)
     .say("account_tier", "Can you tell me my account tier?").pause(6000)
     .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(6000);
-  const deepgram = startFakeDeepgram({ apiKey: "dg-bench", script: caller.segments });
-  const cartesia = await CartesiaFake.start({ apiKey: "car-bench" });
-  const telnyx = FakeTelnyxApi.start({ apiKey: "KEYbench000000", accountSid: "acct" });
   const receiver = options.webhooks ? startWebhookReceiver() : undefined;
   const kvDir = options.records === "file"
     ? await Deno.makeTempDir({ prefix: "calls-bench-kv-" })
     : undefined;
   if (options.marks) options.marks.spawnedAt = performance.now();
-  const server = await spawnServer({
-    TELNYX_API_KEY: "KEYbench000000",
-    TELNYX_ACCOUNT_SID: "acct",
-    TELNYX_APPLICATION_SID: "app",
-    TELNYX_PHONE_NUMBER: "+15550001111",
-    TELNYX_BASE_URL: telnyx.baseURL,
-    OPENAI_API_KEY: "sk-bench",
-    OPENAI_BASE_URL: openai.baseURL,
-    DEEPGRAM_API_KEY: "dg-bench",
-    DEEPGRAM_BASE_URL: deepgram.url,
-    CARTESIA_API_KEY: "car-bench",
-    CARTESIA_BASE_URL: cartesia.baseURL,
+  const rig = await spawnServerWithFakes({
     SHUTDOWN_GRACE_SECONDS: "0",
     IDLE_TIMEOUT_SECONDS: "60",
     ...(kvDir ? { KV_PATH: `${kvDir}/calls.sqlite3` } : {}),
@@ -229,18 +206,12 @@ export async function load(
       ? { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: "bench-webhook-secret-0123456789" }
       : {}),
   }, {
+    openai: { whenQueueEmpty: () => ({ kind: "text", text: LONG_ANSWER }) },
+    deepgram: { script: caller.segments },
     denoFlags: [...(options.serverDenoFlags ?? []), ...(kvDir ? [`--allow-write=${kvDir}`] : [])],
   });
+  const { server } = rig;
   if (options.pinServerCpus) await pinThreads(server.pid, options.pinServerCpus);
-  const driver = {
-    telnyx,
-    start: (payload: unknown) =>
-      fetch(`${server.url}/start`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(payload),
-      }),
-  } as unknown as Harness;
 
   await sleep(500);
   const idleRss = await residentBytes(server.pid);
@@ -255,7 +226,7 @@ export async function load(
   // Ramp up in small batches, as real traffic arrives.
   for (let i = 0; i < count; i += 10) {
     await Promise.all(Array.from({ length: Math.min(10, count - i) }, async () => {
-      const { callSid, streamUrl } = await placeAndAnswer(driver, { name: "Zoë" });
+      const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
       const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
       client.start();
       client.streamAudio(audio);
@@ -329,8 +300,7 @@ export async function load(
       } ms |`,
     ]
     : [];
-  await server[Symbol.asyncDispose]();
-  await Promise.all([openai.close(), deepgram.close(), cartesia.close(), telnyx.close()]);
+  await rig[Symbol.asyncDispose]();
   await receiver?.close();
   if (kvDir) await Deno.remove(kvDir, { recursive: true });
   return [
