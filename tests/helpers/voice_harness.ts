@@ -11,7 +11,7 @@ import { type DropFault, type FakeDeepgram, startFakeDeepgram } from "../fakes/d
 import { type FakeOpenAi, type OpenAiReply, startFakeOpenAi } from "../fakes/openai.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { placeAndAnswer } from "./call_driver.ts";
-import type { CallerTimeline } from "./caller_timeline.ts";
+import { CallerTimeline } from "./caller_timeline.ts";
 import { type Harness, startHarness, waitFor } from "./harness.ts";
 import type { RecordsKv } from "../../src/records/call_store.ts";
 
@@ -89,4 +89,33 @@ export async function startVoiceHarness(options: VoiceHarnessOptions): Promise<V
       await Promise.all([openai.close(), deepgram.close(), cartesia.close()]);
     },
   };
+}
+
+/** The bot's first answer in {@link startBargeInHarness}: long enough to be talked over. */
+export const LONG_ANSWER = "Well, there is quite a lot to say about that. " +
+  "First of all, your account has several features you may not know about. " +
+  "Second, we have a new offer this month that could save you money. " +
+  "Third, there is our new mobile app, which makes everything a little easier. " +
+  "Fourth, our support line is now open on weekends as well. " +
+  "And finally, I would love to tell you about our loyalty programme and its rewards.";
+
+/**
+ * A callee who says hello, asks, and cuts into the bot's long answer ("Wait, stop, I have a
+ * question."), against fakes slower than real time so both streams still run at the barge-in.
+ */
+export async function startBargeInHarness(): Promise<VoiceHarness> {
+  const caller = CallerTimeline.answeredWithHello(2500)
+    .say("yes_zoe", "Yes, this is Zoë. What is this about?")
+    .pause(1000)
+    .say("barge_in", "Wait, stop, I have a question.")
+    .pause(4000);
+  const v = await startVoiceHarness({
+    caller,
+    replies: [
+      { kind: "text", text: LONG_ANSWER, deltaDelayMs: 25 },
+      { kind: "text", text: "Of course, what is your question?" },
+    ],
+  });
+  v.cartesia.chunkDelayMs = 60;
+  return v;
 }

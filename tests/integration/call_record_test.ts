@@ -10,7 +10,12 @@ import { CANNED } from "../../src/session/voice_agent.ts";
 import { CallerTimeline } from "../helpers/caller_timeline.ts";
 import { waitFor } from "../helpers/harness.ts";
 import { FlakyKv } from "../helpers/records.ts";
-import { startVoiceHarness, type VoiceHarness } from "../helpers/voice_harness.ts";
+import {
+  LONG_ANSWER,
+  startBargeInHarness,
+  startVoiceHarness,
+  type VoiceHarness,
+} from "../helpers/voice_harness.ts";
 
 const GREETING = "Hello! This is an automated call from our Telnyx chatbot demo.";
 const FLUSH_WITHIN_MS = 5000;
@@ -74,24 +79,7 @@ Deno.test({
 Deno.test({
   name: "record of a barge-in: the cut reply is stored as heard and marked interrupted",
   async fn() {
-    const longAnswer = "Well, there is quite a lot to say about that. " +
-      "First of all, your account has several features you may not know about. " +
-      "Second, we have a new offer this month that could save you money. " +
-      "Third, there is our new mobile app, which makes everything a little easier. " +
-      "And finally, I would love to tell you about our loyalty programme and its rewards.";
-    const caller = CallerTimeline.answeredWithHello(2500)
-      .say("yes_zoe", "Yes, this is Zoë. What is this about?")
-      .pause(1000)
-      .say("barge_in", "Wait, stop, I have a question.")
-      .pause(4000);
-    await using v = await startVoiceHarness({
-      caller,
-      replies: [
-        { kind: "text", text: longAnswer, deltaDelayMs: 25 },
-        { kind: "text", text: "Of course, what is your question?" },
-      ],
-    });
-    v.cartesia.chunkDelayMs = 60;
+    await using v = await startBargeInHarness();
     const { client, session, agent, callSid } = await v.call();
     await waitFor(
       () => agent.conversation.transcript().length >= 6,
@@ -105,8 +93,8 @@ Deno.test({
     const cut = record.transcript![3];
     assert.equal(cut.role, "assistant");
     assert.equal(cut.interrupted, true);
-    assert.ok(cut.text.length > 0 && cut.text.length < longAnswer.length, cut.text);
-    assert.ok(longAnswer.startsWith(cut.text));
+    assert.ok(cut.text.length > 0 && cut.text.length < LONG_ANSWER.length, cut.text);
+    assert.ok(LONG_ANSWER.startsWith(cut.text));
     assert.equal(record.transcript![4].text, "Wait, stop, I have a question.");
     assert.deepEqual(
       record.transcript!.map((t) => [t.role, t.text]),

@@ -4,6 +4,7 @@
  * and the server turns genuine ones into call events and refuses forged ones.
  */
 import assert from "node:assert/strict";
+import { ANSWERED_BY } from "../../src/records/call_events.ts";
 import { TelnyxWebhookSigner } from "../fakes/telnyx_api.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { placeAndAnswer, startLiveCall } from "../helpers/call_driver.ts";
@@ -123,18 +124,7 @@ Deno.test("an unknown CallStatus is acknowledged and recorded as nothing", async
 Deno.test("an AMD callback is recorded with every documented spelling, unknown ones as unknown", async () => {
   await using h = await signedHarness({ AMD: "on" });
   const callId = await placeCall(h);
-  const sent = [
-    "human",
-    "machine",
-    "machine_start",
-    "machine_end_beep",
-    "machine_end_silence",
-    "machine_end_other",
-    "fax",
-    "unknown",
-    "not_sure",
-    "robot",
-  ];
+  const sent = [...ANSWERED_BY, "robot"];
   for (const answeredBy of sent) {
     const res = await h.telnyx.sendAmd(callId, answeredBy);
     assert.equal(res.status, 200, JSON.stringify(res.body));

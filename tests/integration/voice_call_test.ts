@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { CANNED } from "../../src/session/voice_agent.ts";
 import { CallerTimeline } from "../helpers/caller_timeline.ts";
 import { waitFor } from "../helpers/harness.ts";
-import { startVoiceHarness } from "../helpers/voice_harness.ts";
+import { LONG_ANSWER, startBargeInHarness, startVoiceHarness } from "../helpers/voice_harness.ts";
 import type { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import type { CartesiaFake } from "../fakes/cartesia.ts";
 
@@ -126,26 +126,7 @@ Deno.test({
 Deno.test({
   name: "barge-in clears Telnyx, cancels the LLM and TTS, and keeps only what was heard",
   async fn() {
-    const longAnswer = "Well, there is quite a lot to say about that. " +
-      "First of all, your account has several features you may not know about. " +
-      "Second, we have a new offer this month that could save you money. " +
-      "Third, there is our new mobile app, which makes everything a little easier. " +
-      "Fourth, our support line is now open on weekends as well. " +
-      "And finally, I would love to tell you about our loyalty programme and its rewards.";
-    const caller = CallerTimeline.answeredWithHello(2500)
-      .say("yes_zoe", "Yes, this is Zoë. What is this about?")
-      .pause(1000)
-      .say("barge_in", "Wait, stop, I have a question.")
-      .pause(4000);
-    await using v = await startVoiceHarness({
-      caller,
-      replies: [
-        // Slower than real time, so both streams are still running when the callee cuts in.
-        { kind: "text", text: longAnswer, deltaDelayMs: 25 },
-        { kind: "text", text: "Of course, what is your question?" },
-      ],
-    });
-    v.cartesia.chunkDelayMs = 60;
+    await using v = await startBargeInHarness();
     const { client, session, agent } = await v.call();
     await waitFor(() => client.framesOf("clear").length > 0, "clear", 15000);
     assert.equal(await v.openai.requests[0].outcome, "cancelled", "the LLM stream was aborted");
@@ -161,8 +142,8 @@ Deno.test({
     const cut = transcript[3];
     assert.equal(cut.role, "bot");
     assert.equal(cut.interrupted, true);
-    assert.ok(cut.text.length < longAnswer.length, `kept only what was heard: ${cut.text}`);
-    assert.ok(longAnswer.startsWith(cut.text), "a prefix of the answer");
+    assert.ok(cut.text.length < LONG_ANSWER.length, `kept only what was heard: ${cut.text}`);
+    assert.ok(LONG_ANSWER.startsWith(cut.text), "a prefix of the answer");
     const answerContext = [...v.cartesia.contexts.values()][1];
     assert.ok(answerContext.cancelled, "the TTS context was cancelled");
     assert.equal(agent.metrics.bargeIns, 1);
