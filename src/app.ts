@@ -22,6 +22,7 @@ import { mediaRoute } from "./routes/media.ts";
 import { startRoute } from "./routes/start.ts";
 import { callsRoute } from "./routes/calls.ts";
 import { webhooksRoute } from "./routes/webhooks.ts";
+import { consoleRoute } from "./console/console_route.ts";
 import type { Webhooks } from "./webhooks/webhooks.ts";
 import type { CallRecorder } from "./records/call_recorder.ts";
 
@@ -86,7 +87,7 @@ export function createApp(deps: AppDeps): Hono {
         message: `No route ${c.req.method} ${c.req.path}. Routes: POST /start, POST /answer, ` +
           "POST /callbacks/status, POST /callbacks/amd, GET /ws (WebSocket), GET /health, " +
           "GET /calls, GET|DELETE /calls/:id, POST /calls/:id/hangup, " +
-          "POST /calls/:id/webhooks/resend.",
+          "POST /calls/:id/webhooks/resend, GET /console.",
       },
     }, 404)
   );
@@ -98,5 +99,6 @@ export function createApp(deps: AppDeps): Hono {
     .route("/", callbacksRoute(deps))
     .route("/", mediaRoute(deps))
     .route("/", callsRoute(deps))
-    .route("/", webhooksRoute({ config: deps.config, webhooks: deps.webhooks }));
+    .route("/", webhooksRoute({ config: deps.config, webhooks: deps.webhooks }))
+    .route("/", consoleRoute(deps));
 }
