@@ -6,14 +6,20 @@
  * - "load": N concurrent playbacks streaming for a few seconds on real timers, once with the
  *   shared ticker and once with one timer per call. Printed: CPU ms per call-second, the worst
  *   lateness of a frame past the moment the lead called for it (an underrun needs lateness >
- *   leadMs), underruns, and the ticker's own worst tick delay. `send` only counts, so socket
- *   writes are not included.
+ *   leadMs), underruns, and the ticker's own worst tick delay. The output only counts, so socket
+ *   writes and the wire encoding are not included.
  *
  * Run: `deno bench --allow-env bench/playback_bench.ts` (PLAYBACK_BENCH_CALLS, _SECONDS override).
  */
 import process from "node:process";
 import { Playback, PlaybackTicker } from "../src/session/playback.ts";
 import { mediaFrameFromBytes } from "../src/telnyx/media_stream.ts";
+import { type AudioOutput, MULAW_8K } from "../src/transport/call_transport.ts";
+
+/** An output that counts what it is given and sends nothing. */
+function countingOutput(onAudio: (frame: Uint8Array) => void): AudioOutput {
+  return { outputFormat: MULAW_8K, sendAudio: onAudio, sendMark: () => {}, clear: () => {} };
+}
 
 const FRAME = new Uint8Array(160).map((_, i) => (i * 7) % 251);
 
@@ -44,7 +50,7 @@ Deno.bench({
   let chars = 0;
   const ticker = new PlaybackTicker({ manual: true });
   const playback = new Playback({
-    send: (frame) => chars += frame.length,
+    output: countingOutput((frame) => chars += mediaFrameFromBytes(frame).length),
     now: () => clock,
     ticker,
     leadMs: 40,
@@ -88,15 +94,14 @@ async function simulateLoad(sharedTicker: boolean): Promise<LoadResult> {
     const playback = new Playback({
       ticker,
       leadMs: LEAD_MS,
-      send: (frame) => {
-        if (frame.length < 100) return; // a mark
+      output: countingOutput(() => {
         const now = performance.now();
         if (frames === 0) firstAt = now;
         // Frame k is due once the lead drops below LEAD_MS; the first frames go out at once.
         const dueAt = firstAt + Math.max(0, frames * 20 - LEAD_MS);
         if (frames * 20 >= LEAD_MS) latenesses.push(now - dueAt);
         frames++;
-      },
+      }),
     });
     for (let offset = 0; offset < audio.length; offset += chunk) {
       playback.enqueue(audio.subarray(offset, offset + chunk));

@@ -96,6 +96,7 @@ export function voiceAgentStarter(
           baseURL: config.CARTESIA_BASE_URL,
           model: config.CARTESIA_MODEL,
           voiceId: config.CARTESIA_VOICE_ID,
+          audioFormat: session.outputFormat,
           log: (level, msg, fields) => log[level](`tts: ${msg}`, fields),
         }),
         openTranscriber: (signal) =>
@@ -103,6 +104,7 @@ export function voiceAgentStarter(
             apiKey: DEEPGRAM_API_KEY,
             baseUrl: config.DEEPGRAM_BASE_URL,
             engine: config.STT_ENGINE,
+            audioFormat: session.inputFormat,
             model: config.DEEPGRAM_MODEL,
             eagerEotThreshold: config.FLUX_EAGER_EOT_THRESHOLD,
             signal,

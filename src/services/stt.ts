@@ -1,6 +1,7 @@
 /**
- * Deepgram live speech-to-text for one call: forwards the caller's mu-law 8 kHz audio untouched
- * and yields typed transcript events, for Nova (`/v1/listen`) or Flux (`/v2/listen`).
+ * Deepgram live speech-to-text for one call: forwards the caller's audio untouched, labelled with
+ * the call's format (mu-law, A-law or linear PCM at its sample rate), and yields typed
+ * transcript events, for Nova (`/v1/listen`) or Flux (`/v2/listen`).
  *
  * Reconnection is ours, not the SDK's: the SDK's own reconnect is silent (new stream, new
  * timestamps, audio sent meanwhile lost), so it is disabled with `reconnectAttempts: 0`. Instead
@@ -15,6 +16,7 @@ import { DeepgramClient } from "@deepgram/sdk";
 import { z } from "zod";
 import { AsyncQueue } from "../async/async_queue.ts";
 import { deadline, DeadlineError, delay, settledWithin } from "../async/deadline.ts";
+import { type AudioFormat, bytesPerMs, MULAW_8K } from "../transport/call_transport.ts";
 
 /** Which Deepgram live model family transcribes the call. */
 export type SttEngine = "nova" | "flux";
@@ -31,6 +33,8 @@ export interface SttOptions {
   /** e.g. `DEEPGRAM_BASE_URL`; the SDK reads no env var for it. Default: Deepgram production. */
   baseUrl?: string;
   engine: SttEngine;
+  /** Format of the audio given to `sendAudio`; default mu-law 8 kHz. */
+  audioFormat?: AudioFormat;
   /** Default `nova-3` (Nova) or `flux-general-en` (Flux). */
   model?: string;
   /** Nova: silence that ends an utterance (`speech_final`); default 300 ms. */
@@ -53,7 +57,7 @@ export interface SttOptions {
   reconnect?: { attempts: number; backoffMs: number };
   /** Nova: send `KeepAlive` when no audio went out for this long; default 3000 ms. */
   keepAliveMs?: number;
-  /** Audio kept for replay (not yet finalised, or sent during a gap); default 30 s = 240000. */
+  /** Audio kept for replay (not yet finalised, or sent during a gap); default 30 s of audio. */
   maxBufferBytes?: number;
   /** How long `close()` waits for the server to flush and close; default 2000 ms. */
   closeTimeoutMs?: number;
@@ -85,10 +89,11 @@ export type TranscriptEvent =
 /** A live transcription stream for one call. Iterate it once for its events. */
 export interface LiveTranscriber extends AsyncIterable<TranscriptEvent> {
   /**
-   * Queues raw mu-law 8 kHz bytes. Never throws; buffers while (re)connecting. The bytes are
-   * kept by reference until finalised, so the caller must not reuse the array.
+   * Queues raw audio bytes in the transcriber's `audioFormat`. Never throws; buffers while
+   * (re)connecting. The bytes are kept by reference until finalised, so the caller must not
+   * reuse the array.
    */
-  sendAudio(mulaw: Uint8Array): void;
+  sendAudio(audio: Uint8Array): void;
   /**
    * Nova: flush the audio heard so far into a final result (`fromFinalize`). Flux: no-op, its
    * `ForceEndTurn` needs server-side enablement and otherwise closes the connection.
@@ -118,7 +123,6 @@ export class SttUnavailableError extends Error {
   }
 }
 
-const BYTES_PER_SECOND = 8000;
 const MAX_QUEUED_EVENTS = 512;
 /** A caller waits on the line during reconnection: never back off longer than this. */
 const MAX_BACKOFF_MS = 4000;
@@ -192,6 +196,9 @@ type State = "connecting" | "open" | "reconnecting" | "closing" | "closed" | "fa
 class DeepgramLiveTranscriber implements LiveTranscriber {
   private readonly client: DeepgramClient;
   private readonly log: SttLog;
+  private readonly format: AudioFormat;
+  /** Bytes of one second of the call's audio: converts Deepgram's seconds to log offsets. */
+  private readonly bytesPerSecond: number;
   /** Interim results are dropped when the consumer lags this far behind; nothing else is. */
   private readonly events = new AsyncQueue<TranscriptEvent>({
     limit: MAX_QUEUED_EVENTS,
@@ -221,6 +228,8 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   constructor(private readonly opts: SttOptions) {
     this.client = new DeepgramClient({ apiKey: opts.apiKey, baseUrl: opts.baseUrl });
     this.log = opts.log ?? (() => {});
+    this.format = opts.audioFormat ?? MULAW_8K;
+    this.bytesPerSecond = bytesPerMs(this.format) * 1000;
     if (opts.signal.aborted) {
       this.state = "closed";
       this.events.close();
@@ -231,7 +240,7 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   }
 
   get audioSeconds(): number {
-    return this.sentBytes / BYTES_PER_SECOND;
+    return this.sentBytes / this.bytesPerSecond;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<TranscriptEvent> {
@@ -240,11 +249,11 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
     return this.events;
   }
 
-  sendAudio(mulaw: Uint8Array): void {
-    if (this.isOver() || this.state === "closing" || mulaw.length === 0) return;
-    this.audioLog.push(mulaw);
-    this.logBytes += mulaw.length;
-    if (this.state === "open" && this.link) this.transmit(this.link, mulaw);
+  sendAudio(audio: Uint8Array): void {
+    if (this.isOver() || this.state === "closing" || audio.length === 0) return;
+    this.audioLog.push(audio);
+    this.logBytes += audio.length;
+    if (this.state === "open" && this.link) this.transmit(this.link, audio);
     this.enforceBufferBound();
   }
 
@@ -422,8 +431,9 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   private async dial(): Promise<{ wire: WireSocket; nova?: NovaSocket }> {
     const o = this.opts;
     const common = {
-      encoding: "mulaw",
-      sample_rate: BYTES_PER_SECOND,
+      // Deepgram's names match ours: `mulaw`, `alaw`, `linear16`.
+      encoding: this.format.encoding,
+      sample_rate: this.format.sampleRate,
       reconnectAttempts: 0,
       // The SDK's own bound, in whole seconds; openLinkWithin() enforces the exact one.
       connectionTimeoutInSeconds:
@@ -476,7 +486,7 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
 
   /** Drops the oldest audio beyond the bound; only audio never sent to Deepgram is a real loss. */
   private enforceBufferBound(): void {
-    const max = this.opts.maxBufferBytes ?? 30 * BYTES_PER_SECOND;
+    const max = this.opts.maxBufferBytes ?? 30 * this.bytesPerSecond;
     while (this.logBytes > max && this.audioLog.length > 1) {
       const dropped = this.audioLog.shift()!;
       this.logBytes -= dropped.length;
@@ -530,7 +540,7 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
           if (text) this.emit({ type: "interim", text });
           return;
         }
-        this.trimLog(link.originByte + Math.round((r.start + r.duration) * BYTES_PER_SECOND));
+        this.trimLog(link.originByte + Math.round((r.start + r.duration) * this.bytesPerSecond));
         if (text || r.speech_final) {
           this.emit({
             type: "final",
@@ -544,7 +554,7 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
       case "SpeechStarted": {
         const started = NovaSpeechStarted.safeParse(raw);
         if (!started.success) return this.badMessage("SpeechStarted", started.error);
-        const atSeconds = link.originByte / BYTES_PER_SECOND + started.data.timestamp;
+        const atSeconds = link.originByte / this.bytesPerSecond + started.data.timestamp;
         return this.emit({ type: "speech_started", atSeconds });
       }
       case "UtteranceEnd":
@@ -584,7 +594,9 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
       case "EndOfTurn":
         this.lastFluxUpdate = "";
         if (info.audio_window_end !== undefined) {
-          this.trimLog(link.originByte + Math.round(info.audio_window_end * BYTES_PER_SECOND));
+          this.trimLog(
+            link.originByte + Math.round(info.audio_window_end * this.bytesPerSecond),
+          );
         }
         return this.emit({ type: "end_of_turn", text });
     }

@@ -1,7 +1,8 @@
 /**
  * Cartesia streaming text-to-speech over its WebSocket: one socket per call, reused across turns,
- * one Cartesia context per bot response. Output is raw mu-law at 8 kHz, exactly what the Telnyx
- * media stream plays, so no transcoding happens anywhere.
+ * one Cartesia context per bot response. Output is raw audio in the call's output format (mu-law
+ * or A-law 8 kHz for a phone call), exactly what the transport plays, so no transcoding happens
+ * anywhere.
  *
  * Phrase boundaries: after each phrase the context is flushed; Cartesia answers each flush with a
  * `flush_done` (numbered from 1, per context) once that phrase's audio has been sent, so the
@@ -21,10 +22,11 @@
  */
 import Cartesia from "@cartesia/cartesia-js";
 import { type ContextOptions, TTSWS, TTSWSContext } from "@cartesia/cartesia-js/resources/tts/ws";
-import type { WebsocketResponse } from "@cartesia/cartesia-js/resources/tts";
+import type { RawOutputFormat, WebsocketResponse } from "@cartesia/cartesia-js/resources/tts";
 import { z } from "zod";
 import { AsyncQueue } from "../async/async_queue.ts";
 import { abortable, deadline, delay, settledWithin } from "../async/deadline.ts";
+import { type AudioEncoding, type AudioFormat, MULAW_8K } from "../transport/call_transport.ts";
 
 /** The original bot's model. */
 const DEFAULT_TTS_MODEL = "sonic-3";
@@ -33,7 +35,7 @@ const DEFAULT_TTS_VOICE_ID = "71a7ad14-091c-4e8e-a314-022ece01c121";
 
 /** What {@link CartesiaSpeaker.speak} yields, in playback order. */
 export type SpeechEvent =
-  /** Raw mu-law 8 kHz audio, ready for the Telnyx media stream. */
+  /** Raw audio in the speaker's `audioFormat`, ready for the call's transport. */
   | { type: "audio"; audio: Uint8Array }
   /**
    * All audio of phrase `index` (0-based, in the order `text` yielded it) has been yielded;
@@ -84,7 +86,11 @@ export type TtsLog = (
 ) => void;
 
 /** Constructor options: {@link TtsConfigSchema} input plus an optional log sink. */
-export type TtsOptions = z.input<typeof TtsConfigSchema> & { log?: TtsLog };
+export type TtsOptions = z.input<typeof TtsConfigSchema> & {
+  log?: TtsLog;
+  /** Format of the audio to produce (the call's output format); default mu-law 8 kHz. */
+  audioFormat?: AudioFormat;
+};
 
 /** Why a response (or the speaker) failed. */
 export type TtsFailureReason =
@@ -135,7 +141,38 @@ export class TtsUnavailableError extends TtsError {
   }
 }
 
-const OUTPUT_FORMAT = { container: "raw", encoding: "pcm_mulaw", sample_rate: 8000 } as const;
+/** Cartesia's name of each encoding of raw output. */
+const CARTESIA_ENCODING = {
+  mulaw: "pcm_mulaw",
+  alaw: "pcm_alaw",
+  linear16: "pcm_s16le",
+} as const satisfies Record<AudioEncoding, string>;
+
+/** The sample rates Cartesia produces. */
+const CARTESIA_SAMPLE_RATES: readonly RawOutputFormat["sample_rate"][] = [
+  8000,
+  16000,
+  22050,
+  24000,
+  44100,
+  48000,
+];
+
+/**
+ * Cartesia's `output_format` for raw audio in `format`.
+ *
+ * @throws {RangeError} for a sample rate Cartesia does not produce.
+ */
+export function cartesiaOutputFormat(format: AudioFormat): RawOutputFormat {
+  const rate = CARTESIA_SAMPLE_RATES.find((rate) => rate === format.sampleRate);
+  if (rate === undefined) {
+    throw new RangeError(
+      `Cartesia cannot produce ${format.sampleRate} Hz audio; use one of ` +
+        CARTESIA_SAMPLE_RATES.join(", "),
+    );
+  }
+  return { container: "raw", encoding: CARTESIA_ENCODING[format.encoding], sample_rate: rate };
+}
 
 /**
  * Speaks bot responses for one call. Create one per call, `connect()` when the call starts so
@@ -143,6 +180,7 @@ const OUTPUT_FORMAT = { container: "raw", encoding: "pcm_mulaw", sample_rate: 80
  */
 export class CartesiaSpeaker {
   readonly #config: TtsConfig;
+  readonly #outputFormat: RawOutputFormat;
   readonly #log: TtsLog;
   readonly #client: Cartesia;
   readonly #lifetime = new AbortController();
@@ -152,8 +190,9 @@ export class CartesiaSpeaker {
 
   /** Validates options; opens nothing yet. */
   constructor(options: TtsOptions) {
-    const { log, ...config } = options;
+    const { log, audioFormat, ...config } = options;
     this.#config = TtsConfigSchema.parse(config);
+    this.#outputFormat = cartesiaOutputFormat(audioFormat ?? MULAW_8K);
     this.#log = log ?? (() => {});
     // apiKey must be explicit: the SDK ignores CARTESIA_API_KEY.
     this.#client = new Cartesia({ apiKey: this.#config.apiKey, baseURL: this.#config.baseURL });
@@ -252,7 +291,7 @@ export class CartesiaSpeaker {
       contextId,
       model_id: this.#config.model,
       voice: { mode: "id", id: this.#config.voiceId },
-      output_format: OUTPUT_FORMAT,
+      output_format: this.#outputFormat,
       language: this.#config.language as ContextOptions["language"],
       max_buffer_delay_ms: this.#config.maxBufferDelayMs,
     });

@@ -10,8 +10,12 @@
  */
 import type { CustomData } from "../telnyx/body_param.ts";
 import type { Logger } from "../log.ts";
-import { clearFrame } from "../telnyx/media_stream.ts";
-import { codecFor, type G711Codec } from "../audio/g711.ts";
+import type {
+  AudioFormat,
+  AudioOutput,
+  CallTransport,
+  TransportEvent,
+} from "../transport/call_transport.ts";
 import { deadline, settledWithin } from "../async/deadline.ts";
 import {
   type AnsweredBy,
@@ -47,41 +51,21 @@ export const CALL_END_REASON: Record<EndReason, CallEndReason> = {
   error: "internal_error",
 };
 
-/** The media format Telnyx announced in `start`. */
-export interface MediaFormat {
-  encoding: "PCMU" | "PCMA";
-  sampleRate: number;
-  channels: number;
-}
-
 /** What a session knows about its call when it is created (from the `start` frame). */
 export interface CallInfo {
   streamId: string;
   callControlId: string;
-  mediaFormat: MediaFormat;
   from?: string;
   to?: string;
   /** The custom data given to `/start`, decoded from the signed `body` parameter. */
   body: CustomData;
 }
 
-/** Events the media socket delivers to a session. */
+/** Events delivered to a session: its transport's, plus answering-machine detection. */
 export type SessionEvent =
-  | { type: "media"; payload: Uint8Array }
-  | { type: "dtmf"; digit: string }
-  | { type: "mark"; name: string }
-  | { type: "stop" }
+  | TransportEvent
   /** Telnyx's answering-machine detection result, from its callback. */
-  | { type: "answered_by"; answeredBy: AnsweredBy }
-  | { type: "stream_error"; code?: string; title?: string }
-  | { type: "socket_closed"; code: number; reason: string };
-
-/** How the session talks back to Telnyx over the media socket. */
-export interface MediaChannel {
-  /** Sends one JSON text frame; a no-op once the socket is closed. */
-  send(frame: string): void;
-  close(code: number, reason: string): void;
-}
+  | { type: "answered_by"; answeredBy: AnsweredBy };
 
 /** Hangs up a call through the Telnyx REST API. */
 export type HangupCall = (callControlId: string) => Promise<"hung_up" | "already_ended">;
@@ -122,7 +106,8 @@ const AGENT_CLOSE_TIMEOUT_MS = 5000;
 
 /** Dependencies of a session. */
 export interface CallSessionDeps {
-  channel: MediaChannel;
+  /** The wire of this call; the session closes it when the call ends. */
+  transport: CallTransport;
   hangupCall: HangupCall;
   logger: Logger;
   /** Longest wait for {@link HangupCall}; the session ends anyway. Default {@link HANGUP_TIMEOUT_MS}. */
@@ -136,8 +121,11 @@ export interface CallSessionDeps {
 /** One call's actor. Construct it, then {@link CallSession.start}. */
 export class CallSession {
   readonly info: CallInfo;
-  /** Codec of the call's audio, picked from the announced media format. */
-  readonly codec: G711Codec;
+  /**
+   * The agent's way out to the callee: the transport's audio, marks and clear, dropped unless
+   * the call is active (nothing reaches a call that is ending).
+   */
+  readonly output: AudioOutput;
   readonly stats: SessionStats = {
     mediaFrames: 0,
     mediaBytes: 0,
@@ -167,9 +155,31 @@ export class CallSession {
 
   constructor(info: CallInfo, deps: CallSessionDeps) {
     this.info = info;
-    this.codec = codecFor(info.mediaFormat.encoding);
     this.#deps = deps;
+    const transport = deps.transport;
+    this.output = {
+      outputFormat: transport.outputFormat,
+      sendAudio: (frame) => {
+        if (this.#state === "active") transport.sendAudio(frame);
+      },
+      sendMark: (name) => {
+        if (this.#state === "active") transport.sendMark(name);
+      },
+      clear: () => {
+        if (this.#state === "active") transport.clear();
+      },
+    };
     this.#log = deps.logger.child({ call: info.callControlId, stream: info.streamId });
+  }
+
+  /** Format of the callee audio delivered as `media` events. */
+  get inputFormat(): AudioFormat {
+    return this.#deps.transport.inputFormat;
+  }
+
+  /** Format the agent's audio must be in. */
+  get outputFormat(): AudioFormat {
+    return this.#deps.transport.outputFormat;
   }
 
   /** Current lifecycle state. */
@@ -226,8 +236,9 @@ export class CallSession {
     if (this.#state !== "connecting") return;
     this.#state = "active";
     this.#log.info("call session started", {
-      encoding: this.info.mediaFormat.encoding,
-      sample_rate: this.info.mediaFormat.sampleRate,
+      transport: this.#deps.transport.kind,
+      encoding: this.inputFormat.encoding,
+      sample_rate: this.inputFormat.sampleRate,
       body_keys: Object.keys(this.info.body),
     });
     if (this.#log.enabled("debug")) this.#log.debug("custom data", { body: this.info.body });
@@ -245,19 +256,9 @@ export class CallSession {
     this.#drain();
   }
 
-  /** Sends a frame to Telnyx (media, mark or clear) while the call is live. */
-  send(frame: string): void {
-    if (this.#state === "active") this.#deps.channel.send(frame);
-  }
-
-  /** Drops audio queued at Telnyx (barge-in). */
-  clearPlayback(): void {
-    this.send(clearFrame());
-  }
-
   /**
    * Ends the call: stops every task of the call, hangs up through Telnyx (at most once, whoever
-   * asks and however often), closes the media socket and resolves {@link ended}. Telnyx's "call
+   * asks and however often), closes the transport and resolves {@link ended}. Telnyx's "call
    * already ended" answer counts as success, so this is also how a callee hang-up is confirmed.
    * `outcome` is the precise reason for the record (e.g. `max_duration`); by default it follows
    * `reason` ({@link CALL_END_REASON}).
@@ -295,7 +296,7 @@ export class CallSession {
     }
     try {
       // 1001 "going away" tells Telnyx the server, not the call, is why the stream stopped.
-      this.#deps.channel.close(reason === "shutdown" ? 1001 : 1000, reason);
+      this.#deps.transport.close(reason === "shutdown" ? 1001 : 1000, reason);
     } catch (error) {
       this.#log.error("media socket did not close cleanly", { error });
     }

@@ -18,11 +18,15 @@ import type { CustomData } from "../telnyx/body_param.ts";
 import {
   decodeMediaPayload,
   type InboundFrame,
-  isTelephonyEncoding,
   mediaPayloadBytes,
   parseInboundFrame,
 } from "../telnyx/media_stream.ts";
-import { CallSession, type HangupCall, type MediaChannel } from "./call_session.ts";
+import {
+  TelnyxMediaTransport,
+  telnyxStreamFormat,
+  telnyxTransportEvent,
+} from "../transport/telnyx_media_transport.ts";
+import { CallSession, type HangupCall } from "./call_session.ts";
 import type { CallRegistry, PendingSocket } from "./call_registry.ts";
 import type { CallEventSink } from "../records/call_events.ts";
 import { InboundAudioPacer } from "./inbound_audio_pacer.ts";
@@ -108,17 +112,6 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
   const dropped = { malformed: 0, binary: 0, early: 0 };
   const pacer = new InboundAudioPacer();
 
-  const channel: MediaChannel = {
-    send(frame) {
-      if (socket.readyState === WebSocket.OPEN) socket.send(frame);
-    },
-    close(code, reason) {
-      if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
-        socket.close(code, reason);
-      }
-    },
-  };
-
   const drop = (kind: keyof typeof dropped, msg: string, fields?: Record<string, unknown>) => {
     dropped[kind]++;
     if (shouldLog(dropped[kind])) log.warn(msg, { ...fields, dropped: dropped[kind] });
@@ -158,28 +151,27 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
       return refuse(1008, "start frame does not match the stream URL's call");
     }
     log = log.child({ stream: streamId });
-    const format = start.media_format;
-    if (!isTelephonyEncoding(format.encoding)) {
-      // Only G.711 is handled; the TeXML we serve asks for PCMU, so this is a misconfiguration.
-      log.error("unsupported media encoding; ending the call", { encoding: format.encoding });
-      refuse(1003, "unsupported media encoding");
+    const format = telnyxStreamFormat(start.media_format);
+    if (!format.ok) {
+      // Only 8 kHz G.711 is handled; the TeXML we serve asks for it, so this is a
+      // misconfiguration. Refused whole rather than transcribed or played in the wrong codec.
+      log.error("unsupported media format; ending the call", {
+        reason: format.reason,
+        encoding: start.media_format.encoding,
+        sample_rate: start.media_format.sample_rate,
+      });
+      refuse(1003, format.reason);
       void deps.hangupCall(callControlId).catch(() => {});
       return;
     }
     const candidate = new CallSession(
+      { streamId, callControlId, from: start.from, to: start.to, body: deps.body },
       {
-        streamId,
-        callControlId,
-        mediaFormat: {
-          encoding: format.encoding,
-          sampleRate: format.sample_rate,
-          channels: format.channels ?? 1,
-        },
-        from: start.from,
-        to: start.to,
-        body: deps.body,
+        transport: new TelnyxMediaTransport(socket, format.format),
+        hangupCall: deps.hangupCall,
+        logger: deps.logger,
+        events: deps.events,
       },
-      { channel, hangupCall: deps.hangupCall, logger: deps.logger, events: deps.events },
     );
     const duplicate = deps.registry.add(candidate);
     if (duplicate) {
@@ -218,22 +210,11 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
         session.deliver({ type: "media", payload: decodeMediaPayload(frame.media.payload) });
         return;
       }
-      case "dtmf":
-        session.deliver({ type: "dtmf", digit: frame.dtmf.digit });
+      default: {
+        const event = telnyxTransportEvent(frame);
+        if (event) session.deliver(event);
         return;
-      case "mark":
-        session.deliver({ type: "mark", name: frame.mark.name });
-        return;
-      case "stop":
-        session.deliver({ type: "stop" });
-        return;
-      case "error":
-        session.deliver({
-          type: "stream_error",
-          code: frame.error?.code,
-          title: frame.error?.title,
-        });
-        return;
+      }
     }
   };
 

@@ -1,8 +1,9 @@
 /**
- * Outbound bot audio to Telnyx: re-chunks mu-law into 20 ms frames and paces them a small lead
- * ahead of real time, with `mark`s at phrase boundaries and `clear` on barge-in.
+ * Outbound bot audio to the call's transport: re-chunks it into 20 ms frames of the transport's
+ * output format and paces them a small lead ahead of real time, with marks at phrase boundaries
+ * and `clear` on barge-in. Telnyx is the far end this was built for; a browser player is another.
  *
- * Why pace at all: Telnyx queues whatever it receives and plays it at 8000 bytes/s. Dumping a
+ * Why pace at all: Telnyx queues whatever it receives and plays it in real time. Dumping a
  * whole answer would make `clear` the only way to stop it and make mark echoes meaningless as a
  * playback position; keeping only ~100 ms queued there means a barge-in drops little and the
  * echoes track what the callee really heard.
@@ -15,15 +16,15 @@
  * @module
  */
 
-import { clearFrame, markFrame, mediaFrameFromBytes } from "../telnyx/media_stream.ts";
-import { MU_LAW_SILENCE } from "../audio/g711.ts";
+import {
+  type AudioOutput,
+  bytesFor,
+  bytesPerMs,
+  silenceByte,
+} from "../transport/call_transport.ts";
 
-/** PCMU bytes per millisecond at 8 kHz. */
-const BYTES_PER_MS = 8;
-/** One 20 ms PCMU frame; the unit Telnyx's RTP mode plays and the unit we send. */
-export const FRAME_BYTES = 160;
-/** Duration of one frame. */
-const FRAME_MS = FRAME_BYTES / BYTES_PER_MS;
+/** Duration of one frame: the unit Telnyx's RTP mode plays and the unit we send. */
+export const FRAME_MS = 20;
 /** Default audio kept queued at Telnyx ahead of real time. */
 export const DEFAULT_LEAD_MS = 100;
 /** Below this the lead no longer covers one late tick plus the frame being sent. */
@@ -47,8 +48,8 @@ export type PlaybackOutcome = "played" | "interrupted" | "closed";
 
 /** Options for {@link Playback}. */
 export interface PlaybackOptions {
-  /** Sends one JSON text frame to Telnyx (media, mark or clear). */
-  send(frame: string): void;
+  /** Where frames, marks and clear go; its `outputFormat` sets frame size and padding. */
+  output: AudioOutput;
   /** Audio kept queued at Telnyx ahead of real time; default 100 ms, never less than 40. */
   leadMs?: number;
   /** Monotonic clock in ms, default `performance.now` (tests inject one). */
@@ -58,7 +59,7 @@ export interface PlaybackOptions {
   /** Closes the playback when aborted (the call's signal). */
   signal?: AbortSignal;
   /**
-   * Called if `send` or `onFirstFrame` throws; the playback is closed first. Pass the call's
+   * Called if the output or `onFirstFrame` throws; the playback is closed first. Pass the call's
    * logger here (the default writes to stderr without the call id). Errors never escape into the
    * shared ticker, so one broken call cannot stall others.
    */
@@ -78,7 +79,7 @@ export interface InterruptResult {
 
 /** Counters of one {@link Playback}. */
 export interface PlaybackStats {
-  /** Media frames sent (each exactly 160 bytes). */
+  /** Media frames sent (each exactly 20 ms). */
   framesSent: number;
   /** Bytes of audio sent, padding included. */
   bytesSent: number;
@@ -86,7 +87,7 @@ export interface PlaybackStats {
   underruns: number;
   /** Total length of those gaps. */
   underrunMs: number;
-  /** Silence bytes (0xFF) sent to complete partial frames (utterance ends and urgent flushes). */
+  /** Silence bytes sent to complete partial frames (utterance ends and urgent flushes). */
   paddingBytes: number;
   /** Clock time of the first frame of the current (or last) utterance. */
   firstFrameAtMs: number | undefined;
@@ -213,7 +214,7 @@ interface PhraseMark {
 
 /**
  * Paced playback of a call's bot audio. Every call owns one; the shared ticker and the caller's
- * `enqueue`/`endPhrase`/`finish` calls pump it. Not re-entrant from `send`.
+ * `enqueue`/`endPhrase`/`finish` calls pump it. Not re-entrant from the output.
  */
 export class Playback {
   /** Called with the clock time of the first frame of each utterance (latency metrics). */
@@ -228,7 +229,10 @@ export class Playback {
     firstFrameAtMs: undefined,
   };
 
-  readonly #send: (frame: string) => void;
+  readonly #output: AudioOutput;
+  readonly #bytesPerMs: number;
+  readonly #frameBytes: number;
+  readonly #silence: number;
   readonly #now: () => number;
   readonly #leadMs: number;
   readonly #ticker: PlaybackTicker;
@@ -241,7 +245,7 @@ export class Playback {
   #closed = false;
 
   /** Staging buffer for every frame: audio copied in, silence padded after it. */
-  readonly #frame = new Uint8Array(FRAME_BYTES);
+  readonly #frame: Uint8Array;
   /** Enqueued audio not yet sent; `#chunkOffset` is the read position in `#chunks[#chunkHead]`. */
   #chunks: Uint8Array[] = [];
   #chunkHead = 0;
@@ -281,7 +285,12 @@ export class Playback {
   #scheduleBytes = 0;
 
   constructor(options: PlaybackOptions) {
-    this.#send = options.send;
+    this.#output = options.output;
+    const format = options.output.outputFormat;
+    this.#bytesPerMs = bytesPerMs(format);
+    this.#frameBytes = bytesFor(format, FRAME_MS);
+    this.#silence = silenceByte(format);
+    this.#frame = new Uint8Array(this.#frameBytes);
     this.#now = options.now ?? (() => performance.now());
     this.#leadMs = Math.max(MIN_LEAD_MS, options.leadMs ?? DEFAULT_LEAD_MS);
     this.#ticker = options.ticker ?? sharedPlaybackTicker;
@@ -308,23 +317,23 @@ export class Playback {
    * mark echo of a finished utterance.
    */
   get playoutMs(): number {
-    const unsentMs = (this.#enqueuedBytes - this.#consumedBytes) / BYTES_PER_MS;
+    const unsentMs = (this.#enqueuedBytes - this.#consumedBytes) / this.#bytesPerMs;
     if (!this.#clockRunning) return unsentMs;
-    const queuedMs = this.#scheduleStartMs + this.#scheduleBytes / BYTES_PER_MS - this.#now();
+    const queuedMs = this.#scheduleStartMs + this.#scheduleBytes / this.#bytesPerMs - this.#now();
     return unsentMs + Math.max(0, queuedMs);
   }
 
   /**
-   * Queues audio of the current utterance (any length; re-chunked into 160-byte frames). The
+   * Queues audio of the current utterance (any length; re-chunked into 20 ms frames). The
    * bytes are copied. The first call of an utterance starts the clock: its first full frame goes
    * out before this returns.
    */
-  enqueue(mulaw: Uint8Array): void {
-    if (this.#closed || mulaw.length === 0) return;
+  enqueue(audio: Uint8Array): void {
+    if (this.#closed || audio.length === 0) return;
     const utterance = this.#openUtterance();
     if (this.#sendingUtterances.at(-1) !== utterance) this.#sendingUtterances.push(utterance);
-    this.#chunks.push(mulaw.slice());
-    this.#enqueuedBytes += mulaw.length;
+    this.#chunks.push(audio.slice());
+    this.#enqueuedBytes += audio.length;
     this.#pumpSafely();
   }
 
@@ -346,7 +355,7 @@ export class Playback {
   }
 
   /**
-   * No more audio for this utterance: pads its last partial frame with mu-law silence, sends it
+   * No more audio for this utterance: pads its last partial frame with silence, sends it
    * (paced like the rest), and resolves `"played"` once Telnyx echoes the final mark, i.e. the
    * audio has been heard to the end; `"interrupted"` or `"closed"` if that happens first.
    */
@@ -441,7 +450,7 @@ export class Playback {
     if (partial) result.partial = partial;
 
     if (this.#maybeQueuedAtTelnyx || this.#awaitingEcho.length > 0) {
-      this.#sendGuarded(clearFrame());
+      this.#clearGuarded();
       for (const mark of this.#awaitingEcho) this.#staleEchoes.push(mark.name);
       const excess = this.#staleEchoes.length - MAX_STALE_ECHOES;
       if (excess > 0) this.#staleEchoes.splice(0, excess);
@@ -504,11 +513,11 @@ export class Playback {
       playing = { id: "", startByte: this.#phraseStartByte, endByte: this.#enqueuedBytes };
     }
     if (playing === undefined) return undefined;
-    const totalMs = (playing.endByte - playing.startByte) / BYTES_PER_MS;
+    const totalMs = (playing.endByte - playing.startByte) / this.#bytesPerMs;
     // Telnyx cannot have played more of the phrase than we sent of it.
     const sentMs = Math.max(
       0,
-      (Math.min(this.#consumedBytes, playing.endByte) - playing.startByte) / BYTES_PER_MS,
+      (Math.min(this.#consumedBytes, playing.endByte) - playing.startByte) / this.#bytesPerMs,
     );
     // The phrase started playing when the previous mark echoed (or at the utterance's first
     // frame); gaps from underruns since then did not play anything.
@@ -555,7 +564,7 @@ export class Playback {
     }
   }
 
-  /** Pump with errors contained: a throwing `send` closes this playback only. */
+  /** Pump with errors contained: a throwing output closes this playback only. */
   #pumpSafely(): boolean {
     try {
       const needsTicks = this.#pump();
@@ -574,9 +583,9 @@ export class Playback {
     }
   }
 
-  #sendGuarded(frame: string): void {
+  #clearGuarded(): void {
     try {
-      this.#send(frame);
+      this.#output.clear();
     } catch (error) {
       this.close();
       this.#onError(error);
@@ -595,22 +604,22 @@ export class Playback {
         const mark = this.#marksToSend.shift()!;
         this.#awaitingEcho.push(mark);
         this.#maybeQueuedAtTelnyx = true;
-        this.#send(markFrame(mark.name));
+        this.#output.sendMark(mark.name);
       }
       const available = this.#enqueuedBytes - this.#consumedBytes;
       if (available === 0) return false;
       const lead = this.#clockRunning
-        ? this.#scheduleStartMs + this.#scheduleBytes / BYTES_PER_MS - now
+        ? this.#scheduleStartMs + this.#scheduleBytes / this.#bytesPerMs - now
         : 0;
       if (lead >= this.#leadMs) return true;
 
       this.#advanceSendingUtterance();
       const toBoundary = this.#flushThroughByte - this.#consumedBytes;
       let take: number;
-      if (toBoundary > 0 && toBoundary <= FRAME_BYTES) {
+      if (toBoundary > 0 && toBoundary <= this.#frameBytes) {
         take = toBoundary; // the finished utterance's tail, never merged with the next one
-      } else if (available >= FRAME_BYTES) {
-        take = FRAME_BYTES;
+      } else if (available >= this.#frameBytes) {
+        take = this.#frameBytes;
       } else if (
         this.#clockRunning && lead < URGENT_LEAD_MS &&
         this.#lastFrameUtterance === this.#sendingUtterances[0]
@@ -649,17 +658,18 @@ export class Playback {
     }
 
     this.#copyAudio(take);
-    if (take < FRAME_BYTES) {
-      this.#frame.fill(MU_LAW_SILENCE, take);
-      this.stats.paddingBytes += FRAME_BYTES - take;
+    const frameBytes = this.#frameBytes;
+    if (take < frameBytes) {
+      this.#frame.fill(this.#silence, take);
+      this.stats.paddingBytes += frameBytes - take;
     }
     this.#consumedBytes += take;
-    this.#scheduleBytes += FRAME_BYTES;
+    this.#scheduleBytes += frameBytes;
     this.stats.framesSent++;
-    this.stats.bytesSent += FRAME_BYTES;
+    this.stats.bytesSent += frameBytes;
     this.#lastFrameUtterance = utterance;
     this.#maybeQueuedAtTelnyx = true;
-    this.#send(mediaFrameFromBytes(this.#frame));
+    this.#output.sendAudio(this.#frame);
 
     if (utterance !== undefined && utterance.firstFrameAt === undefined) {
       utterance.firstFrameAt = now;

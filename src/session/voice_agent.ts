@@ -1,6 +1,6 @@
 /**
  * The voice agent of one call: listens (local VAD + Deepgram), thinks (OpenAI), speaks
- * (Cartesia → paced mu-law frames to Telnyx), lets itself be interrupted, and hangs up.
+ * (Cartesia → paced frames to the call's transport), lets itself be interrupted, and hangs up.
  *
  * Every bot utterance owns one `AbortController` linked to the call's signal: barge-in, a newer
  * turn, hang-up and shutdown all stop the LLM stream, the TTS context and playback the same way,
@@ -28,6 +28,7 @@ import { type InterruptResult, Playback, type PlaybackTicker } from "./playback.
 import { AsyncQueue } from "../async/async_queue.ts";
 import { DeadlineError } from "../async/deadline.ts";
 import { type TurnDecision, TurnDetector } from "./turn_detector.ts";
+import { bytesFor, type PcmDecoder, pcmDecoderFor } from "../transport/call_transport.ts";
 import type { AnsweredBy, CallEvent, EndReason } from "../records/call_events.ts";
 
 /** Text-to-speech as the agent uses it (implemented by `CartesiaSpeaker`). */
@@ -63,8 +64,8 @@ export interface VoiceAgentDeps {
   voicemailWaitSeconds?: number;
 }
 
-/** 40 ms of 8 kHz G.711 audio per STT write. */
-const STT_CHUNK_BYTES = 320;
+/** Callee audio per STT write. */
+const STT_CHUNK_MS = 40;
 
 /**
  * Added to the play time of what was sent when waiting for the final mark echo: covers the
@@ -149,7 +150,9 @@ export class VoiceAgent {
   readonly #dtmf: DtmfAggregator;
   #stt: LiveTranscriber | undefined;
   #pcm = new Int16Array(160);
-  readonly #sttChunk = new Uint8Array(STT_CHUNK_BYTES);
+  /** Callee audio (the transport's input format) to linear samples for the VAD. */
+  readonly #decodePcm: PcmDecoder;
+  readonly #sttChunk: Uint8Array;
   #sttFill = 0;
   #utterance: Utterance | undefined;
   #utteranceCount = 0;
@@ -184,8 +187,10 @@ export class VoiceAgent {
         missing: this.conversation.missingPlaceholders,
       });
     }
+    this.#decodePcm = pcmDecoderFor(session.inputFormat);
+    this.#sttChunk = new Uint8Array(bytesFor(session.inputFormat, STT_CHUNK_MS));
     this.#playback = new Playback({
-      send: (frame) => session.send(frame),
+      output: session.output,
       now: () => this.#clock.now(),
       ticker: deps.playbackTicker,
       onError: (error) => this.#log.error("playback failed; bot audio stopped", { error }),
@@ -246,7 +251,7 @@ export class VoiceAgent {
   #onAudio(payload: Uint8Array): void {
     this.#sendToStt(payload);
     if (this.#pcm.length < payload.length) this.#pcm = new Int16Array(payload.length);
-    const pcm = this.#session.codec.decode(payload, this.#pcm);
+    const pcm = this.#decodePcm(payload, this.#pcm);
     for (const event of this.#deps.vad.push(pcm)) {
       this.#decide(this.#turns.onVad(event));
       // A cough that stopped the bot but produced no words must not leave the call silent.

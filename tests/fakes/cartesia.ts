@@ -481,13 +481,19 @@ export class CartesiaFake {
       runtime.socket.readyState === WebSocket.OPEN;
   }
 
-  /** A continuous mu-law tone; pitch 300–1000 Hz chosen by the context's ordinal. */
+  /**
+   * A continuous tone in the requested G.711 law; pitch 300–1000 Hz chosen by the context's
+   * ordinal.
+   */
   #synthesize(runtime: ContextRuntime, length: number): Uint8Array {
     const hz = 300 + 100 * (runtime.record.ordinal % 8);
+    const encode = runtime.record.request.output_format.encoding === "pcm_alaw"
+      ? encodeAlaw
+      : encodeMulaw;
     const bytes = new Uint8Array(length);
     for (let i = 0; i < length; i++) {
       const t = (runtime.samplesGenerated + i) / MULAW_SAMPLE_RATE;
-      bytes[i] = encodeMulaw(Math.round(8000 * Math.sin(2 * Math.PI * hz * t)));
+      bytes[i] = encode(Math.round(8000 * Math.sin(2 * Math.PI * hz * t)));
     }
     runtime.samplesGenerated += length;
     return bytes;
@@ -503,9 +509,10 @@ function describeFormatProblem(frame: GenerationFrame): string | undefined {
   if (format.container !== "raw") return `container ${format.container} is not streamable`;
   if (!RAW_ENCODINGS.includes(format.encoding ?? "")) return `unknown encoding ${format.encoding}`;
   if (!SAMPLE_RATES.includes(format.sample_rate)) return `bad sample_rate ${format.sample_rate}`;
-  if (format.encoding !== "pcm_mulaw" || format.sample_rate !== MULAW_SAMPLE_RATE) {
+  const g711 = format.encoding === "pcm_mulaw" || format.encoding === "pcm_alaw";
+  if (!g711 || format.sample_rate !== MULAW_SAMPLE_RATE) {
     // The fake only synthesises what this service asks for; anything else is a test bug.
-    return `the fake only produces pcm_mulaw at 8000 Hz`;
+    return `the fake only produces pcm_mulaw or pcm_alaw at 8000 Hz`;
   }
   return undefined;
 }
@@ -546,6 +553,17 @@ function encodeMulaw(sample: number): number {
   const mantissa = (magnitude >> (exponent + 3)) & 0x0f;
   magnitude = sign | (exponent << 4) | mantissa;
   return ~magnitude & 0xff;
+}
+
+/** G.711 A-law encoding of one 16-bit linear sample. */
+function encodeAlaw(sample: number): number {
+  const mask = sample >= 0 ? 0xd5 : 0x55;
+  // 12-bit magnitude; negative samples use the one's complement, as G.711 does.
+  const magnitude = sample >= 0 ? sample >> 3 : ~(sample >> 3);
+  let segment = 0;
+  while (segment < 7 && magnitude >= (0x20 << segment)) segment++;
+  const mantissa = segment < 2 ? (magnitude >> 1) & 0x0f : (magnitude >> segment) & 0x0f;
+  return ((segment << 4) | mantissa) ^ mask;
 }
 
 /** Concatenates byte arrays. */

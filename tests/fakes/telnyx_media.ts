@@ -20,7 +20,7 @@ export interface MediaClientOptions {
   echoMarks?: boolean;
 }
 
-/** PCMU bytes per 20 ms frame at 8 kHz. */
+/** G.711 bytes per 20 ms frame at 8 kHz. */
 export const FRAME_BYTES = 160;
 
 /** One connected fake Telnyx media stream. */
@@ -39,6 +39,11 @@ export class TelnyxMediaClient {
   inboundBytes = 0;
   /** `performance.now()` when {@link streamAudio} started: audio time 0 on the wall clock. */
   audioStartedAt = 0;
+  /**
+   * The byte of silence in the stream's codec, set by {@link start}: the padding of callee audio
+   * after it ends (0xFF for PCMU, 0xD5 for PCMA).
+   */
+  silenceByte = 0xff;
   readonly closed: Promise<CloseEvent>;
 
   /** Bytes of bot audio that have "played" on the callee's phone. */
@@ -93,6 +98,7 @@ export class TelnyxMediaClient {
 
   /** The `connected` then `start` frames Telnyx opens every stream with. */
   start(encoding = "PCMU"): void {
+    this.silenceByte = encoding === "PCMA" ? 0xd5 : 0xff;
     this.socket.send(JSON.stringify({ event: "connected", version: "1.0.0" }));
     this.#send({
       event: "start",
@@ -129,15 +135,15 @@ export class TelnyxMediaClient {
 
   /**
    * Streams callee audio in real time as Telnyx does: one 160-byte frame per 20 ms, starting
-   * now, catching up when timers run late; after `audio` ends it goes on with mu-law silence
-   * (a phone line is never quiet on the wire) until {@link stopAudio} or close.
+   * now, catching up when timers run late; after `audio` ends it goes on with silence in the
+   * stream's codec (a phone line is never quiet on the wire) until {@link stopAudio} or close.
    */
   streamAudio(audio: Uint8Array): void {
     this.stopAudio();
     const startedAt = performance.now();
     this.audioStartedAt = startedAt;
     let framesSent = 0;
-    const silence = new Uint8Array(FRAME_BYTES).fill(0xff);
+    const silence = new Uint8Array(FRAME_BYTES).fill(this.silenceByte);
     const tick = () => {
       if (this.socket.readyState !== WebSocket.OPEN) return this.stopAudio();
       const due = Math.floor((performance.now() - startedAt) / 20) + 1;
@@ -148,7 +154,7 @@ export class TelnyxMediaClient {
           : silence;
         const padded = frame.length === FRAME_BYTES
           ? frame
-          : Uint8Array.from({ length: FRAME_BYTES }, (_, i) => frame[i] ?? 0xff);
+          : Uint8Array.from({ length: FRAME_BYTES }, (_, i) => frame[i] ?? this.silenceByte);
         this.media(padded);
         this.inboundBytes += FRAME_BYTES;
         framesSent++;

@@ -1,6 +1,6 @@
 /**
  * One call's VoiceAgent on in-memory fakes of its vendors (LLM, TTS, STT, VAD), a real
- * CallSession, a model of Telnyx's playback and a virtual clock: whole conversations run in
+ * CallSession on a transport double (no Telnyx, no wire format) and a virtual clock: whole conversations run in
  * milliseconds and deterministically, with no socket and no sleep.
  *
  * @module
@@ -16,7 +16,8 @@ import { CallSession, type HangupCall } from "../../src/session/call_session.ts"
 import { PlaybackTicker } from "../../src/session/playback.ts";
 import { type Speaker, VoiceAgent } from "../../src/session/voice_agent.ts";
 import { ManualClock, settle } from "./manual_clock.ts";
-import { TelnyxModel } from "./telnyx_model.ts";
+import { FakeTransport } from "./playout_model.ts";
+import type { AudioFormat } from "../../src/transport/call_transport.ts";
 
 /** Cartesia stand-in: each phrase becomes `bytesPerChar` bytes of audio per character. */
 export class FakeSpeaker implements Speaker {
@@ -88,6 +89,8 @@ export class FakeLlm {
 export class FakeTranscriber implements LiveTranscriber {
   readonly #events = new AsyncQueue<TranscriptEvent>();
   audioBytes = 0;
+  /** Size of the last `sendAudio` write. */
+  lastChunkBytes = 0;
   closed = false;
 
   get audioSeconds(): number {
@@ -98,8 +101,9 @@ export class FakeTranscriber implements LiveTranscriber {
     this.#events.push(event);
   }
 
-  sendAudio(mulaw: Uint8Array): void {
-    this.audioBytes += mulaw.length;
+  sendAudio(audio: Uint8Array): void {
+    this.audioBytes += audio.length;
+    this.lastChunkBytes = audio.length;
   }
 
   finalize(): void {}
@@ -120,6 +124,8 @@ export class FakeVad implements VoiceActivityDetector {
   #next: VadEvent[] = [];
   speaking = false;
   audioMs = 0;
+  /** A copy of the samples of the last frame pushed. */
+  lastFrame: Int16Array | undefined;
   closed = false;
 
   queue(...events: VadEvent[]): void {
@@ -128,6 +134,7 @@ export class FakeVad implements VoiceActivityDetector {
 
   push(pcm: Int16Array): readonly VadEvent[] {
     this.audioMs += pcm.length / 8;
+    this.lastFrame = pcm.slice();
     const events = this.#next;
     this.#next = [];
     for (const event of events) this.speaking = event.type === "speech_start";
@@ -149,8 +156,10 @@ export interface AgentCallOptions {
   idleTimeoutSeconds?: number;
   /** LLM replies in order. */
   replies?: string[];
-  /** Telnyx never echoes a mark. */
+  /** The far end never echoes a mark. */
   withholdEchoes?: boolean;
+  /** The call's audio format, both ways; default mu-law 8 kHz. */
+  audioFormat?: AudioFormat;
   /** Defaults to an immediate "hung_up". */
   hangupCall?: HangupCall;
   voicemailMessage?: string;
@@ -169,7 +178,7 @@ const SILENT_FRAME = new Uint8Array(160).fill(0xff);
 export function startAgentCall(options: AgentCallOptions = {}) {
   const clock = new ManualClock();
   const ticker = new PlaybackTicker({ manual: true });
-  const telnyx = new TelnyxModel();
+  const wire = new FakeTransport(options.audioFormat);
   const logs: string[] = [];
   const hangups: string[] = [];
   const llm = new FakeLlm();
@@ -182,10 +191,9 @@ export function startAgentCall(options: AgentCallOptions = {}) {
   const session = new CallSession({
     streamId: "stream-1",
     callControlId: "v3:call-1",
-    mediaFormat: { encoding: "PCMU", sampleRate: 8000, channels: 1 },
     body: { name: "Ada" },
   }, {
-    channel: { send: telnyx.send, close: () => {} },
+    transport: wire,
     hangupCall: options.hangupCall ?? ((id) => {
       hangups.push(id);
       return Promise.resolve("hung_up");
@@ -208,7 +216,7 @@ export function startAgentCall(options: AgentCallOptions = {}) {
   };
 
   session.start();
-  telnyx.onEcho = (name) => session.deliver({ type: "mark", name });
+  wire.onEcho = (name) => session.deliver({ type: "mark", name });
   const agent = new VoiceAgent(session, {
     llm: llm.stream,
     speaker,
@@ -231,7 +239,7 @@ export function startAgentCall(options: AgentCallOptions = {}) {
     session,
     agent,
     clock,
-    telnyx,
+    wire,
     llm,
     speaker,
     stt,
@@ -252,16 +260,16 @@ export function startAgentCall(options: AgentCallOptions = {}) {
       );
     },
     /**
-     * Runs the call for `ms` of virtual time in 20 ms steps: Telnyx plays what it received, the
+     * Runs the call for `ms` of virtual time in 20 ms steps: the far end plays what it received, the
      * agent's timers fire, the playback ticker pumps, and mark echoes come back (unless withheld).
      */
     async run(ms: number): Promise<void> {
       for (let elapsed = 0; elapsed < ms; elapsed += 20) {
-        telnyx.advance(20);
+        wire.advance(20);
         await clock.advance(20);
         ticker.tick();
-        if (options.withholdEchoes) telnyx.echoes.length = 0;
-        else telnyx.deliverEchoes();
+        if (options.withholdEchoes) wire.echoes.length = 0;
+        else wire.deliverEchoes();
         await settle();
       }
     },

@@ -14,6 +14,7 @@ import { placeAndAnswer } from "./call_driver.ts";
 import { CallerTimeline } from "./caller_timeline.ts";
 import { type Harness, startHarness, waitFor } from "./harness.ts";
 import type { RecordsKv } from "../../src/records/call_store.ts";
+import { decodeMuLaw, encodeALaw } from "../../src/audio/g711.ts";
 
 const OPENAI_KEY = "sk-test-openai-key-000";
 const DEEPGRAM_KEY = "dg-test-key-0000000";
@@ -30,6 +31,11 @@ export interface VoiceHarnessOptions {
   deepgramDrops?: DropFault[];
   /** KV for call records (default: KV_PATH, which the harness sets to `:memory:`). */
   kv?: RecordsKv;
+  /**
+   * The codec the fake Telnyx announces; default PCMU. With PCMA the caller's (mu-law) audio is
+   * sent A-law encoded, as a PCMA leg carries it.
+   */
+  encoding?: "PCMU" | "PCMA";
 }
 
 /** A server with all fakes, ready for {@link VoiceHarness.call}. */
@@ -79,9 +85,11 @@ export async function startVoiceHarness(options: VoiceHarnessOptions): Promise<V
       const { callSid, streamUrl } = await placeAndAnswer(h, body);
       const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
       const index = h.sessions.length;
-      client.start();
+      const encoding = options.encoding ?? "PCMU";
+      client.start(encoding);
       await waitFor(() => h.agents.length > index, "voice agent");
-      client.streamAudio(options.caller.audio());
+      const audio = options.caller.audio();
+      client.streamAudio(encoding === "PCMA" ? encodeALaw(decodeMuLaw(audio)) : audio);
       return { client, session: h.sessions[index], agent: h.agents[index], callSid };
     },
     async [Symbol.asyncDispose]() {

@@ -98,8 +98,8 @@ Deno.test("a call from /start to hang-up", async (t) => {
     assert.deepEqual(session.info.body, CUSTOM_DATA);
     assert.equal(session.info.callControlId, json.call_control_id);
     assert.equal(session.info.streamId, client.streamId);
-    assert.equal(session.info.mediaFormat.encoding, "PCMU");
-    assert.equal(session.codec.encoding, "PCMU");
+    assert.deepEqual(session.inputFormat, { encoding: "mulaw", sampleRate: 8000 });
+    assert.deepEqual(session.outputFormat, { encoding: "mulaw", sampleRate: 8000 });
     assert.equal(session.state, "active");
   });
 

@@ -1,23 +1,23 @@
 import assert from "node:assert/strict";
 import { Logger } from "../../src/log.ts";
 import { CallSession, type CallSessionDeps } from "../../src/session/call_session.ts";
+import { FakeTransport } from "../helpers/playout_model.ts";
 
 function session(deps: Partial<CallSessionDeps> = {}) {
   const logs: string[] = [];
-  const closes: number[] = [];
+  const transport = new FakeTransport();
   const call = new CallSession({
     streamId: "stream-1",
     callControlId: "v3:call-1",
-    mediaFormat: { encoding: "PCMU", sampleRate: 8000, channels: 1 },
     body: {},
   }, {
-    channel: { send: () => {}, close: (code) => closes.push(code) },
+    transport,
     hangupCall: () => Promise.resolve("hung_up"),
     logger: new Logger({ level: "debug", format: "json", sink: (line) => logs.push(line) }),
     ...deps,
   });
   call.start();
-  return { call, logs, closes };
+  return { call, logs, closes: transport.closes };
 }
 
 Deno.test("session: a Telnyx hang-up that never answers does not hold the session", async () => {
@@ -27,7 +27,7 @@ Deno.test("session: a Telnyx hang-up that never answers does not hold the sessio
   });
   await call.hangUp("bot_hung_up");
   assert.equal(call.state, "ended");
-  assert.deepEqual(closes, [1000]);
+  assert.deepEqual(closes.map((close) => close.code), [1000]);
   assert.ok(logs.some((l) => l.includes("hang-up failed") && l.includes("Telnyx hang-up")));
 });
 

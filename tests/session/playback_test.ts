@@ -1,18 +1,21 @@
 import assert from "node:assert/strict";
 import {
-  FRAME_BYTES,
   Playback,
   type PlaybackOptions,
   PlaybackTicker,
   sharedPlaybackTicker,
 } from "../../src/session/playback.ts";
 import { MU_LAW_SILENCE } from "../../src/audio/g711.ts";
-import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
-import { TelnyxModel } from "../helpers/telnyx_model.ts";
+import { ALAW_8K, MULAW_8K } from "../../src/transport/call_transport.ts";
+import { PlayoutModel } from "../helpers/playout_model.ts";
+
+/** 20 ms of mu-law 8 kHz, the frame size the model's default format gets. */
+const FRAME_BYTES = 160;
 import { waitFor } from "../helpers/wait_for.ts";
 
-// Most tests run on an injected clock with a manual ticker and a synchronous model of Telnyx's
-// playback, so nothing depends on how fast this shared machine is.
+// Most tests run on an injected clock with a manual ticker and a synchronous model of the far
+// end's playback, so nothing depends on how fast this shared machine is. The Telnyx wire format
+// is tested with the Telnyx transport (tests/transport).
 
 /** Deterministic test audio: byte i of a stream is `(seed + i * 7) % 251` (never 0xFF). */
 function audio(length: number, seed = 0): Uint8Array {
@@ -33,9 +36,9 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 /** A playback wired to a model on a manual ticker and injected clock. */
 function setup(options: Partial<PlaybackOptions> = {}) {
-  const model = new TelnyxModel();
+  const model = new PlayoutModel();
   const ticker = new PlaybackTicker({ manual: true });
-  const playback = new Playback({ send: model.send, now: () => model.now, ticker, ...options });
+  const playback = new Playback({ output: model, now: () => model.now, ticker, ...options });
   model.onEcho = (name) => playback.onMarkEcho(name);
   /** Advances time with ticks and echo delivery every 20 ms. */
   const run = (ms: number) =>
@@ -384,14 +387,19 @@ Deno.test("playback: close, abort and errors", async (t) => {
   });
 
   await t.step("a throwing send closes that playback only and is reported", () => {
-    const model = new TelnyxModel();
+    const model = new PlayoutModel();
     const ticker = new PlaybackTicker({ manual: true });
     const errors: unknown[] = [];
     let fail = false;
     const broken = new Playback({
-      send: (frame) => {
-        if (fail) throw new Error("socket gone");
-        model.send(frame);
+      output: {
+        outputFormat: model.outputFormat,
+        sendAudio: (frame) => {
+          if (fail) throw new Error("socket gone");
+          model.sendAudio(frame);
+        },
+        sendMark: model.sendMark,
+        clear: model.clear,
       },
       now: () => model.now,
       ticker,
@@ -415,8 +423,8 @@ Deno.test("playback: close, abort and errors", async (t) => {
 
 /** A second playback on an existing ticker and clock. */
 function setupOn(ticker: PlaybackTicker, now: () => number) {
-  const model = new TelnyxModel();
-  const playback = new Playback({ send: model.send, now, ticker });
+  const model = new PlayoutModel();
+  const playback = new Playback({ output: model, now, ticker });
   model.onEcho = (name) => playback.onMarkEcho(name);
   return { model, playback };
 }
@@ -427,7 +435,16 @@ Deno.test("playback: the shared ticker serves every instance and stops when idle
   const sent = new Array<number>(count).fill(0);
   const playbacks = Array.from(
     { length: count },
-    (_, i) => new Playback({ send: () => sent[i]++, leadMs: 40 }),
+    (_, i) =>
+      new Playback({
+        output: {
+          outputFormat: MULAW_8K,
+          sendAudio: () => sent[i]++,
+          sendMark: () => {},
+          clear: () => {},
+        },
+        leadMs: 40,
+      }),
   );
   for (const playback of playbacks) playback.enqueue(audio(1_600)); // 200 ms each
   assert.equal(sharedPlaybackTicker.size, count);
@@ -436,69 +453,6 @@ Deno.test("playback: the shared ticker serves every instance and stops when idle
   assert.equal(sharedPlaybackTicker.running, false);
   assert.ok(sent.every((n) => n === 10), "every instance sent all its frames");
   for (const playback of playbacks) playback.close();
-});
-
-Deno.test("playback: against the fake Telnyx media client over a real WebSocket", async () => {
-  const accepted = Promise.withResolvers<WebSocket>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request);
-    accepted.resolve(socket);
-    return response;
-  });
-  const client = await TelnyxMediaClient.connect(`ws://127.0.0.1:${server.addr.port}/`);
-  const socket = await accepted.promise;
-  const echoes: string[] = [];
-  const playback = new Playback({
-    send: (frame) => socket.readyState === WebSocket.OPEN && socket.send(frame),
-  });
-  socket.addEventListener("message", (event) => {
-    const frame = JSON.parse(event.data as string);
-    if (frame.event !== "mark") return;
-    echoes.push(frame.mark.name);
-    playback.onMarkEcho(frame.mark.name);
-  });
-  try {
-    client.start();
-    playback.enqueue(audio(1_200));
-    playback.endPhrase("hello");
-    playback.enqueue(audio(1_000, 1));
-    playback.endPhrase("there");
-    assert.equal(await playback.finish(), "played");
-    assert.equal(client.playedBytes, playback.stats.bytesSent);
-    assert.deepEqual(client.framesOf("mark").map((m) => m.mark.name), ["hello", "there"]);
-
-    // Barge-in mid-answer: the fake drops queued audio and echoes the cleared mark.
-    const sentBefore = playback.stats.bytesSent;
-    playback.enqueue(audio(1_600, 2));
-    playback.endPhrase("one");
-    playback.enqueue(audio(80_000, 3)); // 10 s
-    playback.endPhrase("two");
-    const done = playback.finish();
-    await waitFor(
-      () => echoes.includes("one") && client.playedBytes >= sentBefore + 1_600 + 400,
-      'the echo of "one", then a bit into "two"',
-    );
-    const result = playback.interrupt();
-    assert.equal(await done, "interrupted");
-    assert.deepEqual(result.heard, ["one"]);
-    assert.equal(result.partial?.id, "two");
-    await waitFor(() => client.framesOf("clear").length > 0, "the clear to arrive");
-    assert.equal(client.framesOf("clear").length, 1);
-    assert.ok(
-      playback.stats.bytesSent - sentBefore < 1_600 + 80_000,
-      "most of the long phrase was never sent",
-    );
-
-    // The next utterance plays to the end although the stale echo of "two" arrives meanwhile.
-    playback.enqueue(audio(800, 4));
-    playback.endPhrase("bye");
-    assert.equal(await playback.finish(), "played");
-    assert.deepEqual(playback.interrupt().heard, ["bye"]);
-  } finally {
-    playback.close();
-    await client.close();
-    await server.shutdown();
-  }
 });
 
 Deno.test("playback: a lost final echo", async (t) => {
@@ -535,6 +489,40 @@ Deno.test("playback: a lost final echo", async (t) => {
     playback.enqueue(audio(8_000));
     void playback.finish();
     assert.equal(playback.assumePlayed(), false);
+    playback.close();
+  });
+});
+
+Deno.test("playback: frames follow the output format", async (t) => {
+  await t.step("A-law: 160-byte frames padded with A-law silence (0xD5)", () => {
+    const model = new PlayoutModel(ALAW_8K);
+    const ticker = new PlaybackTicker({ manual: true });
+    const playback = new Playback({ output: model, now: () => model.now, ticker });
+    playback.enqueue(audio(250));
+    void playback.finish();
+    model.advance(200, () => ticker.tick());
+    const frames = model.media();
+    assert.deepEqual(frames.map((f) => f.length), [160, 160]);
+    assert.ok(frames[1].subarray(90).every((b) => b === 0xd5));
+    assert.equal(playback.stats.paddingBytes, 70);
+    playback.close();
+  });
+
+  await t.step("linear16 at 16 kHz: 640-byte frames padded with zeros, paced in real time", () => {
+    const format = { encoding: "linear16", sampleRate: 16000 } as const;
+    const model = new PlayoutModel(format);
+    const ticker = new PlaybackTicker({ manual: true });
+    const playback = new Playback({ output: model, now: () => model.now, ticker, leadMs: 100 });
+    playback.enqueue(audio(32_000 + 100)); // 1 s and a bit
+    void playback.finish();
+    assert.equal(model.media().length, 5, "the lead (100 ms) goes out at once");
+    model.advance(500, () => ticker.tick());
+    assert.ok(model.maxQueuedMs <= 120, "never more than the lead queued");
+    model.advance(1000, () => ticker.tick());
+    const frames = model.media();
+    assert.ok(frames.every((f) => f.length === 640));
+    assert.equal(frames.length, 51);
+    assert.ok(frames[50].subarray(100).every((b) => b === 0));
     playback.close();
   });
 });

@@ -13,6 +13,10 @@ import {
 } from "../../src/session/voice_agent.ts";
 import { type AgentCall, startAgentCall } from "../helpers/agent_harness.ts";
 import { settle } from "../helpers/manual_clock.ts";
+import { ALAW_8K } from "../../src/transport/call_transport.ts";
+import { decodeALaw } from "../../src/audio/g711.ts";
+
+const A_LAW_SILENCE = 0xd5;
 
 /** ms the fake TTS needs to play `text` (40 bytes per character at 8 bytes per ms). */
 function playMs(text: string): number {
@@ -171,7 +175,7 @@ Deno.test("an agent started after its call ended arms nothing and plays nothing"
   assert.deepEqual(call.speaker.spoken, [], "no greeting synthesised");
   assert.ok(call.speaker.closed && call.vad.closed, "released at once");
   await call.run(10_000);
-  assert.equal(call.telnyx.frames.length, 0);
+  assert.equal(call.wire.frames.length, 0);
   assert.ok(!call.logs.some((l) => l.includes("callee idle")));
 });
 
@@ -207,7 +211,7 @@ Deno.test("a key press stops the bot at once; the keys are sent as one input", a
   call.session.deliver({ type: "dtmf", digit: "2" });
   call.session.deliver({ type: "dtmf", digit: "#" });
   assert.equal(call.agent.metrics.bargeIns, 1);
-  assert.equal(call.telnyx.frames.at(-1)?.event, "clear");
+  assert.equal(call.wire.frames.at(-1)?.event, "clear");
   await call.run(20);
   assert.equal(call.llm.requests.length, 1, "# ends the input without waiting");
   assert.equal(call.llm.outline(0).at(-1), "user: The callee pressed 4 2 #.");
@@ -237,4 +241,25 @@ Deno.test("a failure nobody awaited is logged with its call and ends only that c
   const line = call.logs.find((l) => l.includes("voice agent task failed"));
   assert.ok(line?.includes('"call":"v3:call-1"'), line);
   assert.ok(line?.includes("bug in the speaker"));
+});
+
+Deno.test("on an A-law transport the agent decodes, transcribes and pads as A-law", async () => {
+  const call = startAgentCall({ firstSpeaker: "bot", audioFormat: ALAW_8K });
+  call.agent.start();
+  const silence = new Uint8Array(160).fill(A_LAW_SILENCE);
+  call.session.deliver({ type: "media", payload: silence });
+  call.session.deliver({ type: "media", payload: silence });
+  await settle();
+  const decoded = decodeALaw(Uint8Array.of(A_LAW_SILENCE))[0];
+  assert.ok(call.vad.lastFrame?.every((sample) => sample === decoded), "VAD hears A-law samples");
+  assert.equal(call.stt.lastChunkBytes, 320, "STT gets 40 ms of A-law per write");
+
+  call.speaker.bytesPerChar = 41; // the greeting's audio ends mid-frame
+  await call.run(playMs(DEFAULT_GREETING) * 2);
+  const sent = call.wire.media().flatMap((frame) => [...frame]);
+  assert.ok(sent.length > 0);
+  // The fake speaker's audio is all 0x55; anything else is padding.
+  assert.ok(sent.every((byte) => byte === 0x55 || byte === A_LAW_SILENCE));
+  assert.ok(sent.includes(A_LAW_SILENCE), "the last partial frame was padded");
+  await call.hangUp();
 });

@@ -24,7 +24,7 @@ async function detected(call: AgentCall, answeredBy: AnsweredBy): Promise<void> 
 }
 
 function mediaFrames(call: AgentCall): number {
-  return call.telnyx.sequence().filter((e) => e === "m").length;
+  return call.wire.sequence().filter((e) => e === "m").length;
 }
 
 /** A call whose bot greets first and is heard for `playedMs` before detection reports. */
@@ -45,7 +45,7 @@ async function greetingPlaying(
 Deno.test("machine_start while the greeting plays: the bot stops and keeps what was heard", async () => {
   const call = await greetingPlaying();
   await detected(call, "machine_start");
-  assert.equal(call.telnyx.sequence().at(-1), "clear", "queued greeting audio is dropped");
+  assert.equal(call.wire.sequence().at(-1), "clear", "queued greeting audio is dropped");
   const transcript = call.transcript();
   assert.equal(transcript.length, 1);
   assert.match(transcript[0], /^bot \(interrupted\): Hello!/);
@@ -99,10 +99,10 @@ Deno.test("machine noise while the message plays does not interrupt it", async (
   await detected(call, "machine_start");
   await detected(call, "machine_end_other");
   await call.run(playMs(MESSAGE) / 2);
-  const clears = call.telnyx.sequence().filter((e) => e === "clear").length;
+  const clears = call.wire.sequence().filter((e) => e === "clear").length;
   await call.hear({ type: "speech_start", atMs: 1000, onsetMs: 900 });
   await call.run(playMs(MESSAGE) / 2 + 200);
-  assert.equal(call.telnyx.sequence().filter((e) => e === "clear").length, clears);
+  assert.equal(call.wire.sequence().filter((e) => e === "clear").length, clears);
   await call.session.ended;
   assert.equal(call.session.endReason, "voicemail_left");
   assert.equal(call.transcript().at(-1), `bot: ${MESSAGE}`);

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { Logger } from "../../src/log.ts";
 import { CallRegistry } from "../../src/session/call_registry.ts";
+import { FakeTransport } from "../helpers/playout_model.ts";
 import { CallSession, type HangupCall } from "../../src/session/call_session.ts";
 
 const silentLogger = new Logger({ level: "error", format: "json", sink: () => {} });
@@ -16,10 +17,9 @@ function session(
   return new CallSession(
     {
       ...ids,
-      mediaFormat: { encoding: "PCMU", sampleRate: 8000, channels: 1 },
       body: {},
     },
-    { channel: { send() {}, close() {} }, hangupCall, logger: silentLogger },
+    { transport: new FakeTransport(), hangupCall, logger: silentLogger },
   );
 }
 
