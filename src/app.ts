@@ -23,6 +23,7 @@ import { startRoute } from "./routes/start.ts";
 import { callsRoute } from "./routes/calls.ts";
 import { webhooksRoute } from "./routes/webhooks.ts";
 import { consoleRoute } from "./console/console_route.ts";
+import { playgroundRoute } from "./playground/playground_route.ts";
 import type { Webhooks } from "./webhooks/webhooks.ts";
 import type { CallRecorder } from "./records/call_recorder.ts";
 
@@ -87,7 +88,7 @@ export function createApp(deps: AppDeps): Hono {
         message: `No route ${c.req.method} ${c.req.path}. Routes: POST /start, POST /answer, ` +
           "POST /callbacks/status, POST /callbacks/amd, GET /ws (WebSocket), GET /health, " +
           "GET /calls, GET|DELETE /calls/:id, POST /calls/:id/hangup, " +
-          "POST /calls/:id/webhooks/resend, GET /console.",
+          "POST /calls/:id/webhooks/resend, GET /console, GET /playground.",
       },
     }, 404)
   );
@@ -100,5 +101,6 @@ export function createApp(deps: AppDeps): Hono {
     .route("/", mediaRoute(deps))
     .route("/", callsRoute(deps))
     .route("/", webhooksRoute({ config: deps.config, webhooks: deps.webhooks }))
-    .route("/", consoleRoute(deps));
+    .route("/", consoleRoute(deps))
+    .route("/", playgroundRoute(deps));
 }

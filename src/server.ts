@@ -16,7 +16,7 @@ import type { CallSession } from "./session/call_session.ts";
 import { TelnyxCalls } from "./telnyx/calls.ts";
 import { createVad } from "./audio/vad.ts";
 import { createChatStreamer } from "./services/llm.ts";
-import { openLiveTranscriber } from "./services/stt.ts";
+import { type LiveTranscriber, openLiveTranscriber, type TranscriptEvent } from "./services/stt.ts";
 import { CartesiaSpeaker } from "./services/tts.ts";
 import { VoiceAgent } from "./session/voice_agent.ts";
 import { limitRequests } from "./http/connection_limits.ts";
@@ -66,6 +66,15 @@ export interface StartServerOptions {
   events?: CallEventSink;
 }
 
+/** Per-call changes to the configured agent (the browser playground tries prompts out). */
+export interface AgentOverrides {
+  systemPrompt?: string;
+  greeting?: string;
+  firstSpeaker?: "callee" | "bot";
+  /** Sees every transcript event the agent gets, e.g. to show interim words. */
+  onTranscript?: (event: TranscriptEvent) => void;
+}
+
 /**
  * Starts a voice agent on each new call (local mode with the AI keys set). Any failure to start
  * ends that call, never the process.
@@ -73,6 +82,7 @@ export interface StartServerOptions {
 export function voiceAgentStarter(
   config: Config,
   onAgent?: (agent: VoiceAgent) => void,
+  overrides: AgentOverrides = {},
 ): ((session: CallSession) => void) | undefined {
   const { OPENAI_API_KEY, DEEPGRAM_API_KEY, CARTESIA_API_KEY } = config;
   if (config.ENV === "production" || !OPENAI_API_KEY || !DEEPGRAM_API_KEY || !CARTESIA_API_KEY) {
@@ -100,21 +110,24 @@ export function voiceAgentStarter(
           log: (level, msg, fields) => log[level](`tts: ${msg}`, fields),
         }),
         openTranscriber: (signal) =>
-          openLiveTranscriber({
-            apiKey: DEEPGRAM_API_KEY,
-            baseUrl: config.DEEPGRAM_BASE_URL,
-            engine: config.STT_ENGINE,
-            audioFormat: session.inputFormat,
-            model: config.DEEPGRAM_MODEL,
-            eagerEotThreshold: config.FLUX_EAGER_EOT_THRESHOLD,
-            signal,
-            log: (level, msg, fields) => log[level](`stt: ${msg}`, fields),
-          }),
+          observed(
+            openLiveTranscriber({
+              apiKey: DEEPGRAM_API_KEY,
+              baseUrl: config.DEEPGRAM_BASE_URL,
+              engine: config.STT_ENGINE,
+              audioFormat: session.inputFormat,
+              model: config.DEEPGRAM_MODEL,
+              eagerEotThreshold: config.FLUX_EAGER_EOT_THRESHOLD,
+              signal,
+              log: (level, msg, fields) => log[level](`stt: ${msg}`, fields),
+            }),
+            overrides.onTranscript,
+          ),
         vad,
         sttEngine: config.STT_ENGINE,
-        systemPrompt: config.SYSTEM_PROMPT,
-        greeting: config.GREETING,
-        firstSpeaker: config.FIRST_SPEAKER,
+        systemPrompt: overrides.systemPrompt ?? config.SYSTEM_PROMPT,
+        greeting: overrides.greeting ?? config.GREETING,
+        firstSpeaker: overrides.firstSpeaker ?? config.FIRST_SPEAKER,
         maxCallSeconds: config.MAX_CALL_SECONDS,
         idleTimeoutSeconds: config.IDLE_TIMEOUT_SECONDS,
         voicemailMessage: config.VOICEMAIL_MESSAGE,
@@ -127,6 +140,28 @@ export function voiceAgentStarter(
       log.error("voice agent failed to start; ending the call", { error });
       void session.hangUp("error");
     });
+  };
+}
+
+/** `stt` whose events also go to `observe`, when given. */
+function observed(
+  stt: LiveTranscriber,
+  observe: ((event: TranscriptEvent) => void) | undefined,
+): LiveTranscriber {
+  if (!observe) return stt;
+  return {
+    sendAudio: (audio) => stt.sendAudio(audio),
+    finalize: () => stt.finalize(),
+    close: () => stt.close(),
+    get audioSeconds() {
+      return stt.audioSeconds;
+    },
+    async *[Symbol.asyncIterator]() {
+      for await (const event of stt) {
+        observe(event);
+        yield event;
+      }
+    },
   };
 }
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { Config } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
 import { clientAddress } from "../http/client_address.ts";
@@ -20,6 +20,22 @@ export function isLoopbackAddress(address: string): boolean {
   return host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
+/** True when the request comes straight from this machine, through no proxy. */
+export function fromLoopback(c: Context): boolean {
+  const forwarded = FORWARDING_HEADERS.some((name) => c.req.header(name) !== undefined);
+  return !forwarded && isLoopbackAddress(clientAddress(c.env));
+}
+
+/** The refusal of a page request from elsewhere when no API_TOKEN is configured. */
+export function loopbackOnly(): ApiError {
+  return new ApiError(
+    403,
+    "loopback_only",
+    "This page is open only from the machine the service runs on: set API_TOKEN to use " +
+      "it from elsewhere, then enter the token on the page.",
+  );
+}
+
 /**
  * Lets a request through when it comes straight from loopback, or carries
  * `Authorization: Bearer <API_TOKEN>`; otherwise 401 (or 403 when no token is configured, since
@@ -27,17 +43,8 @@ export function isLoopbackAddress(address: string): boolean {
  */
 export function requireLoopbackOrToken(config: Pick<Config, "API_TOKEN">): MiddlewareHandler {
   return async (c, next) => {
-    const forwarded = FORWARDING_HEADERS.some((name) => c.req.header(name) !== undefined);
-    const local = !forwarded && isLoopbackAddress(clientAddress(c.env));
-    if (!local) {
-      if (!config.API_TOKEN) {
-        throw new ApiError(
-          403,
-          "loopback_only",
-          "This page is open only from the machine the service runs on: set API_TOKEN to use " +
-            "it from elsewhere, then enter the token on the page.",
-        );
-      }
+    if (!fromLoopback(c)) {
+      if (!config.API_TOKEN) throw loopbackOnly();
       if (!hasBearerToken(c.req.header("authorization"), config.API_TOKEN)) {
         throw new ApiError(
           401,

@@ -73,8 +73,24 @@ export function pcmDecoderFor(format: AudioFormat): PcmDecoder {
     case "alaw":
       return decodeALaw;
     case "linear16":
-      return decodeLinear16;
+      // The VAD listens at 8 kHz: 16 kHz speech (the browser playground) is halved.
+      return format.sampleRate === 16000 ? decodeLinear16Halved : decodeLinear16;
   }
+}
+
+/**
+ * Little-endian 16-bit PCM at 16 kHz to samples at 8 kHz, each the mean of a pair: a crude
+ * low-pass, enough for voice activity detection (the STT gets the 16 kHz audio as is).
+ */
+function decodeLinear16Halved(bytes: Uint8Array, dst?: Int16Array): Int16Array {
+  const count = bytes.length >> 2;
+  const out = dst === undefined ? new Int16Array(count) : dst.subarray(0, count);
+  if (out.length < count) throw new RangeError(`dst holds ${out.length} of ${count} samples`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, count * 4);
+  for (let i = 0; i < count; i++) {
+    out[i] = (view.getInt16(i * 4, true) + view.getInt16(i * 4 + 2, true)) >> 1;
+  }
+  return out;
 }
 
 /** Little-endian 16-bit PCM to samples; copies, because the bytes may not be 2-aligned. */

@@ -487,6 +487,18 @@ export class CartesiaFake {
    */
   #synthesize(runtime: ContextRuntime, length: number): Uint8Array {
     const hz = 300 + 100 * (runtime.record.ordinal % 8);
+    const format = runtime.record.request.output_format;
+    if (format.encoding === "pcm_s16le") {
+      // Linear PCM (the browser playground): as long in time as the G.711 tone would be.
+      const samples = Math.round(length * format.sample_rate / MULAW_SAMPLE_RATE);
+      const pcm = new Int16Array(samples);
+      for (let i = 0; i < samples; i++) {
+        const t = (runtime.samplesGenerated + i) / format.sample_rate;
+        pcm[i] = Math.round(8000 * Math.sin(2 * Math.PI * hz * t));
+      }
+      runtime.samplesGenerated += samples;
+      return new Uint8Array(pcm.buffer);
+    }
     const encode = runtime.record.request.output_format.encoding === "pcm_alaw"
       ? encodeAlaw
       : encodeMulaw;
@@ -510,9 +522,12 @@ function describeFormatProblem(frame: GenerationFrame): string | undefined {
   if (!RAW_ENCODINGS.includes(format.encoding ?? "")) return `unknown encoding ${format.encoding}`;
   if (!SAMPLE_RATES.includes(format.sample_rate)) return `bad sample_rate ${format.sample_rate}`;
   const g711 = format.encoding === "pcm_mulaw" || format.encoding === "pcm_alaw";
-  if (!g711 || format.sample_rate !== MULAW_SAMPLE_RATE) {
+  const linear = format.encoding === "pcm_s16le" &&
+    (format.sample_rate === 16000 || format.sample_rate === 24000);
+  if (!linear && (!g711 || format.sample_rate !== MULAW_SAMPLE_RATE)) {
     // The fake only synthesises what this service asks for; anything else is a test bug.
-    return `the fake only produces pcm_mulaw or pcm_alaw at 8000 Hz`;
+    return `the fake only produces pcm_mulaw or pcm_alaw at 8000 Hz, or pcm_s16le at 16000 ` +
+      "or 24000 Hz";
   }
   return undefined;
 }

@@ -7,7 +7,12 @@
 import type { CallSession } from "../../src/session/call_session.ts";
 import type { VoiceAgent } from "../../src/session/voice_agent.ts";
 import { CartesiaFake } from "../fakes/cartesia.ts";
-import { type DropFault, type FakeDeepgram, startFakeDeepgram } from "../fakes/deepgram.ts";
+import {
+  type DropFault,
+  type FakeDeepgram,
+  type SpeechSegment,
+  startFakeDeepgram,
+} from "../fakes/deepgram.ts";
 import { type FakeOpenAi, type OpenAiReply, startFakeOpenAi } from "../fakes/openai.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { placeAndAnswer } from "./call_driver.ts";
@@ -29,6 +34,8 @@ export interface VoiceHarnessOptions {
   replies?: OpenAiReply[];
   whenQueueEmpty?: (body: Record<string, unknown>) => OpenAiReply;
   deepgramDrops?: DropFault[];
+  /** What the fake STT hears instead of the caller's segments (audio in another format). */
+  deepgramScript?: SpeechSegment[];
   /** KV for call records (default: KV_PATH, which the harness sets to `:memory:`). */
   kv?: RecordsKv;
   /**
@@ -63,7 +70,7 @@ export async function startVoiceHarness(options: VoiceHarnessOptions): Promise<V
   if (options.replies) openai.enqueue(...options.replies);
   const deepgram = startFakeDeepgram({
     apiKey: DEEPGRAM_KEY,
-    script: options.caller.segments,
+    script: options.deepgramScript ?? options.caller.segments,
     drops: options.deepgramDrops,
   });
   const cartesia = await CartesiaFake.start({ apiKey: CARTESIA_KEY });
