@@ -25,6 +25,9 @@ const stats = {
   clears: 0,
   marksPlayed: 0,
   framesSent: 0,
+  interims: 0,
+  /** Buffers that were playing or queued when a clear stopped them. */
+  stoppedSources: 0,
   playing: () => player.sources.size,
 };
 globalThis.playgroundState = stats;
@@ -83,6 +86,7 @@ function play(ctx, buffer) {
 }
 
 function clearPlayback(ctx) {
+  stats.stoppedSources += player.sources.size;
   for (const source of player.sources) source.stop();
   player.sources.clear();
   player.marks = [];
@@ -145,6 +149,7 @@ function onMessage(ctx, data) {
       clearPlayback(ctx);
       break;
     case "transcript":
+      if (!message.final) stats.interims++;
       $("interim").textContent = message.final ? "" : message.text;
       break;
     case "turn":

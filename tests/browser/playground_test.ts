@@ -24,6 +24,8 @@ interface PlayerState {
   clears: number;
   marksPlayed: number;
   framesSent: number;
+  interims: number;
+  stoppedSources: number;
   playing: number;
 }
 
@@ -50,6 +52,8 @@ function playerState(page: Page): Promise<PlayerState> {
       clears: s.clears,
       marksPlayed: s.marksPlayed,
       framesSent: s.framesSent,
+      interims: s.interims,
+      stoppedSources: s.stoppedSources,
       playing: s.playing(),
     };
   });
@@ -79,6 +83,8 @@ Deno.test({
     await counted(page, "audioChunks");
     // The callee talks over it: the server clears, the page drops what it had queued.
     await counted(page, "clears");
+    const atClear = await playerState(page);
+    assert.ok(atClear.stoppedSources > 0, "the clear stopped bot audio that was playing");
     await page.waitForSelector('li.turn.user:has-text("Wait, stop, I have a question.")', {
       timeout: SHOWN_WITHIN_MS,
     });
@@ -95,6 +101,7 @@ Deno.test({
     );
     const state = await playerState(page);
     assert.ok(state.framesSent > 0 && state.marksPlayed > 0, JSON.stringify(state));
+    assert.ok(state.interims > 0, "interim words were shown before the final turn");
     assert.deepEqual(
       v.deepgram.connections[0].params.encoding,
       "linear16",
