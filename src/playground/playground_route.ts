@@ -11,7 +11,7 @@
  */
 import { Hono } from "hono";
 import type { AppDeps } from "../app.ts";
-import { deadline } from "../async/deadline.ts";
+import { deadline, DeadlineError } from "../async/deadline.ts";
 import { missingFor } from "../config.ts";
 import { fromLoopback, loopbackOnly } from "../console/page_access.ts";
 import { PAGE_HEADERS } from "../console/console_route.ts";
@@ -151,8 +151,12 @@ function servePlaygroundSocket(
       log = deps.logger.child({ call: id });
       session = startCall(id, start.message, transport, { ...deps, logger: log });
     })
-    .catch(() => {
-      if (socket.readyState === WebSocket.OPEN) refuse("no_start", "No start message in time.");
+    .catch((error) => {
+      if (socket.readyState !== WebSocket.OPEN) return; // the page left before starting
+      if (error instanceof DeadlineError) return refuse("no_start", "No start message in time.");
+      log.error("playground call failed to start", { error });
+      transport.send({ type: "error", code: "internal_error", message: "See the server logs." });
+      transport.close(1011, "internal_error");
     });
 }
 

@@ -16,6 +16,8 @@ import { playgroundRoute } from "../../src/playground/playground_route.ts";
 import { discardCallEvents } from "../../src/records/call_events.ts";
 import { CallRegistry } from "../../src/session/call_registry.ts";
 import { pcmDecoderFor } from "../../src/transport/call_transport.ts";
+import { deadline } from "../../src/async/deadline.ts";
+import { startHarness } from "../helpers/harness.ts";
 
 const logger = new Logger({ sink: () => {}, format: "json", level: "error" });
 const from = (hostname: string) => ({ remoteAddr: { transport: "tcp", hostname, port: 40000 } });
@@ -105,4 +107,21 @@ Deno.test("16 kHz microphone audio reaches the 8 kHz VAD as the mean of each sam
   const wide = new Int16Array([100, 300, -1000, -3000, 32767, 32767]);
   const narrow = pcmDecoderFor(BROWSER_INPUT)(new Uint8Array(wide.buffer));
   assert.deepEqual([...narrow], [200, -2000, 32767]);
+});
+
+Deno.test("a bad start message is answered with the problem, then the socket closes", async () => {
+  await using h = await startHarness();
+  const socket = new WebSocket(`${h.server.url.replace(/^http/, "ws")}/playground/ws`);
+  const messages: string[] = [];
+  const closed = Promise.withResolvers<CloseEvent>();
+  socket.onmessage = (event) => messages.push(event.data);
+  socket.onclose = (event) => closed.resolve(event);
+  socket.onopen = () => socket.send(JSON.stringify({ type: "start", custom_data: "Zoë" }));
+  const close = await deadline(closed.promise, 5000, { what: "the socket to close" });
+  assert.equal(close.code, 1008);
+  const error = JSON.parse(messages[0]);
+  assert.equal(error.type, "error");
+  assert.equal(error.code, "bad_start");
+  assert.match(error.message, /custom_data/);
+  assert.equal(h.server.registry.active, 0, "no call was started");
 });
