@@ -47,6 +47,10 @@ async function api(path, init = {}) {
   return res.json();
 }
 
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
 function clock(ms) {
   const s = ms / 1000;
   return `${Math.floor(s / 60)}:${(s % 60).toFixed(1).padStart(4, "0")}`;
@@ -119,41 +123,44 @@ function renderDetail(detail) {
   const turns = record?.transcript ?? [];
   const bars = latencyChart(turns);
   const barges = turns.filter((t) => t.interrupted).length;
+  // el() drops the parts that do not apply (null); replaceChildren would print them.
   $("detail").replaceChildren(
-    el("h2", {}, "Call"),
-    el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)])),
-    detail.live
-      ? el("button", { id: "hangup", onclick: () => hangUp(detail.id) }, "Hang up")
-      : null,
-    el("h2", {}, `Transcript · ${turns.length} turns · ${barges} barge-ins`),
-    record && record.transcript === null
-      ? el("p", { class: "muted" }, `The transcript is kept by ${record.transcript_location}.`)
-      : null,
-    el(
-      "ol",
-      { class: "turns" },
-      turns.map((t) =>
-        el(
-          "li",
-          { class: `turn role-${t.role}`, "data-role": t.role },
-          el("span", { class: "offset" }, clock(t.offset_ms)),
-          el("span", { class: "who" }, t.role === "user" ? "callee" : "bot"),
+    ...el("div", {}, [
+      el("h2", {}, "Call"),
+      el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)])),
+      detail.live
+        ? el("button", { id: "hangup", onclick: () => hangUp(detail.id) }, "Hang up")
+        : null,
+      el("h2", {}, `Transcript · ${plural(turns.length, "turn")} · ${plural(barges, "barge-in")}`),
+      record && record.transcript === null
+        ? el("p", { class: "muted" }, `The transcript is kept by ${record.transcript_location}.`)
+        : null,
+      el(
+        "ol",
+        { class: "turns" },
+        turns.map((t) =>
           el(
-            "span",
-            { class: "text" },
-            t.text,
-            t.interrupted ? [" ", el("span", { class: "badge barge" }, "barged in")] : null,
-          ),
-          t.latency ? bars(t.latency) : null,
-        )
+            "li",
+            { class: `turn role-${t.role}`, "data-role": t.role },
+            el("span", { class: "offset" }, clock(t.offset_ms)),
+            el("span", { class: "who" }, t.role === "user" ? "callee" : "bot"),
+            el(
+              "span",
+              { class: "text" },
+              t.text,
+              t.interrupted ? [" ", el("span", { class: "badge barge" }, "barged in")] : null,
+            ),
+            t.latency ? bars(t.latency) : null,
+          )
+        ),
       ),
-    ),
-    record?.errors?.length
-      ? [
-        el("h2", {}, "Errors"),
-        record.errors.map((e) => el("p", { class: "error" }, `${e.source}: ${e.message}`)),
-      ]
-      : null,
+      record?.errors?.length
+        ? [
+          el("h2", {}, "Errors"),
+          record.errors.map((e) => el("p", { class: "error" }, `${e.source}: ${e.message}`)),
+        ]
+        : null,
+    ]).childNodes,
   );
 }
 

@@ -41,6 +41,7 @@ Deno.test({
       "voice-to-voice latency drawn",
     );
     assert.ok(await page.locator("#hangup").isVisible(), "a live call can be hung up");
+    assert.doesNotMatch(await page.locator("#detail").innerText(), /\b(null|undefined)\b/);
 
     client.stop();
     await deadline(session.ended, CALL_END_WITHIN_MS, { what: "the call to end" });
