@@ -17,6 +17,7 @@ import { z } from "zod";
 import { AsyncQueue } from "../async/async_queue.ts";
 import { deadline, DeadlineError, delay, settledWithin } from "../async/deadline.ts";
 import { type AudioFormat, bytesPerMs, MULAW_8K } from "../transport/call_transport.ts";
+import { NativeDeepgramSocket } from "./deepgram_native_socket.ts";
 
 /** Which Deepgram live model family transcribes the call. */
 export type SttEngine = "nova" | "flux";
@@ -211,6 +212,8 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   private link?: Link;
   /** The SDK socket of a connection attempt in progress, so abort can cancel it. */
   private dialing?: WireSocket;
+  /** Receives the native socket the SDK's transport factory creates for the next attempt. */
+  private nextNativeSocket?: PromiseWithResolvers<NativeDeepgramSocket>;
   /** Audio not yet covered by a final transcript (plus anything unsent), oldest first. */
   private readonly audioLog: Uint8Array[] = [];
   private logBytes = 0;
@@ -226,7 +229,15 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   private eventsOverflowWarned = false;
 
   constructor(private readonly opts: SttOptions) {
-    this.client = new DeepgramClient({ apiKey: opts.apiKey, baseUrl: opts.baseUrl });
+    this.client = new DeepgramClient({
+      apiKey: opts.apiKey,
+      baseUrl: opts.baseUrl,
+      transportFactory: (_url, _headers, request) => {
+        const socket = new NativeDeepgramSocket(request);
+        this.nextNativeSocket?.resolve(socket);
+        return socket;
+      },
+    });
     this.log = opts.log ?? (() => {});
     this.format = opts.audioFormat ?? MULAW_8K;
     this.bytesPerSecond = bytesPerMs(this.format) * 1000;
@@ -387,7 +398,12 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
         ended: new Promise((r) => markEnded = r),
         transportClosed: new Promise((r) => markTransportClosed = r),
       };
+      // The SDK stops relaying the socket's close once we close it; the native socket's own
+      // close is what says the connection is gone.
       wire.socket.addEventListener("close", () => markTransportClosed());
+      const native = Promise.withResolvers<NativeDeepgramSocket>();
+      this.nextNativeSocket = native;
+      void native.promise.then((socket) => socket.closed).then(() => markTransportClosed());
       // The SDK reports a failed handshake as close(1000) then error in the same tick: wait a
       // microtask so both are known before deciding what happened.
       const reportEnd = () => {
@@ -397,7 +413,9 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
           markEnded();
           if (this.dialing === wire) this.dialing = undefined;
           if (!opened) {
-            const status = Number(errorMessage?.match(/server response: (\d{3})/)?.[1]);
+            const status = Number(
+              errorMessage?.match(/(?:server response|status code): (\d{3})/)?.[1],
+            );
             reject(
               new LinkFailure(
                 errorMessage ?? `closed before open (${code ?? "no code"})`,

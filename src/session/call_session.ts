@@ -246,11 +246,17 @@ export class CallSession {
     this.#drain();
   }
 
-  /** Queues an event; ignored once the session is ending. */
+  /**
+   * Queues an event; ignored once the session is ending. A media payload is only lent: it is
+   * handled before this returns, or copied when it has to wait its turn in the mailbox.
+   */
   deliver(event: SessionEvent): void {
     if (this.#state === "ending" || this.#state === "ended") {
       this.stats.ignoredEvents++;
       return;
+    }
+    if (event.type === "media" && (this.#draining || this.#state !== "active")) {
+      event = { type: "media", payload: event.payload.slice() };
     }
     this.#mailbox.push(event);
     this.#drain();

@@ -16,8 +16,8 @@ import { deadline, DeadlineError, settledWithin } from "../async/deadline.ts";
 import type { Logger } from "../log.ts";
 import type { CustomData } from "../telnyx/body_param.ts";
 import {
-  decodeMediaPayload,
   type InboundFrame,
+  MAX_INBOUND_MEDIA_BYTES,
   mediaPayloadBytes,
   parseInboundFrame,
 } from "../telnyx/media_stream.ts";
@@ -111,6 +111,11 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
   let log = deps.logger.child({ call: deps.callControlId });
   const dropped = { malformed: 0, binary: 0, early: 0 };
   const pacer = new InboundAudioPacer();
+  /**
+   * Every inbound payload is decoded into this one buffer: a media event's payload is only lent
+   * to the session (which copies what it keeps), so 50 frames a second allocate nothing.
+   */
+  const inboundAudio = new Uint8Array(MAX_INBOUND_MEDIA_BYTES);
 
   const drop = (kind: keyof typeof dropped, msg: string, fields?: Record<string, unknown>) => {
     dropped[kind]++;
@@ -207,7 +212,8 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
           }
           return;
         }
-        session.deliver({ type: "media", payload: decodeMediaPayload(frame.media.payload) });
+        const { written } = inboundAudio.setFromBase64(frame.media.payload);
+        session.deliver({ type: "media", payload: inboundAudio.subarray(0, written) });
         return;
       }
       default: {

@@ -66,6 +66,11 @@ export interface VoiceAgentDeps {
 
 /** Callee audio per STT write. */
 const STT_CHUNK_MS = 40;
+/**
+ * STT chunks are views into slabs of this many chunks: the transcriber keeps each chunk until
+ * it is transcribed, and one allocation per second of audio is far cheaper than one per write.
+ */
+const STT_CHUNKS_PER_SLAB = 25;
 
 /**
  * Added to the play time of what was sent when waiting for the final mark echo: covers the
@@ -152,7 +157,10 @@ export class VoiceAgent {
   #pcm = new Int16Array(160);
   /** Callee audio (the transport's input format) to linear samples for the VAD. */
   readonly #decodePcm: PcmDecoder;
-  readonly #sttChunk: Uint8Array;
+  readonly #sttChunkBytes: number;
+  /** The chunk being filled is `#sttSlab[#sttSlabUsed, #sttSlabUsed + #sttFill)`. */
+  #sttSlab: Uint8Array;
+  #sttSlabUsed = 0;
   #sttFill = 0;
   #utterance: Utterance | undefined;
   #utteranceCount = 0;
@@ -188,7 +196,8 @@ export class VoiceAgent {
       });
     }
     this.#decodePcm = pcmDecoderFor(session.inputFormat);
-    this.#sttChunk = new Uint8Array(bytesFor(session.inputFormat, STT_CHUNK_MS));
+    this.#sttChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_MS);
+    this.#sttSlab = new Uint8Array(this.#sttChunkBytes * STT_CHUNKS_PER_SLAB);
     this.#playback = new Playback({
       output: session.output,
       now: () => this.#clock.now(),
@@ -267,21 +276,31 @@ export class VoiceAgent {
   #sendToStt(payload: Uint8Array): void {
     const stt = this.#stt;
     if (!stt) return;
-    if (this.#sttFill + payload.length > this.#sttChunk.length) this.#flushStt();
-    if (payload.length >= this.#sttChunk.length) {
-      stt.sendAudio(payload);
+    const chunkBytes = this.#sttChunkBytes;
+    if (this.#sttFill + payload.length > chunkBytes) this.#flushStt();
+    if (payload.length >= chunkBytes) {
+      // The payload is only lent to us (the transport reuses it) and the transcriber keeps it.
+      stt.sendAudio(payload.slice());
       return;
     }
-    this.#sttChunk.set(payload, this.#sttFill);
+    if (this.#sttFill === 0 && this.#sttSlabUsed + chunkBytes > this.#sttSlab.length) {
+      // Chunks already sent keep the old slab alive until they are transcribed.
+      this.#sttSlab = new Uint8Array(this.#sttSlab.length);
+      this.#sttSlabUsed = 0;
+    }
+    this.#sttSlab.set(payload, this.#sttSlabUsed + this.#sttFill);
     this.#sttFill += payload.length;
-    if (this.#sttFill === this.#sttChunk.length) this.#flushStt();
+    if (this.#sttFill === chunkBytes) this.#flushStt();
   }
 
   #flushStt(): void {
     if (this.#sttFill === 0) return;
-    // The transcriber keeps sent chunks for replay after a reconnect, so each gets its own copy.
-    this.#stt?.sendAudio(this.#sttChunk.slice(0, this.#sttFill));
+    // The transcriber keeps sent chunks for replay after a reconnect: each is its own region
+    // of the slab, never written again.
+    const start = this.#sttSlabUsed;
+    this.#sttSlabUsed += this.#sttFill;
     this.#sttFill = 0;
+    this.#stt?.sendAudio(this.#sttSlab.subarray(start, this.#sttSlabUsed));
   }
 
   /** A key press stops the bot at once; the keys become input when the callee is done typing. */

@@ -105,7 +105,10 @@ function decodeLinear16(bytes: Uint8Array, dst?: Int16Array): Int16Array {
 
 /** What a transport tells the call, in the order it happened on the wire. */
 export type TransportEvent =
-  /** Callee audio in the transport's `inputFormat`; the array is the receiver's to keep. */
+  /**
+   * Callee audio in the transport's `inputFormat`. The bytes are lent: valid until the receiver
+   * returns (transports decode every frame into one buffer); copy what must be kept.
+   */
   | { type: "media"; payload: Uint8Array }
   /** A key press. */
   | { type: "dtmf"; digit: string }

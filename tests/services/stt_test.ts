@@ -138,6 +138,8 @@ Deno.test("nova: query params, auth header, and audio forwarded byte-exact", asy
 
   await h.stt.close();
   assert.deepEqual(c.controlMessages, ["CloseStream"]);
+  // The client is closed once the server's close frame is answered; the fake sees it just after.
+  await waitFor(() => c.closed !== undefined, "the fake to see the close", 2000);
   assert.equal(c.closed?.code, 1000);
   assert.equal(c.sentMessages.at(-1)?.type, "Metadata");
   assert.deepEqual(await drain(h.events), []);
@@ -336,6 +338,7 @@ Deno.test("nova: leaving the for-await loop closes the stream", async () => {
   }
   await stt.close(); // the same close the loop exit started
   assert.deepEqual(fake.connections[0].controlMessages, ["CloseStream"]);
+  await waitFor(() => fake.connections[0].closed !== undefined, "the fake to see the close", 2000);
   assert.equal(fake.connections[0].closed?.code, 1000);
 });
 
@@ -509,6 +512,8 @@ Deno.test("flux: /v2/listen params and turn events map to typed events", async (
 
   await h.stt.close();
   assert.deepEqual(c.controlMessages, ["CloseStream"]); // no KeepAlive on Flux
+  // The client is closed once the server's close frame is answered; the fake sees it just after.
+  await waitFor(() => c.closed !== undefined, "the fake to see the close", 2000);
   assert.equal(c.closed?.code, 1000);
   assert.deepEqual(c.audio, audio(20_000));
 });
