@@ -99,6 +99,10 @@ Deno.test({
       'li.turn.assistant:has-text("Of course, what is your question?")',
       { timeout: SHOWN_WITHIN_MS },
     );
+    assert.ok(
+      await page.locator('li.turn.assistant .bar[data-latency="voiceToVoiceMs"]').count() > 0,
+      "the reply's latency drawn as bars",
+    );
     const state = await playerState(page);
     assert.ok(state.framesSent > 0 && state.marksPlayed > 0, JSON.stringify(state));
     assert.ok(state.interims > 0, "interim words were shown before the final turn");
