@@ -94,7 +94,9 @@ function liveCall(session: CallSession): LiveCall {
 /** The console page and its API. */
 export function consoleRoute(
   deps: Pick<AppDeps, "config" | "logger" | "registry" | "records" | "isDraining">,
+  options: { tickMs?: number } = {},
 ): Hono {
+  const tickMs = options.tickMs ?? TICK_MS;
   const { registry, logger } = deps;
   const access = requireLoopbackOrToken(deps.config);
 
@@ -152,7 +154,7 @@ export function consoleRoute(
         const unsubscribe = deps.records?.onCallEvent((id, event) => {
           notices.push({ kind: "call", id, event: event.type });
         });
-        const ticker = setInterval(() => notices.push({ kind: "tick" }), TICK_MS);
+        const ticker = setInterval(() => notices.push({ kind: "tick" }), tickMs);
         stream.onAbort(() => notices.close());
         try {
           let live = liveIds();

@@ -16,6 +16,8 @@ import { placed } from "../helpers/records.ts";
 
 const TOKEN = "console-test-token";
 const READ_WITHIN_MS = 5000;
+/** The event stream's check for shutdown, short so the drain test is quick. */
+const TICK_MS = 10;
 const logger = new Logger({ sink: () => {}, format: "json", level: "error" });
 
 /** Deno.serve's handler info, as Hono sees it in `c.env`. */
@@ -36,7 +38,7 @@ function appFor(
       registry: new CallRegistry(),
       records: options.records,
       isDraining: options.draining ?? (() => false),
-    }),
+    }, { tickMs: TICK_MS }),
   );
 }
 
