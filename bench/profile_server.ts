@@ -18,6 +18,9 @@
 import { parseArgs } from "node:util";
 import { load, type LoadOptions } from "./calls.ts";
 
+/** A loaded window shorter than this is not worth a profile of its own. */
+const MIN_LOADED_WINDOW_MS = 5000;
+
 /** The parts of a V8 `.cpuprofile` (DevTools `Profiler.Profile`) this tool reads. */
 export interface CpuProfile {
   nodes: {
@@ -93,15 +96,22 @@ if (import.meta.main) {
     if (!file) throw new Error("the server wrote no profile");
     const text = await Deno.readTextFile(`${dir}/${file.name}`);
     if (args.out) await Deno.writeTextFile(args.out, text);
-    // The profile starts with the server process, i.e. about when it was spawned.
+    // The profile starts with the server process, i.e. about when it was spawned. When the
+    // ramp-up ate the run (a busy machine), the window with every call up is too short to say
+    // anything, so the whole run is profiled instead, and the output says so.
+    const loadedMs = marks.stoppedAt! - marks.loadedAt!;
+    const wholeRun = loadedMs < MIN_LOADED_WINDOW_MS;
     const { rows, wallMs } = selfTimes(
       JSON.parse(text) as CpuProfile,
-      marks.loadedAt! - marks.spawnedAt!,
+      wholeRun ? 0 : marks.loadedAt! - marks.spawnedAt!,
       marks.stoppedAt! - marks.spawnedAt!,
     );
     const idle = rows.find((r) => r.name === "(idle)")?.ms ?? 0;
+    const what = wholeRun
+      ? `the whole run (every call was up for only ${(loadedMs / 1000).toFixed(1)} s)`
+      : "the loaded window";
     console.log(
-      `\nprofile of the loaded window: ${(wallMs / 1000).toFixed(1)} s, JS thread busy ${
+      `\nprofile of ${what}: ${(wallMs / 1000).toFixed(1)} s, JS thread busy ${
         ((1 - idle / wallMs) * 100).toFixed(0)
       }%`,
     );

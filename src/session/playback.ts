@@ -85,6 +85,11 @@ export interface PlaybackStats {
   bytesSent: number;
   /** Gaps inside an utterance: Telnyx ran out of our audio before the utterance's next frame. */
   underruns: number;
+  /**
+   * Those of {@link underruns} where the audio itself came late (TTS or LLM slower than real
+   * time). The others had their audio here in time and went out late: the event loop was busy.
+   */
+  underrunsAwaitingAudio: number;
   /** Total length of those gaps. */
   underrunMs: number;
   /** Silence bytes sent to complete partial frames (utterance ends and urgent flushes). */
@@ -224,6 +229,7 @@ export class Playback {
     framesSent: 0,
     bytesSent: 0,
     underruns: 0,
+    underrunsAwaitingAudio: 0,
     underrunMs: 0,
     paddingBytes: 0,
     firstFrameAtMs: undefined,
@@ -248,6 +254,8 @@ export class Playback {
   readonly #frame: Uint8Array;
   /** Enqueued audio not yet sent; `#chunkOffset` is the read position in `#chunks[#chunkHead]`. */
   #chunks: Uint8Array[] = [];
+  /** Clock time each chunk was enqueued, to tell a late source from a late send. */
+  #chunkTimes: number[] = [];
   #chunkHead = 0;
   #chunkOffset = 0;
   /** Audio bytes ever enqueued / ever sent (padding excluded); marks are placed in this space. */
@@ -333,6 +341,7 @@ export class Playback {
     const utterance = this.#openUtterance();
     if (this.#sendingUtterances.at(-1) !== utterance) this.#sendingUtterances.push(utterance);
     this.#chunks.push(audio.slice());
+    this.#chunkTimes.push(this.#now());
     this.#enqueuedBytes += audio.length;
     this.#pumpSafely();
   }
@@ -541,6 +550,7 @@ export class Playback {
   #reset(): void {
     this.#generation++;
     this.#chunks = [];
+    this.#chunkTimes = [];
     this.#chunkHead = 0;
     this.#chunkOffset = 0;
     this.#consumedBytes = this.#enqueuedBytes;
@@ -651,6 +661,8 @@ export class Playback {
       if (this.#clockRunning && utterance === this.#lastFrameUtterance) {
         this.stats.underruns++;
         this.stats.underrunMs += -lead;
+        // The queue ran dry at `now + lead`: had this frame's audio arrived by then?
+        if (this.#enqueueTimeOfByte(take - 1) > now + lead) this.stats.underrunsAwaitingAudio++;
       }
       this.#clockRunning = true;
       this.#scheduleStartMs = now;
@@ -678,6 +690,17 @@ export class Playback {
     }
   }
 
+  /** When the `offset`-th unsent byte was enqueued. */
+  #enqueueTimeOfByte(offset: number): number {
+    let index = this.#chunkHead;
+    let remaining = offset + this.#chunkOffset;
+    while (remaining >= this.#chunks[index].length) {
+      remaining -= this.#chunks[index].length;
+      index++;
+    }
+    return this.#chunkTimes[index];
+  }
+
   /** Moves `count` bytes from the chunk queue into the staging frame, freeing spent chunks. */
   #copyAudio(count: number): void {
     let written = 0;
@@ -694,9 +717,11 @@ export class Playback {
     }
     if (this.#chunkHead === this.#chunks.length) {
       this.#chunks.length = 0;
+      this.#chunkTimes.length = 0;
       this.#chunkHead = 0;
     } else if (this.#chunkHead >= 64) {
       this.#chunks = this.#chunks.slice(this.#chunkHead);
+      this.#chunkTimes = this.#chunkTimes.slice(this.#chunkHead);
       this.#chunkHead = 0;
     }
   }

@@ -325,6 +325,18 @@ Deno.test("playback: underruns", async (t) => {
     assert.equal(await done, "played");
     assert.equal(playback.stats.underruns, 9);
     assert.equal(playback.stats.underrunMs, 9 * 20);
+    assert.equal(playback.stats.underrunsAwaitingAudio, 9, "each gap was the audio's lateness");
+  });
+
+  await t.step("a send delayed past the lead is told apart from late audio", () => {
+    const { model, playback, ticker } = setup({ leadMs: 100 });
+    playback.enqueue(audio(8_000)); // 1 s, all here from the start
+    model.advance(20, () => ticker.tick());
+    model.advance(150); // the event loop is blocked: no tick for 150 ms
+    ticker.tick();
+    assert.equal(playback.stats.underruns, 1);
+    assert.equal(playback.stats.underrunsAwaitingAudio, 0);
+    playback.close();
   });
 
   await t.step("late ticks under load are absorbed by the lead", () => {
