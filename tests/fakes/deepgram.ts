@@ -56,6 +56,12 @@ export interface FakeDeepgramOptions {
   script?: SpeechSegment[] | ((connection: number) => SpeechSegment[]);
   /** Connections to drop after some audio, to exercise client reconnection. */
   drops?: DropFault[];
+  /**
+   * When the final transcript of a segment comes, in ms of audio after the speech stopped: Nova's
+   * final `Results` (instead of the client's `endpointing`) and Flux's `EndOfTurn` (instead of
+   * 500 ms). A real Deepgram answers about 300 ms after the callee stops.
+   */
+  finalDelayMs?: number;
 }
 
 /** What the fake saw and said on one accepted WebSocket connection. */
@@ -213,7 +219,11 @@ class NovaSimulator implements EngineSimulator {
   private readonly endpointingBytes: number;
   private readonly utteranceEndBytes?: number;
 
-  constructor(private readonly conn: ConnectionState, script: SpeechSegment[]) {
+  constructor(
+    private readonly conn: ConnectionState,
+    script: SpeechSegment[],
+    finalDelayMs: number | undefined,
+  ) {
     this.segments = [...script].sort((a, b) => a.startByte - b.startByte).map((segment) => ({
       segment,
       words: splitWords(segment),
@@ -222,7 +232,7 @@ class NovaSimulator implements EngineSimulator {
       finalized: false,
       utteranceEndDone: false,
     }));
-    const endpointing = Number(conn.params.endpointing);
+    const endpointing = finalDelayMs ?? Number(conn.params.endpointing);
     // Deepgram's default endpointing is 10 ms of silence.
     this.endpointingBytes = Number.isFinite(endpointing) ? endpointing * 8 : 80;
     const utteranceEnd = Number(conn.params.utterance_end_ms);
@@ -366,8 +376,17 @@ class FluxSimulator implements EngineSimulator {
   private currentTurn?: FluxTurn;
   private lastUpdateByte = 0;
 
-  constructor(private readonly conn: ConnectionState, script: SpeechSegment[]) {
+  constructor(
+    private readonly conn: ConnectionState,
+    script: SpeechSegment[],
+    finalDelayMs: number | undefined,
+  ) {
     const eager = conn.params.eager_eot_threshold !== undefined;
+    const endOfTurnBytes = finalDelayMs === undefined
+      ? FLUX_EOT_DELAY_BYTES
+      : finalDelayMs * BYTES_PER_SECOND / 1000;
+    // An eager end of turn comes before the end of turn it announces.
+    const eagerBytes = Math.min(FLUX_EAGER_DELAY_BYTES, endOfTurnBytes / 2);
     const turns: SpeechSegment[][] = [];
     for (const segment of [...script].sort((a, b) => a.startByte - b.startByte)) {
       if (segment.continuesTurn && turns.length > 0) turns[turns.length - 1].push(segment);
@@ -379,7 +398,7 @@ class FluxSimulator implements EngineSimulator {
       const heardFirstWord = (i: number) => words[i][0]?.endByte ?? segments[i].startByte;
       this.steps.push({ atByte: heardFirstWord(0), event: "StartOfTurn", turn });
       segments.forEach((segment, i) => {
-        const eagerAt = segment.endByte + FLUX_EAGER_DELAY_BYTES;
+        const eagerAt = segment.endByte + eagerBytes;
         if (i + 1 < segments.length) {
           // A pause long enough for an eager end of turn, then the caller goes on.
           if (eager && eagerAt < heardFirstWord(i + 1)) {
@@ -390,7 +409,7 @@ class FluxSimulator implements EngineSimulator {
         }
         if (eager) this.steps.push({ atByte: eagerAt, event: "EagerEndOfTurn", turn });
         this.steps.push({
-          atByte: segment.endByte + FLUX_EOT_DELAY_BYTES,
+          atByte: segment.endByte + endOfTurnBytes,
           event: "EndOfTurn",
           turn,
         });
@@ -541,8 +560,8 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
       ? options.script(index)
       : options.script ?? [];
     const simulator: EngineSimulator = engine === "nova"
-      ? new NovaSimulator(conn, script)
-      : new FluxSimulator(conn, script);
+      ? new NovaSimulator(conn, script, options.finalDelayMs)
+      : new FluxSimulator(conn, script, options.finalDelayMs);
     const drop = options.drops?.find((d) => d.connection === index);
 
     socket.onopen = () => {

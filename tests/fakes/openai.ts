@@ -105,6 +105,11 @@ export interface FakeOpenAiOptions {
   apiKey?: string;
   /** Reply used when the queue is empty; without it such a request gets a 500 error. */
   whenQueueEmpty?: (body: Record<string, unknown>) => OpenAiReply;
+  /**
+   * A real model's pace, for replies that set no timing of their own: the first text token this
+   * long after the request (OpenAI: about 350 ms), then one every `tokenIntervalMs` (about 20).
+   */
+  pace?: { firstTokenMs: number; tokenIntervalMs: number };
 }
 
 /** A running fake; `close()` it before the test ends. */
@@ -162,12 +167,15 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
         });
       }
 
-      const reply = queue.shift() ?? options.whenQueueEmpty?.(body) ?? {
-        kind: "http_error",
-        status: 500,
-        message: "fake OpenAI: no scripted reply left",
-        type: "server_error",
-      };
+      const reply = withPace(
+        queue.shift() ?? options.whenQueueEmpty?.(body) ?? {
+          kind: "http_error",
+          status: 500,
+          message: "fake OpenAI: no scripted reply left",
+          type: "server_error",
+        },
+        options.pace,
+      );
 
       if ((reply.headersDelayMs ?? 0) > 0) {
         // The client may give up while we hold the headers back: that is a cancellation too.
@@ -207,6 +215,20 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
     enqueue: (...replies) => void queue.push(...replies),
     close,
     [Symbol.asyncDispose]: close,
+  };
+}
+
+/**
+ * The reply with the model's pace where it sets no timing: the headers and the role chunk one
+ * token interval before the first text token, so that token arrives `firstTokenMs` in.
+ */
+function withPace(reply: OpenAiReply, pace: FakeOpenAiOptions["pace"]): OpenAiReply {
+  if (!pace || reply.kind === "http_error") return reply;
+  return {
+    ...reply,
+    headersDelayMs: reply.headersDelayMs ??
+      Math.max(0, pace.firstTokenMs - pace.tokenIntervalMs),
+    deltaDelayMs: reply.deltaDelayMs ?? pace.tokenIntervalMs,
   };
 }
 
