@@ -69,8 +69,9 @@ function row(name: string, values: number[], target: string): string {
 }
 
 /**
- * Turns and greetings: 20 concurrent calls on `engine`, each a greeting and three questions,
- * against fakes that answer as slowly as the real vendors ({@link REALISTIC_PACE}).
+ * Turns and greetings: 20 concurrent calls on `engine` in this process (so each turn's own
+ * metrics can be read), each a greeting and three questions, against fakes that answer as slowly
+ * as the real vendors ({@link REALISTIC_PACE}).
  */
 async function turnLatency(engine: "nova" | "flux"): Promise<string[]> {
   const caller = CallerTimeline.answeredWithHello(1500);
@@ -86,35 +87,18 @@ async function turnLatency(engine: "nova" | "flux"): Promise<string[]> {
   await sleep(caller.durationMs + 1500);
   const turns: TurnMetrics[] = calls.flatMap((c) => c.agent.metrics.turns);
   const greetingFrames: number[] = [];
-  const answerFrames: number[] = [];
   for (const { client } of calls) {
     const helloEnd = client.audioStartedAt + caller.speech[0].endMs;
     const first = client.received.findIndex((f) => f.event === "media");
     if (first >= 0) greetingFrames.push(client.receivedAt[first] - helloEnd);
-    // The callee's own clock: the end of the question's voice to the answer's first frame.
-    for (const question of caller.speech.slice(1)) {
-      const voiceEnd = client.audioStartedAt + question.endMs;
-      const i = client.received.findIndex((f, k) =>
-        f.event === "media" && client.receivedAt[k] >= voiceEnd
-      );
-      if (i >= 0) answerFrames.push(client.receivedAt[i] - voiceEnd);
-    }
   }
-  const wasted = calls.reduce((n, c) => n + c.agent.metrics.speculativeWasted, 0);
   for (const { client, session } of calls) {
     client.stop();
     await session.ended;
   }
   const answers = turns.filter((t) => t.trigger === "callee");
-  const p50 = percentile(answerFrames, 50);
-  const excess = p50 === undefined ? "–" : `+${(p50 - REALISTIC_FLOOR_MS).toFixed(0)}`;
   const label = `STT_ENGINE=${engine}`;
   return [
-    row(
-      `${label}: end of the callee's voice → first answer frame (floor ${REALISTIC_FLOOR_MS}, ours ${excess})`,
-      answerFrames,
-      `p50 ≤ ${REALISTIC_FLOOR_MS + 30} ms`,
-    ),
     row(`${label}: reply: turn decided → first frame`, answers.map((t) => t.replyMs!), "–"),
     row(
       `${label}: ours: first frame minus the turn and LLM/TTS waits`,
@@ -127,11 +111,6 @@ async function turnLatency(engine: "nova" | "flux"): Promise<string[]> {
       answers.flatMap((t) => t.firstTokenToTtsMs === undefined ? [] : [t.firstTokenToTtsMs]),
       "–",
     ),
-    row(
-      `${label}: voice-to-voice, server's view (${wasted} speculative replies wasted)`,
-      answers.map((t) => t.voiceToVoiceMs!),
-      "–",
-    ),
     row(`${label}: greeting: turn decided → first frame`, greetings(turns), "≤ 30 ms"),
     row(`${label}: greeting: end of voice → first frame (client)`, greetingFrames, "–"),
   ];
@@ -139,6 +118,79 @@ async function turnLatency(engine: "nova" | "flux"): Promise<string[]> {
 
 function greetings(turns: TurnMetrics[]): number[] {
   return turns.filter((t) => t.trigger === "greeting").map((t) => t.replyMs!);
+}
+
+/**
+ * Voice to voice on `engine`: the server alone in a child process (as in production, where the
+ * vendors and callers are elsewhere), fakes as slow as the real vendors ({@link REALISTIC_PACE}),
+ * 20 calls of three questions each. Measured at the callee: the end of each question's voice →
+ * the first frame of the answer.
+ */
+async function voiceToVoice(engine: "nova" | "flux", pinServerCpus?: string): Promise<string[]> {
+  const caller = CallerTimeline.answeredWithHello(1500);
+  for (let i = 0; i < 3; i++) {
+    caller.say("account_tier", "Can you tell me my account tier?").pause(1500);
+  }
+  await using rig = await spawnServerWithFakes(
+    { STT_ENGINE: engine, SHUTDOWN_GRACE_SECONDS: "0" },
+    {
+      openai: {
+        whenQueueEmpty: () => ({ kind: "text", text: "Sure, happy to help." }),
+        pace: REALISTIC_PACE.llm,
+      },
+      deepgram: { script: caller.segments, finalDelayMs: REALISTIC_PACE.sttFinalMs },
+      cartesia: { pace: REALISTIC_PACE.tts },
+    },
+  );
+  if (pinServerCpus) await pinThreads(rig.server.pid, pinServerCpus);
+  const audio = caller.audio();
+  const clients = await staggered(20, async () => {
+    const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
+    const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+    client.start();
+    client.streamAudio(audio);
+    return client;
+  });
+  await sleep(caller.durationMs + 1500);
+  const answerFrames: number[] = [];
+  for (const client of clients) {
+    for (const question of caller.speech.slice(1)) {
+      const voiceEnd = client.audioStartedAt + question.endMs;
+      const i = client.received.findIndex((f, k) =>
+        f.event === "media" && client.receivedAt[k] >= voiceEnd
+      );
+      if (i >= 0) answerFrames.push(client.receivedAt[i] - voiceEnd);
+    }
+  }
+  for (const client of clients) client.stop();
+  await Promise.all(clients.map((c) => c.closed));
+  const summariesDue = performance.now() + 10_000;
+  const summaries = () => rig.server.lines.filter((l) => l.msg === "call summary");
+  while (summaries().length < clients.length && performance.now() < summariesDue) await sleep(100);
+  const turns = rig.server.lines.filter((l) => l.msg === "turn" && l.trigger === "callee");
+  const numbers = (key: string) =>
+    turns.flatMap((l) => typeof l[key] === "number" ? [l[key] as number] : []);
+  const sum = (key: string) => summaries().reduce((n, l) => n + Number(l[key] ?? 0), 0);
+  const p50 = percentile(answerFrames, 50);
+  const excess = p50 === undefined ? "–" : `+${(p50 - REALISTIC_FLOOR_MS).toFixed(0)}`;
+  const label = `STT_ENGINE=${engine}`;
+  return [
+    row(
+      `${label}: end of the callee's voice → first answer frame (floor ${REALISTIC_FLOOR_MS}, ours ${excess})`,
+      answerFrames,
+      `p50 ≤ ${REALISTIC_FLOOR_MS + 30} ms`,
+    ),
+    row(`${label}: LLM time to first token`, numbers("llmTtftMs"), "–"),
+    row(`${label}: LLM first token → first TTS request`, numbers("firstTokenToTtsMs"), "–"),
+    row(
+      `${label}: TTS first phrase → first audio (incl. the row above)`,
+      numbers("ttsTtfbMs"),
+      "–",
+    ),
+    `| ${label}: speculative answers (wasted) | ${sum("speculative_replies")} (${
+      sum("speculative_replies_wasted")
+    }) | | | | – |`,
+  ];
 }
 
 /** Barge-ins: 10 concurrent calls, two interruptions each. */
@@ -404,6 +456,8 @@ if (import.meta.main) {
   const out: string[] = [];
   if (!args["skip-latency"]) {
     out.push("| measure | n | p50 ms | p95 ms | max ms | target |", "|---|---|---|---|---|---|");
+    out.push(...await voiceToVoice("nova", args["pin-server"] || undefined));
+    out.push(...await voiceToVoice("flux", args["pin-server"] || undefined));
     out.push(...await turnLatency("nova"));
     out.push(...await turnLatency("flux"));
     out.push(...await bargeInLatency());

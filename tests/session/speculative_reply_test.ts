@@ -90,6 +90,9 @@ Deno.test("Nova: a continued utterance cancels the speculative reply and none of
   );
   assert.equal(call.agent.metrics.speculativeWasted, 1);
   await call.hangUp();
+  const summary = call.logs.map((line) => JSON.parse(line)).find((l) => l.msg === "call summary");
+  assert.equal(summary?.speculative_replies, 2, "the call summary counts them");
+  assert.equal(summary?.speculative_replies_wasted, 1);
 });
 
 Deno.test("Nova: new words change the turn and make one fresh request", async () => {
