@@ -138,7 +138,7 @@ async function voiceToVoice(engine: "nova" | "flux", pinServerCpus?: string): Pr
         whenQueueEmpty: () => ({ kind: "text", text: "Sure, happy to help." }),
         pace: REALISTIC_PACE.llm,
       },
-      deepgram: { script: caller.segments, finalDelayMs: REALISTIC_PACE.sttFinalMs },
+      deepgram: { script: caller.segments, finalDelayMs: REALISTIC_PACE.sttFinalMs, relay: false },
       cartesia: { pace: REALISTIC_PACE.tts },
     },
   );

@@ -62,6 +62,12 @@ export interface FakeDeepgramOptions {
    * 500 ms). A real Deepgram answers about 300 ms after the callee stops.
    */
   finalDelayMs?: number;
+  /**
+   * Clients connect through a TCP relay in this process, so that a connection can be cut without
+   * a close frame (`abrupt` drops). Default true; a bench that measures latency turns it off, as
+   * the relay's extra hop is no part of the path to the real Deepgram.
+   */
+  relay?: boolean;
 }
 
 /** What the fake saw and said on one accepted WebSocket connection. */
@@ -553,7 +559,7 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
       headers,
       socket,
       changed,
-      () => proxy.cut(relayPort),
+      () => proxy?.cut(relayPort),
     );
     connections.push(conn);
     const script = typeof options.script === "function"
@@ -599,10 +605,10 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
   // Clients connect through a TCP relay so that a connection can be cut abruptly: Deno's
   // server-side WebSocket can only close politely.
-  const proxy = new TcpRelay(server.addr.port);
+  const proxy = options.relay === false ? undefined : new TcpRelay(server.addr.port);
 
   return {
-    url: `http://127.0.0.1:${proxy.port}`,
+    url: `http://127.0.0.1:${proxy?.port ?? server.addr.port}`,
     apiKey,
     connections,
     get rejectedUpgrades() {
@@ -631,7 +637,7 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
     async close() {
       for (const conn of connections) conn.closeWith(1001, "fake shutting down");
       await Promise.all(connections.map((c) => c.closedPromise));
-      await proxy.close();
+      await proxy?.close();
       await server.shutdown();
     },
     [Symbol.asyncDispose]() {
