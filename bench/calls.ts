@@ -1,10 +1,15 @@
 /**
- * Whole-call benchmarks against instant loopback fakes (real SDKs, real sockets, real-time
- * callee audio). Prints p50/p95/max for:
+ * Whole-call benchmarks against loopback fakes (real SDKs, real sockets, real-time callee
+ * audio). Prints p50/p95/max for:
  *
- * - turn reply: final transcript + silence (turn decided) → first outbound media frame, and the
- *   part of it that is ours (minus the LLM and TTS waits);
- * - barge-in: callee speech onset in the inbound audio → `clear` received by the fake Telnyx;
+ * - voice to voice, for `STT_ENGINE=nova` and `flux`, with the fakes as slow as the real vendors
+ *   (Deepgram's final 300 ms after the voice, OpenAI's first token at 350 ms then one per 20 ms,
+ *   Cartesia's first audio at 120 ms then 5x real time): the end of the callee's voice → the
+ *   first answer frame at the callee, beside the floor those delays add up to;
+ * - turn reply: turn decided → first outbound media frame, and the part of it that is ours
+ *   (what is left once the turn was decided and the LLM and TTS waits are over);
+ * - barge-in: callee speech onset in the inbound audio → `clear` received by the fake Telnyx
+ *   (instant fakes: it measures our reaction only);
  * - greeting: callee's first utterance decided over → first greeting frame (and from the
  *   real end of their voice, VAD hang-over included);
  * - load: N concurrent calls on a server in a child process: playback underruns, CPU seconds per
@@ -31,7 +36,11 @@ import { startWebhookReceiver } from "../tests/fakes/webhook_receiver.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
 import { cpuSeconds, residentBytes, spawnServerWithFakes } from "../tests/helpers/child_server.ts";
-import { startVoiceHarness } from "../tests/helpers/voice_harness.ts";
+import {
+  REALISTIC_FLOOR_MS,
+  REALISTIC_PACE,
+  startVoiceHarness,
+} from "../tests/helpers/voice_harness.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const LONG_ANSWER = "Well, there is quite a lot to say about that. " +
@@ -59,13 +68,21 @@ function row(name: string, values: number[], target: string): string {
   } | ${f(percentile(values, 100))} | ${target} |`;
 }
 
-/** Turns and greetings: 20 concurrent calls, each a greeting and three questions. */
-async function turnLatency(): Promise<string[]> {
+/**
+ * Turns and greetings: 20 concurrent calls on `engine` in this process (so each turn's own
+ * metrics can be read), each a greeting and three questions, against fakes that answer as slowly
+ * as the real vendors ({@link REALISTIC_PACE}).
+ */
+async function turnLatency(engine: "nova" | "flux"): Promise<string[]> {
   const caller = CallerTimeline.answeredWithHello(1500);
   for (let i = 0; i < 3; i++) {
     caller.say("account_tier", "Can you tell me my account tier?").pause(1500);
   }
-  await using v = await startVoiceHarness({ caller });
+  await using v = await startVoiceHarness({
+    caller,
+    env: { STT_ENGINE: engine },
+    pace: REALISTIC_PACE,
+  });
   const calls = await staggered(20, () => v.call());
   await sleep(caller.durationMs + 1500);
   const turns: TurnMetrics[] = calls.flatMap((c) => c.agent.metrics.turns);
@@ -80,14 +97,99 @@ async function turnLatency(): Promise<string[]> {
     await session.ended;
   }
   const answers = turns.filter((t) => t.trigger === "callee");
-  const greetings = turns.filter((t) => t.trigger === "greeting");
+  const label = `STT_ENGINE=${engine}`;
   return [
-    row("reply: turn decided → first frame", answers.map((t) => t.replyMs!), "–"),
-    row("ours: same minus LLM/TTS waits", answers.map((t) => t.overheadMs!), "p95 ≤ 5 ms"),
-    row("LLM time to first token (fake)", answers.map((t) => t.llmTtftMs!), "–"),
-    row("voice-to-voice (end of voice → frame)", answers.map((t) => t.voiceToVoiceMs!), "–"),
-    row("greeting: turn decided → first frame", greetings.map((t) => t.replyMs!), "≤ 30 ms"),
-    row("greeting: end of voice → first frame (client)", greetingFrames, "–"),
+    row(`${label}: reply: turn decided → first frame`, answers.map((t) => t.replyMs!), "–"),
+    row(
+      `${label}: ours: first frame minus the turn and LLM/TTS waits`,
+      answers.map((t) => t.overheadMs!),
+      "p95 ≤ 5 ms",
+    ),
+    row(`${label}: LLM time to first token (fake)`, answers.map((t) => t.llmTtftMs!), "–"),
+    row(
+      `${label}: LLM first token → first TTS request`,
+      answers.flatMap((t) => t.firstTokenToTtsMs === undefined ? [] : [t.firstTokenToTtsMs]),
+      "–",
+    ),
+    row(`${label}: greeting: turn decided → first frame`, greetings(turns), "≤ 30 ms"),
+    row(`${label}: greeting: end of voice → first frame (client)`, greetingFrames, "–"),
+  ];
+}
+
+function greetings(turns: TurnMetrics[]): number[] {
+  return turns.filter((t) => t.trigger === "greeting").map((t) => t.replyMs!);
+}
+
+/**
+ * Voice to voice on `engine`: the server alone in a child process (as in production, where the
+ * vendors and callers are elsewhere), fakes as slow as the real vendors ({@link REALISTIC_PACE}),
+ * 20 calls of three questions each. Measured at the callee: the end of each question's voice →
+ * the first frame of the answer.
+ */
+async function voiceToVoice(engine: "nova" | "flux", pinServerCpus?: string): Promise<string[]> {
+  const caller = CallerTimeline.answeredWithHello(1500);
+  for (let i = 0; i < 3; i++) {
+    caller.say("account_tier", "Can you tell me my account tier?").pause(1500);
+  }
+  await using rig = await spawnServerWithFakes(
+    { STT_ENGINE: engine, SHUTDOWN_GRACE_SECONDS: "0" },
+    {
+      openai: {
+        whenQueueEmpty: () => ({ kind: "text", text: "Sure, happy to help." }),
+        pace: REALISTIC_PACE.llm,
+      },
+      deepgram: { script: caller.segments, finalDelayMs: REALISTIC_PACE.sttFinalMs, relay: false },
+      cartesia: { pace: REALISTIC_PACE.tts },
+    },
+  );
+  if (pinServerCpus) await pinThreads(rig.server.pid, pinServerCpus);
+  const audio = caller.audio();
+  const clients = await staggered(20, async () => {
+    const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
+    const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+    client.start();
+    client.streamAudio(audio);
+    return client;
+  });
+  await sleep(caller.durationMs + 1500);
+  const answerFrames: number[] = [];
+  for (const client of clients) {
+    for (const question of caller.speech.slice(1)) {
+      const voiceEnd = client.audioStartedAt + question.endMs;
+      const i = client.received.findIndex((f, k) =>
+        f.event === "media" && client.receivedAt[k] >= voiceEnd
+      );
+      if (i >= 0) answerFrames.push(client.receivedAt[i] - voiceEnd);
+    }
+  }
+  for (const client of clients) client.stop();
+  await Promise.all(clients.map((c) => c.closed));
+  const summariesDue = performance.now() + 10_000;
+  const summaries = () => rig.server.lines.filter((l) => l.msg === "call summary");
+  while (summaries().length < clients.length && performance.now() < summariesDue) await sleep(100);
+  const turns = rig.server.lines.filter((l) => l.msg === "turn" && l.trigger === "callee");
+  const numbers = (key: string) =>
+    turns.flatMap((l) => typeof l[key] === "number" ? [l[key] as number] : []);
+  const sum = (key: string) => summaries().reduce((n, l) => n + Number(l[key] ?? 0), 0);
+  const p50 = percentile(answerFrames, 50);
+  const excess = p50 === undefined ? "–" : `+${(p50 - REALISTIC_FLOOR_MS).toFixed(0)}`;
+  const label = `STT_ENGINE=${engine}`;
+  return [
+    row(
+      `${label}: end of the callee's voice → first answer frame (floor ${REALISTIC_FLOOR_MS}, ours ${excess})`,
+      answerFrames,
+      `p50 ≤ ${REALISTIC_FLOOR_MS + 30} ms`,
+    ),
+    row(`${label}: LLM time to first token`, numbers("llmTtftMs"), "–"),
+    row(`${label}: LLM first token → first TTS request`, numbers("firstTokenToTtsMs"), "–"),
+    row(
+      `${label}: TTS first phrase → first audio (incl. the row above)`,
+      numbers("ttsTtfbMs"),
+      "–",
+    ),
+    `| ${label}: speculative answers (wasted) | ${sum("speculative_replies")} (${
+      sum("speculative_replies_wasted")
+    }) | | | | – |`,
   ];
 }
 
@@ -354,7 +456,10 @@ if (import.meta.main) {
   const out: string[] = [];
   if (!args["skip-latency"]) {
     out.push("| measure | n | p50 ms | p95 ms | max ms | target |", "|---|---|---|---|---|---|");
-    out.push(...await turnLatency());
+    out.push(...await voiceToVoice("nova", args["pin-server"] || undefined));
+    out.push(...await voiceToVoice("flux", args["pin-server"] || undefined));
+    out.push(...await turnLatency("nova"));
+    out.push(...await turnLatency("flux"));
     out.push(...await bargeInLatency());
   }
   if (!args["skip-load"]) {

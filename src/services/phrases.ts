@@ -5,8 +5,24 @@
  * delta through a {@link PhraseChunker} and hands the phrases to `CartesiaSpeaker.speak()`, which
  * marks where each phrase's audio ends so barge-in can tell which phrases the callee heard.
  *
+ * With `startEarly`, the first phrase of an answer does not wait for its end: its first clause
+ * (or first few words) goes out at once as a {@link PhraseStart}, and the rest of the phrase
+ * continues it in the same TTS context, so the first word is heard sooner and the sentence still
+ * has one prosody.
+ *
  * @module
  */
+
+/**
+ * The start of a phrase, to be spoken at once; the next string completes the phrase. TTS keeps
+ * both in one breath (no boundary between them), and the phrase's mark covers both.
+ */
+export interface PhraseStart {
+  start: string;
+}
+
+/** What a {@link PhraseChunker} releases: a whole phrase, or the start of one. */
+export type PhrasePiece = string | PhraseStart;
 
 /** Tuning of {@link PhraseChunker}. */
 export interface PhraseChunkerOptions {
@@ -17,34 +33,58 @@ export interface PhraseChunkerOptions {
   minClauseChars?: number;
   /** A phrase without any boundary is cut at its last space once it grows past this. */
   maxChars?: number;
+  /**
+   * Release the start of the first phrase as soon as it is speakable: its first clause, or its
+   * first {@link leadWords} words, whichever is complete first. Default false.
+   */
+  startEarly?: boolean;
+  /** Words that make a speakable start without a clause mark; default 4. */
+  leadWords?: number;
 }
 
 // Sentence end (optionally followed by closing quotes/brackets) or clause mark, then whitespace;
 // or a line break. Requiring the whitespace keeps "3.5" and "e.g.," together.
 const BOUNDARY = /([.!?…]+["'”’)\]]*)\s|([,;:–—])\s|\n/g;
+// A clause mark right after a word, at the end of the text so far or before whitespace. A mark
+// after a letter cannot be part of a number ("1,000"); a full stop is left out ("Mr.", "e.g.").
+const LEAD_CLAUSE = /\p{L}[,;:!?–—]+["'”’)\]]*(?:\s|$)/u;
 
 /** Accumulates deltas and releases complete phrases, each keeping its trailing space. */
 export class PhraseChunker {
   readonly #minClauseChars: number;
   readonly #maxChars: number;
+  readonly #leadWords: RegExp | undefined;
   #buffer = "";
+  /** Something of the answer has been released: only the first phrase starts early. */
+  #released = false;
 
   /** Creates an empty chunker. */
   constructor(options: PhraseChunkerOptions = {}) {
     this.#minClauseChars = options.minClauseChars ?? 24;
     this.#maxChars = options.maxChars ?? 160;
+    this.#leadWords = options.startEarly
+      ? new RegExp(`^\\s*(?:\\S+\\s+){${options.leadWords ?? 4}}`)
+      : undefined;
   }
 
-  /** Adds a delta; returns the phrases it completed (often none). */
-  push(delta: string): string[] {
+  /** Adds a delta; returns the phrases (or the first phrase's start) it completed, often none. */
+  push(delta: string): PhrasePiece[] {
     this.#buffer += delta;
-    const phrases: string[] = [];
+    const phrases: PhrasePiece[] = [];
+    if (this.#leadWords && !this.#released && this.#nextPhraseEnd() === undefined) {
+      const lead = this.#leadEnd(this.#leadWords);
+      if (lead !== undefined) {
+        phrases.push({ start: this.#buffer.slice(0, lead) });
+        this.#buffer = this.#buffer.slice(lead);
+      }
+    }
     for (;;) {
       const end = this.#nextPhraseEnd();
       if (end === undefined) break;
       phrases.push(this.#buffer.slice(0, end));
       this.#buffer = this.#buffer.slice(end);
     }
+    if (phrases.length > 0) this.#released = true;
     return phrases;
   }
 
@@ -53,6 +93,19 @@ export class PhraseChunker {
     const rest = this.#buffer;
     this.#buffer = "";
     return rest.trim() === "" ? "" : rest;
+  }
+
+  /** End of the first speakable start of the text so far: a clause, or enough whole words. */
+  #leadEnd(leadWords: RegExp): number | undefined {
+    if (this.#buffer.trim() === "") return undefined;
+    const clause = LEAD_CLAUSE.exec(this.#buffer);
+    const words = leadWords.exec(this.#buffer);
+    const ends = [
+      clause ? clause.index + clause[0].length : Infinity,
+      words ? words[0].length : Infinity,
+    ];
+    const end = Math.min(...ends);
+    return Number.isFinite(end) ? end : undefined;
   }
 
   #nextPhraseEnd(): number | undefined {

@@ -7,7 +7,9 @@
  * Phrase boundaries: after each phrase the context is flushed; Cartesia answers each flush with a
  * `flush_done` (numbered from 1, per context) once that phrase's audio has been sent, so the
  * speaker can say exactly where each phrase's audio ends. Barge-in needs this to keep only what
- * the callee actually heard.
+ * the callee actually heard. The start of a phrase (`PhraseStart`) is sent at once with
+ * `continue: true` and no flush, and the rest of the phrase continues it in the same context:
+ * Cartesia starts speaking on the first clause and reads the sentence with one prosody.
  *
  * The SDK's `TTSWS` is used for the wire format, but connection lifecycle is ours because the
  * SDK's own is unsafe for a long-running server:
@@ -27,6 +29,7 @@ import { z } from "zod";
 import { AsyncQueue } from "../async/async_queue.ts";
 import { abortable, deadline, delay, settledWithin } from "../async/deadline.ts";
 import { type AudioEncoding, type AudioFormat, MULAW_8K } from "../transport/call_transport.ts";
+import type { PhrasePiece } from "./phrases.ts";
 
 /** The original bot's model. */
 const DEFAULT_TTS_MODEL = "sonic-3";
@@ -215,8 +218,9 @@ export class CartesiaSpeaker {
   /**
    * Synthesises one bot response in one Cartesia context. Each string `text` yields is one phrase
    * (the orchestration chunks LLM deltas with `PhraseChunker` first; a string that is not a whole
-   * phrase is still spoken, it only gets its own boundary). Phrases are forwarded as they arrive,
-   * each followed by a flush, so the events mark where each phrase's audio ends: every
+   * phrase is still spoken, it only gets its own boundary); a `PhraseStart` is the start of the
+   * phrase the next string completes, sent at once without a boundary. Phrases are forwarded as
+   * they arrive, each followed by a flush, so the events mark where each phrase's audio ends: every
    * `phrase_end` comes right after the last audio of that phrase, and the last one comes before
    * the generator returns. Whitespace-only strings are skipped.
    *
@@ -236,7 +240,7 @@ export class CartesiaSpeaker {
    * When the response ends early (abort, failure, consumer leaving) `text` is closed with
    * `return()` at its next phrase, so an LLM stream feeding it stops too.
    */
-  speak(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<SpeechEvent> {
+  speak(text: AsyncIterable<PhrasePiece>, signal: AbortSignal): AsyncGenerator<SpeechEvent> {
     const response = new SpeechResponse(this.#config.stallTimeoutMs);
     if (signal.aborted) response.stop();
     else void this.#respond(text, signal, response);
@@ -259,7 +263,11 @@ export class CartesiaSpeaker {
   }
 
   /** Connects, opens the context and streams the text; every outcome ends up in `response`. */
-  async #respond(text: AsyncIterable<string>, signal: AbortSignal, response: SpeechResponse) {
+  async #respond(
+    text: AsyncIterable<PhrasePiece>,
+    signal: AbortSignal,
+    response: SpeechResponse,
+  ) {
     let connection: Connection;
     try {
       connection = await abortable(this.#openConnection(), signal);
@@ -299,26 +307,45 @@ export class CartesiaSpeaker {
   }
 
   async #streamText(
-    text: AsyncIterable<string>,
+    text: AsyncIterable<PhrasePiece>,
     connection: Connection,
     context: TTSWSContext,
     response: SpeechResponse,
   ): Promise<void> {
+    const push = async (transcript: string) => {
+      await connection.send(() => context.push({ transcript }));
+      this.#charactersSent += transcript.length;
+    };
+    // One flush per phrase, in order: Cartesia numbers flushes from 1, so flush_id k ends
+    // phrase k - 1. Each flush is its own send (not push({flush})) so that the open-socket
+    // check runs right before it.
+    const flush = () => connection.send(() => context.flush());
+    /** The start of the current phrase, already sent; its end and flush are still to come. */
+    let started = "";
     try {
-      for await (const phrase of text) {
+      for await (const piece of text) {
         if (response.settled) return;
-        if (phrase.trim() === "") continue;
+        if (typeof piece !== "string") {
+          if (piece.start.trim() === "") continue;
+          // No flush: a flush makes Cartesia finish what it has as if the sentence ended there.
+          started += piece.start;
+          response.startPhrase();
+          await push(piece.start);
+          continue;
+        }
+        if (piece.trim() === "" && started === "") continue;
         // Registered before it is sent, so its flush_done can never arrive first.
-        response.addPhrase(phrase);
-        await connection.send(() => context.push({ transcript: phrase }));
-        this.#charactersSent += phrase.length;
+        response.addPhrase(started + piece);
+        started = "";
+        if (piece.trim() !== "") await push(piece);
         if (response.settled) return;
-        // One flush per phrase, in order: Cartesia numbers flushes from 1, so flush_id k ends
-        // phrase k - 1. Each flush is its own send (not push({flush})) so that the open-socket
-        // check runs right before it.
-        await connection.send(() => context.flush());
+        await flush();
       }
       if (response.settled) return;
+      if (started !== "") {
+        response.addPhrase(started);
+        await flush();
+      }
       response.endInput(); // before sending, so a prompt `done` always finds it
       await connection.send(() => context.no_more_inputs());
     } catch (error) {
@@ -506,6 +533,7 @@ class SpeechResponse {
   readonly #stallMs: number;
   readonly #phrases: string[] = [];
   #phrasesEnded = 0;
+  #phraseStarted = false;
   #inputEnded = false;
   #settled = false;
   #finishedByServer = false;
@@ -531,7 +559,14 @@ class SpeechResponse {
 
   /** Records the text of the next phrase sent to Cartesia; its audio is now owed. */
   addPhrase(text: string): void {
+    this.#phraseStarted = false;
     this.#phrases.push(text);
+    this.#watchSilence();
+  }
+
+  /** The start of the next phrase was sent: its audio is owed before the phrase is complete. */
+  startPhrase(): void {
+    this.#phraseStarted = true;
     this.#watchSilence();
   }
 
@@ -591,7 +626,8 @@ class SpeechResponse {
   #watchSilence(): void {
     clearTimeout(this.#stallTimer);
     this.#stallTimer = undefined;
-    const owed = this.#inputEnded || this.#phrasesEnded < this.#phrases.length;
+    const owed = this.#inputEnded || this.#phraseStarted ||
+      this.#phrasesEnded < this.#phrases.length;
     if (this.#settled || !owed) return;
     const ms = this.#stallMs;
     this.#stallTimer = setTimeout(

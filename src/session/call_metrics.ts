@@ -14,12 +14,20 @@ export interface TurnMetrics {
   sttFinalizationMs?: number;
   /** Request sent → first token. */
   llmTtftMs?: number;
+  /** LLM's first token → first phrase handed to TTS: the wait for something speakable. */
+  firstTokenToTtsMs?: number;
   /** First phrase sent to TTS → first audio byte. */
   ttsTtfbMs?: number;
   /** Turn decided (final transcript + silence) → first outbound frame, vendor waits included. */
   replyMs?: number;
-  /** {@link replyMs} minus the LLM and TTS waits: the time that is ours. */
+  /**
+   * The time that is ours: {@link replyMs} minus the LLM and TTS waits; for a reply started
+   * before the turn was decided, the first frame minus the later of the turn decision and the
+   * first audio.
+   */
   overheadMs?: number;
+  /** The reply was started before the turn was decided (and used). */
+  speculative?: boolean;
   /** Callee's speech ended → first frame of the answer sent to Telnyx. */
   voiceToVoiceMs?: number;
   interrupted?: boolean;
@@ -54,6 +62,10 @@ export class CallMetrics {
   bargeIns = 0;
   /** Gaps inside bot utterances (playback ran dry mid-sentence). */
   underruns = 0;
+  /** Replies started before the turn was decided. */
+  speculativeStarted = 0;
+  /** Of those, the ones dropped (the callee went on, or said something else) and re-asked. */
+  speculativeWasted = 0;
 
   /** Records a finished turn and returns it, rounded for logging. */
   record(turn: TurnMetrics): TurnMetrics {
@@ -73,6 +85,8 @@ export class CallMetrics {
       turns: this.turnCount,
       barge_ins: this.bargeIns,
       underruns: this.underruns,
+      speculative_replies: this.speculativeStarted,
+      speculative_replies_wasted: this.speculativeWasted,
       voice_to_voice_ms_p50: percentile(answered.map((t) => t.voiceToVoiceMs!), 50),
       voice_to_voice_ms_max: percentile(answered.map((t) => t.voiceToVoiceMs!), 100),
       overhead_ms_max: percentile(

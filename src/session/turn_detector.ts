@@ -6,6 +6,8 @@
  * Nova: the turn ends when the VAD says silence AND Deepgram has a final transcript that ends
  * the utterance (`speech_final` or `UtteranceEnd`). Either alone is not enough: the VAD's
  * silence can be a breath mid-sentence, and Deepgram's endpointing fires on its own schedule.
+ * A final transcript that ends the utterance while the VAD's hang-over still runs is an eager
+ * end of turn: the answer can start while the VAD makes sure; new words take it back.
  * Flux: Deepgram's own end-of-turn model replaces the endpointing; `EagerEndOfTurn` lets the
  * bot start thinking early, `TurnResumed` takes that back.
  *
@@ -23,9 +25,12 @@ export type TurnDecision =
    * clock), if known; `finalAt` is when the turn was decided.
    */
   | { type: "turn_ended"; text: string; speechEndedAt: number | undefined; finalAt: number }
-  /** Flux: the turn is probably over; a speculative answer may start. */
+  /**
+   * The turn is probably over with `text` (Flux's eager end of turn; Nova's final transcript
+   * before the VAD's silence): a speculative answer may start, held until `turn_ended`.
+   */
   | { type: "eager_turn"; text: string }
-  /** Flux: the callee went on talking after an eager end of turn. */
+  /** The callee went on talking (new words) after an eager end of turn. */
   | { type: "turn_resumed" };
 
 /**
@@ -42,6 +47,8 @@ export class TurnDetector {
   #sttDone = false;
   #vadSpeaking = false;
   #speechEndedAt: number | undefined;
+  /** Nova: the text the last `eager_turn` announced, until the turn ends or the callee goes on. */
+  #eagerText: string | undefined;
 
   constructor(private readonly engine: SttEngine, private readonly now: () => number) {}
 
@@ -55,8 +62,10 @@ export class TurnDetector {
     if (event.type === "speech_start") {
       this.#vadSpeaking = true;
       this.#speechEndedAt = undefined;
-      // Talking again: an earlier end-of-utterance from STT no longer ends the turn.
+      // Talking again: an earlier end-of-utterance from STT no longer ends the turn, and an
+      // eager end of turn is taken back (the speech onset itself stops what it started).
       this.#sttDone = false;
+      this.#eagerText = undefined;
       return [{ type: "callee_started" }];
     }
     this.#vadSpeaking = false;
@@ -84,10 +93,15 @@ export class TurnDetector {
       }
     }
     switch (event.type) {
-      case "final":
-        if (event.text.trim()) this.#hold(event.text.trim());
+      case "interim":
+        return event.text.trim() ? this.#resumed() : [];
+      case "final": {
+        const text = event.text.trim();
+        const resumed = text ? this.#resumed() : [];
+        if (text) this.#hold(text);
         if (event.speechFinal || event.fromFinalize) this.#sttDone = true;
-        return this.#maybeEnd();
+        return [...resumed, ...this.#maybeEnd()];
+      }
       case "utterance_end":
         if (this.#pending.length === 0) return [];
         this.#sttDone = true;
@@ -97,8 +111,23 @@ export class TurnDetector {
     }
   }
 
+  /** New words after an eager end of turn take it back. */
+  #resumed(): TurnDecision[] {
+    if (this.#eagerText === undefined) return [];
+    this.#eagerText = undefined;
+    return [{ type: "turn_resumed" }];
+  }
+
   #maybeEnd(): TurnDecision[] {
-    if (!this.#sttDone || this.#vadSpeaking || this.#pending.length === 0) return [];
+    if (!this.#sttDone || this.#pending.length === 0) return [];
+    if (this.#vadSpeaking) {
+      // Deepgram heard the utterance end, the VAD's hang-over has not: say so once.
+      const text = this.#pending.join(" ");
+      if (this.#eagerText === text) return [];
+      this.#eagerText = text;
+      return [{ type: "eager_turn", text }];
+    }
+    this.#eagerText = undefined;
     const decision: TurnDecision = {
       type: "turn_ended",
       text: this.#pending.join(" "),

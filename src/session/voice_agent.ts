@@ -14,7 +14,7 @@
 import type { VoiceActivityDetector } from "../audio/vad.ts";
 import type { Logger } from "../log.ts";
 import { type ChatStreamer, LlmError } from "../services/llm.ts";
-import { PhraseChunker } from "../services/phrases.ts";
+import { PhraseChunker, type PhrasePiece } from "../services/phrases.ts";
 import type { LiveTranscriber, SttEngine, TranscriptEvent } from "../services/stt.ts";
 import { SttUnavailableError } from "../services/stt.ts";
 import type { SpeechEvent } from "../services/tts.ts";
@@ -34,7 +34,7 @@ import type { AnsweredBy, CallEvent, EndReason } from "../records/call_events.ts
 /** Text-to-speech as the agent uses it (implemented by `CartesiaSpeaker`). */
 export interface Speaker {
   connect(signal: AbortSignal): Promise<void>;
-  speak(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<SpeechEvent>;
+  speak(text: AsyncIterable<PhrasePiece>, signal: AbortSignal): AsyncGenerator<SpeechEvent>;
   close(): Promise<void>;
   readonly charactersSent: number;
 }
@@ -83,8 +83,9 @@ export const PLAYOUT_MARGIN_MS = 1500;
  */
 export const GOODBYE_LIMIT_MS = 15_000;
 /**
- * Longest a Flux speculative answer waits for the end of turn that confirms it; Flux follows an
- * eager end of turn with either the end of turn or a resumption, so this only ends lost events.
+ * Longest a speculative answer waits for the end of turn that confirms it. Flux follows an eager
+ * end of turn with either the end of turn or a resumption; on Nova the VAD's silence or the
+ * callee's voice follows within its hang-over. So this only ends lost events.
  */
 export const SPECULATIVE_CONFIRM_MS = 5000;
 /**
@@ -109,6 +110,15 @@ export const CANNED = {
 } as const;
 
 type TurnEnded = Extract<TurnDecision, { type: "turn_ended" }>;
+/** When a reply's LLM stream got going, for its turn's metrics. */
+interface LlmTiming {
+  /** Request → first token, as the LLM adapter measured it. */
+  ttft?: number;
+  /** Call clock: the first text token arrived. */
+  firstTextAt?: number;
+  /** Call clock: the first phrase was handed to TTS. */
+  firstPhraseAt?: number;
+}
 type SpeakOutcome = "played" | "interrupted" | "failed" | "closed";
 
 /** One bot utterance in flight. */
@@ -129,8 +139,12 @@ interface Utterance {
   concluded: boolean;
   /** What the callee heard of it, set by `#conclude`. */
   heard?: string;
-  /** Resolved by the Flux end of turn that confirms a speculative answer. */
+  /**
+   * Set while the utterance is a speculative answer: started on an eager end of turn, its audio
+   * held until the end of turn that confirms it resolves this.
+   */
   gate?: PromiseWithResolvers<void>;
+  /** The callee's words a speculative answer answers; reused only if they are the whole turn. */
   speculativeText?: string;
 }
 
@@ -357,7 +371,8 @@ export class VoiceAgent {
       switch (decision.type) {
         case "callee_started":
           this.#clearIdle();
-          // A speculative answer that has not played yet is simply dropped: nothing to clear.
+          // A speculative answer is held until the turn is confirmed, so none of it has played:
+          // stopping it (its LLM and TTS aborted) is the whole barge-in, nothing to clear.
           if (this.#utterance?.gate) this.#stop(this.#utterance, "callee still talking");
           else if (this.#isBotActive()) this.#bargeIn("speech");
           break;
@@ -441,14 +456,18 @@ export class VoiceAgent {
     if (this.#ending || !this.#live || this.#voicemail) return;
     if (this.#utterance) this.#stop(this.#utterance, "superseded");
     const controller = new LinkedAbortController(this.#session.signal);
-    const phrases = new AsyncQueue<string>();
+    const phrases = new AsyncQueue<PhrasePiece>();
     const messages = this.conversation.messages();
-    if (options.speculative) messages.push({ role: "user", content: options.speculative.text });
-    const timing: { ttft?: number } = {};
+    if (options.speculative) {
+      messages.push({ role: "user", content: options.speculative.text });
+      this.metrics.speculativeStarted++;
+    }
+    const timing: LlmTiming = {};
     let endCall: { id: string; name: string; arguments: string } | undefined;
 
     const think = async () => {
-      const chunker = new PhraseChunker();
+      // The first words go to TTS as soon as they are speakable: they are what the callee waits for.
+      const chunker = new PhraseChunker({ startEarly: true });
       for (let attempt = 1;; attempt++) {
         let produced = false;
         try {
@@ -458,7 +477,11 @@ export class VoiceAgent {
             if (event.type === "first_token") timing.ttft = event.ms;
             else if (event.type === "text") {
               produced = true;
-              for (const phrase of chunker.push(event.text)) phrases.push(phrase);
+              timing.firstTextAt ??= this.#clock.now();
+              for (const phrase of chunker.push(event.text)) {
+                timing.firstPhraseAt ??= this.#clock.now();
+                phrases.push(phrase);
+              }
             } else if (event.type === "tool_call") {
               if (event.name === "end_call") endCall = event;
             } else if (event.type === "usage") {
@@ -482,7 +505,10 @@ export class VoiceAgent {
         }
       }
       const rest = chunker.flush();
-      if (rest) phrases.push(rest);
+      if (rest) {
+        timing.firstPhraseAt ??= this.#clock.now();
+        phrases.push(rest);
+      }
       phrases.close();
     };
     const thinking = think().catch((error) => {
@@ -536,7 +562,7 @@ export class VoiceAgent {
       turn?: TurnEnded;
       controller: LinkedAbortController;
       fixedText?: string;
-      llmTiming?: { ttft?: number };
+      llmTiming?: LlmTiming;
       speculative?: string;
     },
   ): Promise<SpeakOutcome> {
@@ -566,10 +592,11 @@ export class VoiceAgent {
     };
     try {
       for await (const event of speech) {
+        if (event.type === "audio") firstAudioAt ??= this.#clock.now();
+        // A speculative answer's audio waits here, unplayed, until its turn is confirmed.
         if (utterance.gate) await this.#confirmation(utterance);
         if (signal.aborted) break;
         if (event.type === "audio") {
-          firstAudioAt ??= this.#clock.now();
           this.#playback.enqueue(event.audio);
         } else {
           const id = `u${utterance.id}p${phraseIndex++}`;
@@ -627,15 +654,27 @@ export class VoiceAgent {
 
   #recordTurn(
     utterance: Utterance,
-    options: { trigger: TurnMetrics["trigger"]; fixedText?: string; llmTiming?: { ttft?: number } },
+    options: {
+      trigger: TurnMetrics["trigger"];
+      fixedText?: string;
+      llmTiming?: LlmTiming;
+      speculative?: string;
+    },
     result: SpeakOutcome,
     at: { startedAt: number; firstAudioAt: number; firstFrameAt: number },
   ): TurnMetrics {
     const turn = utterance.turn;
     const turnEndAt = turn?.finalAt ?? at.startedAt;
-    const llm = options.llmTiming?.ttft;
+    const timing = options.llmTiming;
+    const llm = timing?.ttft;
     const tts = at.firstAudioAt - at.startedAt - (llm ?? 0);
     const speechEnded = turn?.speechEndedAt;
+    const speculative = options.speculative !== undefined;
+    // Started before the turn was decided, the vendors' waits overlap the turn's: ours is what
+    // follows the later of the two.
+    const overheadMs = speculative
+      ? at.firstFrameAt - Math.max(turnEndAt, at.firstAudioAt)
+      : at.firstFrameAt - turnEndAt - (llm ?? 0) - Math.max(0, tts);
     const recorded = this.metrics.record({
       turn: ++this.#turnNumber,
       trigger: options.trigger,
@@ -643,17 +682,21 @@ export class VoiceAgent {
         ? Math.max(0, turn.finalAt - speechEnded)
         : undefined,
       llmTtftMs: llm,
+      firstTokenToTtsMs: timing?.firstTextAt !== undefined && timing.firstPhraseAt !== undefined
+        ? timing.firstPhraseAt - timing.firstTextAt
+        : undefined,
       ttsTtfbMs: options.fixedText ? undefined : Math.max(0, tts),
       replyMs: at.firstFrameAt - turnEndAt,
-      overheadMs: Math.max(0, at.firstFrameAt - turnEndAt - (llm ?? 0) - Math.max(0, tts)),
+      overheadMs: Math.max(0, overheadMs),
       voiceToVoiceMs: speechEnded !== undefined ? at.firstFrameAt - speechEnded : undefined,
+      speculative: speculative ? true : undefined,
       interrupted: result === "interrupted" ? true : undefined,
     });
     this.#log.info("turn", { ...recorded, outcome: result });
     return recorded;
   }
 
-  /** Holds a speculative answer until Flux confirms the turn; bounded, and cut by a stop. */
+  /** Holds a speculative answer until its turn is confirmed; bounded, and cut by a stop. */
   async #confirmation(utterance: Utterance): Promise<void> {
     try {
       await this.#clock.deadline(utterance.gate!.promise, SPECULATIVE_CONFIRM_MS, {
@@ -717,6 +760,8 @@ export class VoiceAgent {
    */
   #stop(utterance: Utterance, reason: string): string {
     if (utterance.concluded) return "";
+    // A speculative answer stopped before its turn was confirmed was asked for nothing.
+    if (utterance.gate) this.metrics.speculativeWasted++;
     // Only the current utterance can have audio at Telnyx, and only once it started playing.
     const heard: InterruptResult = this.#utterance === utterance && this.#playback.speaking
       ? this.#playback.interrupt()

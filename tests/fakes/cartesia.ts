@@ -141,6 +141,12 @@ export interface CartesiaFakeOptions {
   chunkDelayMs?: number;
   /** Never answer flushes with `flush_done` (a client must not depend on them alone). */
   omitFlushDone?: boolean;
+  /**
+   * A real synthesiser's pace: a context's first audio this long after its first transcript
+   * (Cartesia: about 120 ms), then each chunk its play time divided by `realTimeFactor` after
+   * the one before (about 5). Added to `chunkDelayMs`.
+   */
+  pace?: { firstAudioMs: number; realTimeFactor: number };
 }
 
 type OutboundItem =
@@ -154,6 +160,8 @@ interface ContextRuntime {
   outbox: OutboundItem[];
   running: boolean;
   samplesGenerated: number;
+  /** `performance.now()` when the context's first frame arrived. */
+  openedAt: number;
   errorFault: ContextErrorFault | undefined;
   dropAfterChunks: number | undefined;
 }
@@ -180,6 +188,7 @@ export class CartesiaFake {
   readonly #bytesPerChar: number;
   readonly #chunkBytes: number;
   readonly #omitFlushDone: boolean;
+  readonly #pace: CartesiaFakeOptions["pace"];
   readonly #sockets = new Map<WebSocket, Promise<void>>();
   readonly #runtimes = new Map<string, ContextRuntime>();
   /** Aborted by close(): ends every chunk delay at once. */
@@ -199,6 +208,7 @@ export class CartesiaFake {
     this.#chunkBytes = options.chunkBytes ?? 800;
     this.chunkDelayMs = options.chunkDelayMs ?? 0;
     this.#omitFlushDone = options.omitFlushDone ?? false;
+    this.#pace = options.pace;
   }
 
   /** Listens with TLS on an ephemeral loopback port. */
@@ -396,6 +406,7 @@ export class CartesiaFake {
       outbox: [],
       running: false,
       samplesGenerated: 0,
+      openedAt: performance.now(),
       errorFault: this.#errorFaults.shift(),
       dropAfterChunks: this.#dropFaults.shift(),
     };
@@ -434,9 +445,8 @@ export class CartesiaFake {
         const item = runtime.outbox.shift();
         if (!item) return;
         if (item.kind === "audio") {
-          if (this.chunkDelayMs > 0) {
-            await delay(this.chunkDelayMs, this.#closing.signal).catch(() => {});
-          }
+          const waitMs = this.chunkDelayMs + this.#synthesisMs(runtime, item.bytes.length);
+          if (waitMs > 0) await delay(waitMs, this.#closing.signal).catch(() => {});
           if (!this.#isLive(runtime)) return;
           record.audioChunks.push(item.bytes);
           record.chunkFlushIds.push(item.flushId);
@@ -474,6 +484,15 @@ export class CartesiaFake {
     } finally {
       runtime.running = false;
     }
+  }
+
+  /** How long the next chunk of `bytes` takes to synthesise at the configured pace. */
+  #synthesisMs(runtime: ContextRuntime, bytes: number): number {
+    if (!this.#pace) return 0;
+    if (runtime.record.audioChunks.length === 0) {
+      return runtime.openedAt + this.#pace.firstAudioMs - performance.now();
+    }
+    return (bytes / MULAW_SAMPLE_RATE) * 1000 / this.#pace.realTimeFactor;
   }
 
   #isLive(runtime: ContextRuntime): boolean {

@@ -56,6 +56,18 @@ export interface FakeDeepgramOptions {
   script?: SpeechSegment[] | ((connection: number) => SpeechSegment[]);
   /** Connections to drop after some audio, to exercise client reconnection. */
   drops?: DropFault[];
+  /**
+   * When the final transcript of a segment comes, in ms of audio after the speech stopped: Nova's
+   * final `Results` (instead of the client's `endpointing`) and Flux's `EndOfTurn` (instead of
+   * 500 ms). A real Deepgram answers about 300 ms after the callee stops.
+   */
+  finalDelayMs?: number;
+  /**
+   * Clients connect through a TCP relay in this process, so that a connection can be cut without
+   * a close frame (`abrupt` drops). Default true; a bench that measures latency turns it off, as
+   * the relay's extra hop is no part of the path to the real Deepgram.
+   */
+  relay?: boolean;
 }
 
 /** What the fake saw and said on one accepted WebSocket connection. */
@@ -213,7 +225,11 @@ class NovaSimulator implements EngineSimulator {
   private readonly endpointingBytes: number;
   private readonly utteranceEndBytes?: number;
 
-  constructor(private readonly conn: ConnectionState, script: SpeechSegment[]) {
+  constructor(
+    private readonly conn: ConnectionState,
+    script: SpeechSegment[],
+    finalDelayMs: number | undefined,
+  ) {
     this.segments = [...script].sort((a, b) => a.startByte - b.startByte).map((segment) => ({
       segment,
       words: splitWords(segment),
@@ -222,7 +238,7 @@ class NovaSimulator implements EngineSimulator {
       finalized: false,
       utteranceEndDone: false,
     }));
-    const endpointing = Number(conn.params.endpointing);
+    const endpointing = finalDelayMs ?? Number(conn.params.endpointing);
     // Deepgram's default endpointing is 10 ms of silence.
     this.endpointingBytes = Number.isFinite(endpointing) ? endpointing * 8 : 80;
     const utteranceEnd = Number(conn.params.utterance_end_ms);
@@ -366,8 +382,17 @@ class FluxSimulator implements EngineSimulator {
   private currentTurn?: FluxTurn;
   private lastUpdateByte = 0;
 
-  constructor(private readonly conn: ConnectionState, script: SpeechSegment[]) {
+  constructor(
+    private readonly conn: ConnectionState,
+    script: SpeechSegment[],
+    finalDelayMs: number | undefined,
+  ) {
     const eager = conn.params.eager_eot_threshold !== undefined;
+    const endOfTurnBytes = finalDelayMs === undefined
+      ? FLUX_EOT_DELAY_BYTES
+      : finalDelayMs * BYTES_PER_SECOND / 1000;
+    // An eager end of turn comes before the end of turn it announces.
+    const eagerBytes = Math.min(FLUX_EAGER_DELAY_BYTES, endOfTurnBytes / 2);
     const turns: SpeechSegment[][] = [];
     for (const segment of [...script].sort((a, b) => a.startByte - b.startByte)) {
       if (segment.continuesTurn && turns.length > 0) turns[turns.length - 1].push(segment);
@@ -379,7 +404,7 @@ class FluxSimulator implements EngineSimulator {
       const heardFirstWord = (i: number) => words[i][0]?.endByte ?? segments[i].startByte;
       this.steps.push({ atByte: heardFirstWord(0), event: "StartOfTurn", turn });
       segments.forEach((segment, i) => {
-        const eagerAt = segment.endByte + FLUX_EAGER_DELAY_BYTES;
+        const eagerAt = segment.endByte + eagerBytes;
         if (i + 1 < segments.length) {
           // A pause long enough for an eager end of turn, then the caller goes on.
           if (eager && eagerAt < heardFirstWord(i + 1)) {
@@ -390,7 +415,7 @@ class FluxSimulator implements EngineSimulator {
         }
         if (eager) this.steps.push({ atByte: eagerAt, event: "EagerEndOfTurn", turn });
         this.steps.push({
-          atByte: segment.endByte + FLUX_EOT_DELAY_BYTES,
+          atByte: segment.endByte + endOfTurnBytes,
           event: "EndOfTurn",
           turn,
         });
@@ -534,15 +559,15 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
       headers,
       socket,
       changed,
-      () => proxy.cut(relayPort),
+      () => proxy?.cut(relayPort),
     );
     connections.push(conn);
     const script = typeof options.script === "function"
       ? options.script(index)
       : options.script ?? [];
     const simulator: EngineSimulator = engine === "nova"
-      ? new NovaSimulator(conn, script)
-      : new FluxSimulator(conn, script);
+      ? new NovaSimulator(conn, script, options.finalDelayMs)
+      : new FluxSimulator(conn, script, options.finalDelayMs);
     const drop = options.drops?.find((d) => d.connection === index);
 
     socket.onopen = () => {
@@ -580,10 +605,10 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
   // Clients connect through a TCP relay so that a connection can be cut abruptly: Deno's
   // server-side WebSocket can only close politely.
-  const proxy = new TcpRelay(server.addr.port);
+  const proxy = options.relay === false ? undefined : new TcpRelay(server.addr.port);
 
   return {
-    url: `http://127.0.0.1:${proxy.port}`,
+    url: `http://127.0.0.1:${proxy?.port ?? server.addr.port}`,
     apiKey,
     connections,
     get rejectedUpgrades() {
@@ -612,7 +637,7 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
     async close() {
       for (const conn of connections) conn.closeWith(1001, "fake shutting down");
       await Promise.all(connections.map((c) => c.closedPromise));
-      await proxy.close();
+      await proxy?.close();
       await server.shutdown();
     },
     [Symbol.asyncDispose]() {

@@ -73,7 +73,10 @@ export type OpenAiReply =
 export interface StreamTiming {
   /** Wait this long before sending the response headers. */
   headersDelayMs?: number;
-  /** Wait this long before each SSE event after the first. */
+  /**
+   * Send each SSE event after the first this long after the one before it was due (a steady
+   * pace: a late timer does not push the rest back).
+   */
   deltaDelayMs?: number;
 }
 
@@ -105,6 +108,11 @@ export interface FakeOpenAiOptions {
   apiKey?: string;
   /** Reply used when the queue is empty; without it such a request gets a 500 error. */
   whenQueueEmpty?: (body: Record<string, unknown>) => OpenAiReply;
+  /**
+   * A real model's pace, for replies that set no timing of their own: the first text token this
+   * long after the request (OpenAI: about 350 ms), then one every `tokenIntervalMs` (about 20).
+   */
+  pace?: { firstTokenMs: number; tokenIntervalMs: number };
 }
 
 /** A running fake; `close()` it before the test ends. */
@@ -136,6 +144,8 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     async (request) => {
+      // Delays count from the request's arrival, as a real server's would.
+      const arrivedAt = performance.now();
       let settle: (outcome: ResponseOutcome) => void = () => {};
       const outcome = new Promise<ResponseOutcome>((resolve) => settle = resolve);
       const body = await request.json().catch(() => ({}));
@@ -162,17 +172,21 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
         });
       }
 
-      const reply = queue.shift() ?? options.whenQueueEmpty?.(body) ?? {
-        kind: "http_error",
-        status: 500,
-        message: "fake OpenAI: no scripted reply left",
-        type: "server_error",
-      };
+      const reply = withPace(
+        queue.shift() ?? options.whenQueueEmpty?.(body) ?? {
+          kind: "http_error",
+          status: 500,
+          message: "fake OpenAI: no scripted reply left",
+          type: "server_error",
+        },
+        options.pace,
+      );
 
       if ((reply.headersDelayMs ?? 0) > 0) {
         // The client may give up while we hold the headers back: that is a cancellation too.
         // (Touching request.signal makes Deno print a one-off "legacy abort" notice; only here.)
-        await sleep(reply.headersDelayMs ?? 0, closing.signal, request.signal);
+        const headersDelayMs = (reply.headersDelayMs ?? 0) - (performance.now() - arrivedAt);
+        await sleep(headersDelayMs, closing.signal, request.signal);
         if (request.signal.aborted || closing.signal.aborted) {
           settle(request.signal.aborted ? "cancelled" : "closed");
           return new Response(null, { status: 499 });
@@ -207,6 +221,20 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
     enqueue: (...replies) => void queue.push(...replies),
     close,
     [Symbol.asyncDispose]: close,
+  };
+}
+
+/**
+ * The reply with the model's pace where it sets no timing: the headers and the role chunk one
+ * token interval before the first text token, so that token arrives `firstTokenMs` in.
+ */
+function withPace(reply: OpenAiReply, pace: FakeOpenAiOptions["pace"]): OpenAiReply {
+  if (!pace || reply.kind === "http_error") return reply;
+  return {
+    ...reply,
+    headersDelayMs: reply.headersDelayMs ??
+      Math.max(0, pace.firstTokenMs - pace.tokenIntervalMs),
+    deltaDelayMs: reply.deltaDelayMs ?? pace.tokenIntervalMs,
   };
 }
 
@@ -281,11 +309,14 @@ function sseResponse(
 ): Response {
   const cancelled = new AbortController();
   const encoder = new TextEncoder();
-  let first = true;
+  /** When the next event is due; set when the first is sent. */
+  let dueAt: number | undefined;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (!first) await sleep(deltaDelayMs, closing, cancelled.signal);
-      first = false;
+      if (dueAt !== undefined) {
+        dueAt += deltaDelayMs;
+        await sleep(dueAt - performance.now(), closing, cancelled.signal);
+      } else dueAt = performance.now();
       const next = events.next();
       const step = next.done ? undefined : next.value;
       if (step && "hang" in step) await sleep(Infinity, closing, cancelled.signal);

@@ -11,6 +11,7 @@ import type { VadEvent, VoiceActivityDetector } from "../../src/audio/vad.ts";
 import { Logger } from "../../src/log.ts";
 import type { ChatRequest, ChatStreamer, LlmEvent } from "../../src/services/llm.ts";
 import type { LiveTranscriber, SttEngine, TranscriptEvent } from "../../src/services/stt.ts";
+import type { PhrasePiece } from "../../src/services/phrases.ts";
 import type { SpeechEvent } from "../../src/services/tts.ts";
 import { CallSession, type HangupCall } from "../../src/session/call_session.ts";
 import { PlaybackTicker } from "../../src/session/playback.ts";
@@ -36,20 +37,34 @@ export class FakeSpeaker implements Speaker {
     return Promise.resolve();
   }
 
-  async *speak(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<SpeechEvent> {
+  async *speak(
+    text: AsyncIterable<PhrasePiece>,
+    signal: AbortSignal,
+  ): AsyncGenerator<SpeechEvent> {
     const index = this.spoken.push("") - 1;
     this.open++;
     try {
       if (this.silent) await abortable(new Promise<never>(() => {}), signal);
-      const phrases = text[Symbol.asyncIterator]();
-      for (let phrase = 0;; phrase++) {
-        const next = await abortable(phrases.next(), signal);
-        if (next.done) return;
-        this.spoken[index] += next.value;
-        this.charactersSent += next.value.length;
-        const audio = new Uint8Array(next.value.length * this.bytesPerChar).fill(0x55);
-        yield { type: "audio", audio };
-        yield { type: "phrase_end", index: phrase, text: next.value };
+      const pieces = text[Symbol.asyncIterator]();
+      // A phrase's start is spoken at once; its mark comes with the string that completes it.
+      let started = "";
+      for (let phrase = 0;;) {
+        const next = await abortable(pieces.next(), signal);
+        if (next.done) {
+          if (started) yield { type: "phrase_end", index: phrase, text: started };
+          return;
+        }
+        const piece = typeof next.value === "string" ? next.value : next.value.start;
+        this.spoken[index] += piece;
+        this.charactersSent += piece.length;
+        const audio = new Uint8Array(piece.length * this.bytesPerChar).fill(0x55);
+        if (audio.length > 0) yield { type: "audio", audio };
+        if (typeof next.value !== "string") {
+          started += piece;
+          continue;
+        }
+        yield { type: "phrase_end", index: phrase++, text: started + piece };
+        started = "";
       }
     } finally {
       this.open--;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { CartesiaFake } from "../fakes/cartesia.ts";
+import { CartesiaFake, type CartesiaFakeOptions } from "../fakes/cartesia.ts";
 import {
   type FakeDeepgram,
   type FakeDeepgramOptions,
@@ -123,6 +123,7 @@ const FAKE_CARTESIA_KEY = "sk_car_test";
 export interface ServerWithFakesOptions extends SpawnServerOptions {
   openai?: Omit<FakeOpenAiOptions, "apiKey">;
   deepgram?: Omit<FakeDeepgramOptions, "apiKey">;
+  cartesia?: Omit<CartesiaFakeOptions, "apiKey">;
 }
 
 /** A child server, the vendor fakes it talks to, and a call driver aimed at it. */
@@ -153,7 +154,7 @@ export async function spawnServerWithFakes(
   };
   let server: ChildServer;
   try {
-    cartesia = await CartesiaFake.start({ apiKey: FAKE_CARTESIA_KEY });
+    cartesia = await CartesiaFake.start({ ...options.cartesia, apiKey: FAKE_CARTESIA_KEY });
     server = await spawnServer({
       OPENAI_API_KEY: FAKE_OPENAI_KEY,
       OPENAI_BASE_URL: openai.baseURL,

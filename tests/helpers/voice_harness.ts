@@ -43,7 +43,33 @@ export interface VoiceHarnessOptions {
    * sent A-law encoded, as a PCMA leg carries it.
    */
   encoding?: "PCMU" | "PCMA";
+  /** The vendors' delays (default: the fakes answer at once). */
+  pace?: VendorPace;
 }
+
+/** How slowly the fake vendors answer. */
+export interface VendorPace {
+  /** Deepgram's final transcript (Flux: end of turn), ms after the callee stopped. */
+  sttFinalMs: number;
+  llm: { firstTokenMs: number; tokenIntervalMs: number };
+  tts: { firstAudioMs: number; realTimeFactor: number };
+}
+
+/**
+ * Delays measured on the real vendors: Deepgram's final transcript 300 ms after the callee
+ * stops, OpenAI's first token after 350 ms then one every 20 ms, Cartesia's first audio after
+ * 120 ms then synthesis at five times real time. Their sum is the least any server can take
+ * from the end of the callee's voice to the first word of the answer.
+ */
+export const REALISTIC_PACE: VendorPace = {
+  sttFinalMs: 300,
+  llm: { firstTokenMs: 350, tokenIntervalMs: 20 },
+  tts: { firstAudioMs: 120, realTimeFactor: 5 },
+};
+
+/** End of the callee's voice → first answer audio at {@link REALISTIC_PACE}, vendors only. */
+export const REALISTIC_FLOOR_MS = REALISTIC_PACE.sttFinalMs + REALISTIC_PACE.llm.firstTokenMs +
+  REALISTIC_PACE.tts.firstAudioMs;
 
 /** A server with all fakes, ready for {@link VoiceHarness.call}. */
 export interface VoiceHarness extends AsyncDisposable {
@@ -66,14 +92,16 @@ export async function startVoiceHarness(options: VoiceHarnessOptions): Promise<V
     apiKey: OPENAI_KEY,
     whenQueueEmpty: options.whenQueueEmpty ??
       (() => ({ kind: "text", text: "Sure, happy to help." })),
+    pace: options.pace?.llm,
   });
   if (options.replies) openai.enqueue(...options.replies);
   const deepgram = startFakeDeepgram({
     apiKey: DEEPGRAM_KEY,
     script: options.deepgramScript ?? options.caller.segments,
     drops: options.deepgramDrops,
+    finalDelayMs: options.pace?.sttFinalMs,
   });
-  const cartesia = await CartesiaFake.start({ apiKey: CARTESIA_KEY });
+  const cartesia = await CartesiaFake.start({ apiKey: CARTESIA_KEY, pace: options.pace?.tts });
   const h = await startHarness({
     OPENAI_API_KEY: OPENAI_KEY,
     OPENAI_BASE_URL: openai.baseURL,

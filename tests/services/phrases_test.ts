@@ -33,3 +33,33 @@ Deno.test("phrase chunker", async (t) => {
     assert.equal(chunker.flush(), "");
   });
 });
+
+Deno.test("phrase chunker with startEarly", async (t) => {
+  await t.step("releases the first clause at once, then phrases as usual", () => {
+    const chunker = new PhraseChunker({ startEarly: true });
+    assert.deepEqual(chunker.push("Sure"), []);
+    assert.deepEqual(chunker.push(","), [{ start: "Sure," }], "a clause mark after a word");
+    assert.deepEqual(chunker.push(" happy to help. Anything"), [" happy to help. "]);
+    assert.deepEqual(chunker.push(", else?"), [], "only the first phrase starts early");
+    assert.equal(chunker.flush(), "Anything, else?");
+  });
+
+  await t.step("without a clause mark, the first few words start it", () => {
+    const chunker = new PhraseChunker({ startEarly: true, leadWords: 3 });
+    assert.deepEqual(chunker.push("Your account tier"), []);
+    assert.deepEqual(chunker.push(" is premium"), [{ start: "Your account tier " }]);
+    assert.equal(chunker.flush(), "is premium");
+  });
+
+  await t.step("a whole first sentence goes as a phrase, not as a start", () => {
+    const chunker = new PhraseChunker({ startEarly: true });
+    assert.deepEqual(chunker.push("Yes. Of"), ["Yes. "]);
+    assert.deepEqual(chunker.push(" course"), []);
+  });
+
+  await t.step("numbers and abbreviations do not end a start", () => {
+    const chunker = new PhraseChunker({ startEarly: true, leadWords: 8 });
+    assert.deepEqual(chunker.push("It is 1,000"), []);
+    assert.deepEqual(chunker.push(" e.g."), []);
+  });
+});

@@ -18,7 +18,7 @@ import {
   type TtsOptions,
   TtsUnavailableError,
 } from "../../src/services/tts.ts";
-import { PhraseChunker } from "../../src/services/phrases.ts";
+import { PhraseChunker, type PhrasePiece } from "../../src/services/phrases.ts";
 import { AsyncQueue } from "../../src/async/async_queue.ts";
 import { deadline, delay } from "../../src/async/deadline.ts";
 import { startSilentPeer } from "../fakes/silent_peer.ts";
@@ -118,7 +118,7 @@ Deno.test("speak streams phrases with continue:true, then continue:false, and re
   await withFake({ bytesPerChar: BYTES_PER_CHAR }, {}, async (fake, speaker) => {
     await speaker.connect(AbortSignal.timeout(10_000));
     // As the orchestration does: LLM deltas through the phrase chunker, phrases into speak().
-    const phrases = new AsyncQueue<string>();
+    const phrases = new AsyncQueue<PhrasePiece>();
     const chunker = new PhraseChunker();
     const delta = (text: string) => chunker.push(text).forEach((phrase) => phrases.push(phrase));
     const stream = speaker.speak(phrases, new AbortController().signal);
@@ -174,6 +174,45 @@ Deno.test("speak streams phrases with continue:true, then continue:false, and re
       { phrases: expectedPhrases("Hello there. ", "How are you today?"), rest: 0 },
     );
     assert.equal(received.at(-1)?.type, "phrase_end"); // the last event, before the return
+  });
+});
+
+Deno.test("a first clause starts at once and the rest continues it in the same context", async () => {
+  await withFake({ bytesPerChar: BYTES_PER_CHAR }, {}, async (fake, speaker) => {
+    await speaker.connect(AbortSignal.timeout(10_000));
+    const phrases = new AsyncQueue<PhrasePiece>();
+    const chunker = new PhraseChunker({ startEarly: true });
+    const delta = (text: string) => chunker.push(text).forEach((phrase) => phrases.push(phrase));
+    const stream = speaker.speak(phrases, new AbortController().signal);
+
+    // Token by token, as the LLM streams: "Sure," is speakable before the sentence is over.
+    delta("Sure");
+    delta(",");
+    const first = await stream.next();
+    assert.equal(first.done, false);
+    assert.equal((first.value as SpeechEvent).type, "audio", "audio before the sentence is done");
+    const [context] = fake.contextList();
+    assert.deepEqual(context.pieces, [{ transcript: "Sure,", continue: true }]);
+    assert.equal(context.flushes, 0, "no boundary after the first clause");
+
+    for (const token of [" happy", " to", " help", "."]) delta(token);
+    phrases.push(chunker.flush());
+    phrases.close();
+    const received = [first.value as SpeechEvent, ...await events(stream)];
+
+    assert.equal(fake.contexts.size, 1, "one context for the whole answer");
+    assert.deepEqual(context.pieces, [
+      { transcript: "Sure,", continue: true },
+      { transcript: " happy to help.", continue: true },
+      { transcript: "", continue: false },
+    ]);
+    assert.equal(context.flushes, 1, "one boundary, at the end of the sentence");
+    assert.deepEqual(
+      splitAtPhraseEnds(received),
+      { phrases: expectedPhrases("Sure, happy to help."), rest: 0 },
+      "one phrase, its mark after all of its audio",
+    );
+    assert.equal(speaker.charactersSent, "Sure, happy to help.".length);
   });
 });
 

@@ -7,7 +7,7 @@ function clock() {
 }
 
 Deno.test("Nova: the turn ends only when the VAD is silent and STT has ended the utterance", async (t) => {
-  await t.step("final with speech_final while the VAD still hears speech waits for silence", () => {
+  await t.step("final with speech_final while the VAD still hears speech is only eager", () => {
     const c = clock();
     const d = new TurnDetector("nova", c.now);
     assert.deepEqual(d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 }), [
@@ -20,7 +20,8 @@ Deno.test("Nova: the turn ends only when the VAD is silent and STT has ended the
         speechFinal: true,
         fromFinalize: false,
       }),
-      [],
+      [{ type: "eager_turn", text: "Hello there." }],
+      "the answer may start while the VAD's hang-over runs; the turn is not over yet",
     );
     c.t = 1500;
     const [decision] = d.onVad({ type: "speech_end", atMs: 1400, offsetMs: 1000 });
@@ -115,4 +116,47 @@ Deno.test("Nova: a turn that never ends holds a bounded text, the newest words",
   if (turn.type !== "turn_ended") return;
   assert.ok(turn.text.length <= MAX_PENDING_TURN_CHARS, `${turn.text.length} chars`);
   assert.ok(turn.text.endsWith("words 999 the end"));
+});
+
+Deno.test("Nova: an eager end of turn is announced once and taken back by new words", async (t) => {
+  const eagerFinal = (d: TurnDetector, text: string) =>
+    d.onTranscript({ type: "final", text, speechFinal: true, fromFinalize: false });
+
+  await t.step("a repeated end of utterance with the same words is not announced again", () => {
+    const d = new TurnDetector("nova", clock().now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    assert.equal(eagerFinal(d, "Yes.").length, 1);
+    assert.deepEqual(d.onTranscript({ type: "utterance_end" }), []);
+  });
+  await t.step("new words in an interim take it back", () => {
+    const d = new TurnDetector("nova", clock().now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    eagerFinal(d, "I think");
+    assert.deepEqual(d.onTranscript({ type: "interim", text: "that" }), [
+      { type: "turn_resumed" },
+    ]);
+    assert.deepEqual(d.onTranscript({ type: "interim", text: "that is" }), [], "only once");
+  });
+  await t.step("a further final takes it back and announces the longer turn", () => {
+    const d = new TurnDetector("nova", clock().now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    eagerFinal(d, "I think");
+    assert.deepEqual(eagerFinal(d, "that is all."), [
+      { type: "turn_resumed" },
+      { type: "eager_turn", text: "I think that is all." },
+    ]);
+  });
+  await t.step("the VAD hearing speech again clears it; the turn then ends with all words", () => {
+    const c = clock();
+    const d = new TurnDetector("nova", c.now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    eagerFinal(d, "I think");
+    assert.deepEqual(d.onVad({ type: "speech_start", atMs: 900, onsetMs: 800 }), [
+      { type: "callee_started" },
+    ]);
+    assert.deepEqual(d.onTranscript({ type: "interim", text: "so" }), [], "nothing to take back");
+    assert.deepEqual(eagerFinal(d, "so."), [{ type: "eager_turn", text: "I think so." }]);
+    const [decision] = d.onVad({ type: "speech_end", atMs: 1600, offsetMs: 1200 });
+    assert.equal(decision.type === "turn_ended" && decision.text, "I think so.");
+  });
 });
