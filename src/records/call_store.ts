@@ -12,6 +12,11 @@
  *
  * Changes are read-modify-write with a versionstamp check, so several instances sharing one KV
  * (a progress callback on one, the media stream on another) never lose each other's changes.
+ * The header this instance last committed is kept in memory while the call is live, so a change
+ * normally costs one commit and no read; a check that fails (another writer got in between)
+ * reads it afresh. A failing {@link CallStore.apply} throws and its caller (the recorder)
+ * retries the batch with back-off; every other operation retries here when KV fails for a
+ * moment ("database is locked" from another process sharing the file, a remote store blinking).
  *
  * @module
  */
@@ -27,6 +32,7 @@ import {
   summarise,
   viewOf,
 } from "./call_record.ts";
+import { withKvRetry } from "./kv_retry.ts";
 
 /** The part of `Deno.Kv` the store uses (tests wrap it to inject failures). */
 export type RecordsKv = Pick<Deno.Kv, "get" | "list" | "atomic">;
@@ -40,6 +46,8 @@ const ATOMIC_MAX_MUTATIONS = 900;
 const CONFLICT_ATTEMPTS = 10;
 /** Most calls per `GET /calls` page. */
 export const MAX_PAGE = 100;
+/** Live calls whose header is kept in memory; beyond this the oldest is read again when needed. */
+const MAX_CACHED_HEADERS = 10_000;
 
 const encoder = new TextEncoder();
 const bytesOf = (value: unknown) => encoder.encode(JSON.stringify(value)).length;
@@ -92,6 +100,8 @@ export function fitTurn(turn: StoredTurn): StoredTurn {
 export class CallStore {
   readonly #kv: RecordsKv;
   readonly #expireIn: number;
+  /** Header and versionstamp this instance last committed, per live call. */
+  readonly #headers = new Map<string, Deno.KvEntry<StoredCall>>();
 
   constructor(kv: RecordsKv, options: { retentionDays: number }) {
     this.#kv = kv;
@@ -104,7 +114,8 @@ export class CallStore {
    */
   async apply(callId: string, events: readonly CallEvent[]): Promise<StoredCall> {
     for (let attempt = 1;; attempt++) {
-      const entry = await this.#kv.get<StoredCall>(keys.call(callId));
+      const entry = (attempt === 1 ? this.#headers.get(callId) : undefined) ??
+        await this.#kv.get<StoredCall>(keys.call(callId));
       const before = entry.value;
       const call: StoredCall = before
         ? structuredClone(before)
@@ -150,11 +161,24 @@ export class CallStore {
       op.set(keys.byStatus(call), summary, { expireIn });
       if (customData !== undefined) op.set(keys.data(callId), customData, { expireIn });
       const result = await op.commit();
-      if (result.ok) return call;
+      if (result.ok) {
+        this.#remember(callId, call, result.versionstamp);
+        return call;
+      }
       if (attempt >= CONFLICT_ATTEMPTS) {
         throw new Error(`call record ${callId} kept changing under us (${attempt} attempts)`);
       }
     }
+  }
+
+  /** Keeps the header as committed for the next change of a live call; forgets an ended one. */
+  #remember(callId: string, call: StoredCall, versionstamp: string): void {
+    this.#headers.delete(callId);
+    if (call.status === "ended") return;
+    if (this.#headers.size >= MAX_CACHED_HEADERS) {
+      this.#headers.delete(this.#headers.keys().next().value!);
+    }
+    this.#headers.set(callId, { key: keys.call(callId), value: call, versionstamp });
   }
 
   async #commit(op: Deno.AtomicOperation): Promise<void> {
@@ -164,7 +188,7 @@ export class CallStore {
 
   /** The stored header, or null. */
   async header(callId: string): Promise<StoredCall | null> {
-    return (await this.#kv.get<StoredCall>(keys.call(callId))).value;
+    return (await withKvRetry(() => this.#kv.get<StoredCall>(keys.call(callId)))).value;
   }
 
   /** The whole record, transcript and custom data included, or null for an unknown id. */
@@ -172,25 +196,43 @@ export class CallStore {
     callId: string,
     extras: { webhookDeliveries?: unknown[] } = {},
   ): Promise<CallRecordView | null> {
-    const call = await this.header(callId);
-    if (!call) return null;
-    const [data, turns] = await Promise.all([
-      this.#kv.get<Record<string, unknown>>(keys.data(callId)),
+    const [call, data, turns] = await Promise.all([
+      this.header(callId),
+      this.#customData(callId),
       this.#turns(callId),
     ]);
-    return viewOf(call, {
-      customData: data.value,
-      turns,
-      webhookDeliveries: extras.webhookDeliveries,
-    });
+    if (!call) return null;
+    return viewOf(call, { customData: data, turns, webhookDeliveries: extras.webhookDeliveries });
   }
 
-  async #turns(callId: string): Promise<StoredTurn[]> {
-    const turns: StoredTurn[] = [];
-    for await (const entry of this.#kv.list<StoredTurn>({ prefix: keys.turns(callId) })) {
-      turns.push(entry.value);
-    }
-    return turns;
+  /**
+   * The record as of `call` (a header just committed), reading only what it does not hold: the
+   * custom data unless `known.customData` is given, and the transcript only once it has turns.
+   */
+  async viewAt(
+    call: StoredCall,
+    known: { customData?: Record<string, unknown> | null } = {},
+  ): Promise<CallRecordView> {
+    const [customData, turns] = await Promise.all([
+      known.customData !== undefined ? known.customData : this.#customData(call.id),
+      call.turn_count > 0 ? this.#turns(call.id) : [],
+    ]);
+    return viewOf(call, { customData, turns });
+  }
+
+  async #customData(callId: string): Promise<Record<string, unknown> | null> {
+    const entry = await withKvRetry(() => this.#kv.get<Record<string, unknown>>(keys.data(callId)));
+    return entry.value;
+  }
+
+  #turns(callId: string): Promise<StoredTurn[]> {
+    return withKvRetry(async () => {
+      const turns: StoredTurn[] = [];
+      for await (const entry of this.#kv.list<StoredTurn>({ prefix: keys.turns(callId) })) {
+        turns.push(entry.value);
+      }
+      return turns;
+    });
   }
 
   /** A page of call summaries, newest first. */
@@ -206,35 +248,47 @@ export class CallStore {
       if (dot <= 0 || query.cursor.slice(dot + 1) !== filters) throw new BadCursorError();
       kvCursor = query.cursor.slice(0, dot);
     }
-    const iterator = this.#kv.list<CallSummary>({
+    const range = {
       start: [...prefix, query.since ?? 0],
       end: [...prefix, (query.until ?? Number.MAX_SAFE_INTEGER - 1) + 1],
-    }, { reverse: true, limit: query.limit, cursor: kvCursor, batchSize: query.limit });
-    const calls: CallSummary[] = [];
+    };
+    let calls: CallSummary[] = [];
+    let nextCursor = "";
     try {
-      for await (const entry of iterator) calls.push(entry.value);
+      await withKvRetry(async () => {
+        const iterator = this.#kv.list<CallSummary>(range, {
+          reverse: true,
+          limit: query.limit,
+          cursor: kvCursor,
+          batchSize: query.limit,
+        });
+        calls = [];
+        for await (const entry of iterator) calls.push(entry.value);
+        nextCursor = iterator.cursor;
+      }, { retryIf: (error) => !/cursor/i.test(String(error)) });
     } catch (error) {
       if (query.cursor !== undefined) throw new BadCursorError();
       throw error;
     }
     return {
       calls,
-      next_cursor: calls.length === query.limit && iterator.cursor
-        ? `${iterator.cursor}.${filters}`
-        : null,
+      next_cursor: calls.length === query.limit && nextCursor ? `${nextCursor}.${filters}` : null,
     };
   }
 
   /** Stores the post-call analysis on the record; false for an unknown call. */
   async setAnalysis(callId: string, analysis: unknown): Promise<boolean> {
     for (let attempt = 1; attempt <= CONFLICT_ATTEMPTS; attempt++) {
-      const entry = await this.#kv.get<StoredCall>(keys.call(callId));
+      const entry = await withKvRetry(() => this.#kv.get<StoredCall>(keys.call(callId)));
       if (!entry.value) return false;
       const call = { ...entry.value, analysis };
-      const result = await this.#kv.atomic().check(entry)
-        .set(keys.call(callId), call, { expireIn: this.#expireIn })
-        .commit();
-      if (result.ok) return true;
+      const op = this.#kv.atomic().check(entry)
+        .set(keys.call(callId), call, { expireIn: this.#expireIn });
+      const result = await withKvRetry(() => op.commit());
+      if (result.ok) {
+        this.#remember(callId, call, result.versionstamp);
+        return true;
+      }
     }
     throw new Error(`call record ${callId} kept changing under us`);
   }
@@ -244,20 +298,24 @@ export class CallStore {
    * was nothing to erase.
    */
   async delete(callId: string): Promise<boolean> {
-    const header = await this.#kv.get<StoredCall>(keys.call(callId));
+    this.#headers.delete(callId);
+    const header = await withKvRetry(() => this.#kv.get<StoredCall>(keys.call(callId)));
     const doomed: Deno.KvKey[] = [keys.call(callId), keys.data(callId)];
     if (header.value) doomed.push(keys.byTime(header.value), keys.byStatus(header.value));
-    let turnKeys = 0;
-    for await (const entry of this.#kv.list({ prefix: keys.turns(callId) })) {
-      doomed.push(entry.key);
-      turnKeys++;
-    }
-    const data = await this.#kv.get(keys.data(callId));
-    if (!header.value && turnKeys === 0 && data.versionstamp === null) return false;
+    const turnKeys = await withKvRetry(async () => {
+      const found: Deno.KvKey[] = [];
+      for await (const entry of this.#kv.list({ prefix: keys.turns(callId) })) {
+        found.push(entry.key);
+      }
+      return found;
+    });
+    doomed.push(...turnKeys);
+    const data = await withKvRetry(() => this.#kv.get(keys.data(callId)));
+    if (!header.value && turnKeys.length === 0 && data.versionstamp === null) return false;
     for (let i = 0; i < doomed.length; i += ATOMIC_MAX_MUTATIONS - 100) {
       const op = this.#kv.atomic();
       for (const key of doomed.slice(i, i + ATOMIC_MAX_MUTATIONS - 100)) op.delete(key);
-      await this.#commit(op);
+      await withKvRetry(() => this.#commit(op));
     }
     return true;
   }
