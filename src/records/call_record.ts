@@ -163,6 +163,21 @@ export function newStoredCall(id: string, at: number): StoredCall {
   };
 }
 
+/**
+ * A copy of `call` that {@link applyEvent} may change without touching the original: the parts
+ * it changes in place are copied; list items and replaced values are shared.
+ */
+export function copyStoredCall(call: StoredCall): StoredCall {
+  return {
+    ...call,
+    timeline: { ...call.timeline },
+    dtmf: [...call.dtmf],
+    tool_calls: [...call.tool_calls],
+    errors: [...call.errors],
+    dropped: { ...call.dropped },
+  };
+}
+
 /** What applying one event changed besides the header. */
 export interface AppliedEvent {
   /** The turn to store under index `header.turn_count - 1`, for a `turn` event. */
@@ -373,6 +388,14 @@ export function summarise(call: StoredCall): CallSummary {
     end_reason: call.end_reason,
     duration_seconds: durationSeconds(call),
   };
+}
+
+/** True when `a` and `b` have the same index line ({@link summarise} reads only these). */
+export function sameSummary(a: StoredCall, b: StoredCall): boolean {
+  return a.id === b.id && a.to === b.to && a.from === b.from && a.status === b.status &&
+    a.created_at === b.created_at && a.timeline.ended === b.timeline.ended &&
+    a.answered_by === b.answered_by && a.end_reason === b.end_reason &&
+    durationSeconds(a) === durationSeconds(b);
 }
 
 /** The API view of a record. */

@@ -26,7 +26,9 @@ import {
   type CallRecordView,
   type CallStatus,
   type CallSummary,
+  copyStoredCall,
   newStoredCall,
+  sameSummary,
   type StoredCall,
   type StoredTurn,
   summarise,
@@ -118,7 +120,7 @@ export class CallStore {
         await this.#kv.get<StoredCall>(keys.call(callId));
       const before = entry.value;
       const call: StoredCall = before
-        ? structuredClone(before)
+        ? copyStoredCall(before)
         : newStoredCall(callId, events[0]?.at ?? Date.now());
       const turns: [number, StoredTurn][] = [];
       let customData: Record<string, unknown> | undefined;
@@ -149,16 +151,19 @@ export class CallStore {
 
       op.check(entry);
       op.set(keys.call(callId), call, { expireIn });
-      const summary = summarise(call);
-      if (before) {
-        // Index keys move when the status (or, rarely, the creation time) changes.
-        const oldTime = keys.byTime(before);
-        const oldStatus = keys.byStatus(before);
-        if (!sameKey(oldTime, keys.byTime(call))) op.delete(oldTime);
-        if (!sameKey(oldStatus, keys.byStatus(call))) op.delete(oldStatus);
+      // Most changes (a turn, a tool call) leave the index line as it was: not rewritten then.
+      if (!before || !sameSummary(before, call)) {
+        const summary = summarise(call);
+        if (before) {
+          // Index keys move when the status (or, rarely, the creation time) changes.
+          const oldTime = keys.byTime(before);
+          const oldStatus = keys.byStatus(before);
+          if (!sameKey(oldTime, keys.byTime(call))) op.delete(oldTime);
+          if (!sameKey(oldStatus, keys.byStatus(call))) op.delete(oldStatus);
+        }
+        op.set(keys.byTime(call), summary, { expireIn });
+        op.set(keys.byStatus(call), summary, { expireIn });
       }
-      op.set(keys.byTime(call), summary, { expireIn });
-      op.set(keys.byStatus(call), summary, { expireIn });
       if (customData !== undefined) op.set(keys.data(callId), customData, { expireIn });
       const result = await op.commit();
       if (result.ok) {

@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { deadline, DeadlineError } from "../async/deadline.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -177,12 +178,8 @@ type AttemptOutcome =
   & { next: "delivered" | "retry" | "gone" | "refused" | "shutdown" };
 
 /** Deterministic event id from call id and type, so an event emitted twice is one event. */
-export async function webhookEventId(callId: string, type: WebhookEventType): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(`${callId}\u0000${type}`),
-  );
-  const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+export function webhookEventId(callId: string, type: WebhookEventType): string {
+  const hex = createHash("sha256").update(`${callId}\u0000${type}`).digest("hex");
   return `evt_${hex.slice(0, 32)}`;
 }
 
@@ -273,7 +270,7 @@ export class Webhooks {
     const targets = this.targetsFor(options.webhookUrl);
     if (targets.length === 0) return true;
     try {
-      const id = await webhookEventId(callId, type);
+      const id = webhookEventId(callId, type);
       const eventKey = [P, "event", callId, id];
       const createdAt = this.#now();
       const event: WebhookEvent = {
@@ -664,7 +661,7 @@ export class Webhooks {
     }
     const request = new AbortController();
     try {
-      const signature = await this.#signer.sign(body, this.#now() / 1000);
+      const signature = this.#signer.sign(body, this.#now() / 1000);
       const answer = await deadline(
         (async () => {
           const response = await fetch(d.url, {
@@ -700,13 +697,13 @@ export class Webhooks {
         next: answer.status === 410 ? "gone" : "retry",
       };
     } catch (error) {
+      // Stops a request still under way (timeout, shutdown); one that was answered is done.
+      request.abort();
       if (signal.aborted) return { at, durationMs: elapsed(), next: "shutdown" };
       const message = error instanceof DeadlineError
         ? `no complete answer within ${this.#timeoutMs} ms`
         : (error as Error).message;
       return { at, durationMs: elapsed(), error: message, next: "retry" };
-    } finally {
-      request.abort();
     }
   }
 

@@ -1,0 +1,174 @@
+/**
+ * CPU cost of call records and webhooks per call, without the calls' audio: feeds N calls'
+ * events (placed, streaming, a greeting and five turns, usage, ended) through the recorder, the
+ * outcome reporter and the webhooks, as a server does, and measures this process's CPU time
+ * (every thread: KV's SQLite and the HTTP client included) until every `call.ended` is in.
+ *
+ * Two set-ups: records in KV `:memory:` without webhooks (the load bench's "off"), and records
+ * in a KV file with every event signed and POSTed to a receiver in a child process (its CPU is
+ * not counted). Their difference is what records and webhooks add per call. The load bench
+ * (`bench/calls.ts --records file --webhooks`) measures the same on a whole server; this one is
+ * far less noisy on a shared machine. Reports, asserts nothing.
+ *
+ *   deno run -A bench/outcomes_cpu.ts [--calls 200] [--rounds 3]
+ *
+ * @module
+ */
+import { cpuUsage } from "node:process";
+import { parseArgs } from "node:util";
+import { delay } from "../src/async/deadline.ts";
+import { Logger } from "../src/log.ts";
+import { reportCallOutcomes } from "../src/outcomes/call_outcomes.ts";
+import type { CallEvent } from "../src/records/call_events.ts";
+import { CallRecorder } from "../src/records/call_recorder.ts";
+import { CallStore } from "../src/records/call_store.ts";
+import { Webhooks } from "../src/webhooks/webhooks.ts";
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    calls: { type: "string", default: "200" },
+    rounds: { type: "string", default: "3" },
+  },
+});
+const CALLS = Number(args.calls);
+const ROUNDS = Number(args.rounds);
+
+/** A loopback receiver in its own process, answering 200 to everything; prints its URL. */
+const RECEIVER = `
+const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => {
+  console.log("http://127.0.0.1:" + port + "/hooks");
+} }, async (request) => { await request.arrayBuffer(); return new Response("ok"); });
+await server.finished;
+`;
+
+async function startReceiver(): Promise<{ url: string; stop(): Promise<void> }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", RECEIVER],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the receiver exited");
+    text += value;
+  }
+  reader.releaseLock();
+  return {
+    url: text.trim(),
+    stop: async () => {
+      child.kill();
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+    },
+  };
+}
+
+const SAY = "Well, there is quite a lot to say about that, and here is some of it in detail.";
+
+/** The events of one call, step by step (each step is one moment of the call). */
+function steps(at: number): CallEvent[][] {
+  const turn = (n: number, role: "user" | "assistant"): CallEvent => ({
+    type: "turn",
+    at: at + n * 3000,
+    role,
+    text: SAY,
+    offsetMs: n * 3000,
+    latency: role === "assistant" ? { llmTtftMs: 120, ttsTtfbMs: 90 } : undefined,
+  });
+  return [
+    [{
+      type: "placed",
+      at,
+      to: "+15551234567",
+      from: "+15557654321",
+      body: { name: "Zoë", account: "A-1234" },
+      remoteConversation: false,
+    }],
+    [{ type: "streaming", at: at + 2000 }],
+    [turn(1, "assistant")],
+    [turn(2, "user")],
+    [turn(3, "assistant")],
+    [turn(4, "user")],
+    [turn(5, "assistant")],
+    [{
+      type: "usage",
+      at: at + 29_000,
+      llmPromptTokens: 900,
+      llmCompletionTokens: 120,
+      ttsCharacters: 300,
+      sttSeconds: 28,
+    }, { type: "ended", at: at + 29_000, reason: "callee_hung_up" }],
+  ];
+}
+
+async function measure(mode: "off" | "on"): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "outcomes_cpu_" });
+  const kv = await Deno.openKv(mode === "on" ? `${dir}/calls.sqlite3` : ":memory:");
+  const receiver = mode === "on" ? await startReceiver() : undefined;
+  // Lines are formatted as the server formats them, then dropped.
+  const logger = new Logger({ level: "info", format: "json", sink: () => {} });
+  const recorder = new CallRecorder(new CallStore(kv, { retentionDays: 30 }), { logger });
+  const webhooks = receiver
+    ? new Webhooks({
+      kv,
+      secret: "bench-secret-0123456789",
+      policy: { local: true, allowPrivate: false },
+      defaultUrl: receiver.url,
+    })
+    : undefined;
+  const stopping = new AbortController();
+  const worker = webhooks?.run(stopping.signal);
+  const outcomes = reportCallOutcomes({
+    records: recorder,
+    webhooks,
+    analysisLlm: undefined,
+    logger,
+    signal: stopping.signal,
+  });
+  const before = cpuUsage();
+  const at = Date.now();
+  const perCall = Array.from({ length: CALLS }, (_, i) => steps(at + i));
+  for (let step = 0; step < perCall[0].length; step++) {
+    for (let i = 0; i < CALLS; i++) {
+      for (const event of perCall[i][step]) recorder.record(`v3:cpu-${mode}-${i}`, event);
+    }
+    // The calls' moments are apart in time, as in a real call: each step is committed alone.
+    await recorder.flush();
+    await delay(20);
+  }
+  await outcomes.idle(60_000);
+  const expected = CALLS * 3; // initiated, answered, ended
+  const giveUpAt = performance.now() + 60_000;
+  while (webhooks && webhooks.stats.delivered < expected && performance.now() < giveUpAt) {
+    await delay(5);
+  }
+  const used = cpuUsage(before);
+  if (webhooks && webhooks.stats.delivered < expected) {
+    console.warn(`only ${webhooks.stats.delivered} of ${expected} webhooks delivered`);
+  }
+  outcomes.stop();
+  stopping.abort();
+  await worker;
+  await recorder.close();
+  kv.close();
+  await receiver?.stop();
+  await Deno.remove(dir, { recursive: true });
+  return (used.user + used.system) / 1000 / CALLS;
+}
+
+const rows: string[] = [];
+for (let round = 1; round <= ROUNDS; round++) {
+  const off = await measure("off");
+  const on = await measure("on");
+  rows.push(
+    `| ${round} | ${off.toFixed(2)} | ${on.toFixed(2)} | ${(on - off).toFixed(2)} |`,
+  );
+}
+console.log(
+  `${CALLS} calls per run; CPU ms per call (this process, every thread)\n` +
+    "| round | records in memory, no webhooks | records in a KV file + webhooks | added |\n" +
+    "|---|---|---|---|\n" + rows.join("\n"),
+);
