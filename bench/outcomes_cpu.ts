@@ -4,9 +4,10 @@
  * outcome reporter and the webhooks, as a server does, and measures this process's CPU time
  * (every thread: KV's SQLite and the HTTP client included) until every `call.ended` is in.
  *
- * Two set-ups: records in KV `:memory:` without webhooks (the load bench's "off"), and records
- * in a KV file with every event signed and POSTed to a receiver in a child process (its CPU is
- * not counted). Their difference is what records and webhooks add per call. The load bench
+ * Three set-ups: records in KV `:memory:` without webhooks (the load bench's "off"), records in
+ * a KV file, and records in a KV file with every event signed and POSTed to a receiver in a
+ * child process (its CPU is not counted). The last minus the first ("added") is what records and
+ * webhooks add per call. The load bench
  * (`bench/calls.ts --records file --webhooks`) measures the same on a whole server; this one is
  * far less noisy on a shared machine. Reports, asserts nothing.
  *
@@ -104,10 +105,11 @@ function steps(at: number): CallEvent[][] {
   ];
 }
 
-async function measure(mode: "off" | "on"): Promise<number> {
+async function measure(setup: { file: boolean; webhooks: boolean }): Promise<number> {
+  const mode = `${setup.file ? "file" : "memory"}-${setup.webhooks ? "hooks" : "none"}`;
   const dir = await Deno.makeTempDir({ prefix: "outcomes_cpu_" });
-  const kv = await Deno.openKv(mode === "on" ? `${dir}/calls.sqlite3` : ":memory:");
-  const receiver = mode === "on" ? await startReceiver() : undefined;
+  const kv = await Deno.openKv(setup.file ? `${dir}/calls.sqlite3` : ":memory:");
+  const receiver = setup.webhooks ? await startReceiver() : undefined;
   // Lines are formatted as the server formats them, then dropped.
   const logger = new Logger({ level: "info", format: "json", sink: () => {} });
   const recorder = new CallRecorder(new CallStore(kv, { retentionDays: 30 }), { logger });
@@ -161,14 +163,17 @@ async function measure(mode: "off" | "on"): Promise<number> {
 
 const rows: string[] = [];
 for (let round = 1; round <= ROUNDS; round++) {
-  const off = await measure("off");
-  const on = await measure("on");
+  const off = await measure({ file: false, webhooks: false });
+  const fileOnly = await measure({ file: true, webhooks: false });
+  const on = await measure({ file: true, webhooks: true });
   rows.push(
-    `| ${round} | ${off.toFixed(2)} | ${on.toFixed(2)} | ${(on - off).toFixed(2)} |`,
+    `| ${round} | ${off.toFixed(2)} | ${fileOnly.toFixed(2)} | ${on.toFixed(2)} | ${
+      (on - off).toFixed(2)
+    } |`,
   );
 }
 console.log(
   `${CALLS} calls per run; CPU ms per call (this process, every thread)\n` +
-    "| round | records in memory, no webhooks | records in a KV file + webhooks | added |\n" +
-    "|---|---|---|---|\n" + rows.join("\n"),
+    "| round | records in memory | records in a KV file | KV file + webhooks | added |\n" +
+    "|---|---|---|---|---|\n" + rows.join("\n"),
 );
