@@ -3,6 +3,8 @@
  * events (placed, streaming, a greeting and five turns, usage, ended) through the recorder, the
  * outcome reporter and the webhooks, as a server does, and measures this process's CPU time
  * (every thread: KV's SQLite and the HTTP client included) until every `call.ended` is in.
+ * The calls all end at the same instant, and the time from their end being recorded to each
+ * `call.ended` reaching the receiver is reported too (the burst a load test's hang-up makes).
  *
  * Three set-ups: records in KV `:memory:` without webhooks (the load bench's "off"), records in
  * a KV file, and records in a KV file with every event signed and POSTed to a receiver in a
@@ -23,6 +25,7 @@ import { reportCallOutcomes } from "../src/outcomes/call_outcomes.ts";
 import type { CallEvent } from "../src/records/call_events.ts";
 import { CallRecorder } from "../src/records/call_recorder.ts";
 import { CallStore } from "../src/records/call_store.ts";
+import { percentile } from "../src/session/call_metrics.ts";
 import { Webhooks } from "../src/webhooks/webhooks.ts";
 
 const { values: args } = parseArgs({
@@ -35,34 +38,64 @@ const { values: args } = parseArgs({
 const CALLS = Number(args.calls);
 const ROUNDS = Number(args.rounds);
 
-/** A loopback receiver in its own process, answering 200 to everything; prints its URL. */
+/**
+ * A loopback receiver in its own process, answering 200 to everything. Prints its URL, then one
+ * line per `call.ended`: arrival (epoch ms) and call id.
+ */
 const RECEIVER = `
 const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => {
   console.log("http://127.0.0.1:" + port + "/hooks");
-} }, async (request) => { await request.arrayBuffer(); return new Response("ok"); });
+} }, async (request) => {
+  const event = await request.json();
+  if (event.type === "call.ended") console.log(Date.now() + " " + event.call_id);
+  return new Response("ok");
+});
 await server.finished;
 `;
 
-async function startReceiver(): Promise<{ url: string; stop(): Promise<void> }> {
+interface Receiver {
+  url: string;
+  /** Arrival (epoch ms) of each call's `call.ended`. */
+  ended: Map<string, number>;
+  stop(): Promise<void>;
+}
+
+async function startReceiver(): Promise<Receiver> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["eval", RECEIVER],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("the receiver exited");
-    text += value;
-  }
-  reader.releaseLock();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
+    new TransformStream<string, string>(
+      {
+        transform(chunk, out) {
+          this.rest = (this.rest ?? "") + chunk;
+          const parts = this.rest.split("\n");
+          this.rest = parts.pop();
+          for (const line of parts) out.enqueue(line);
+        },
+      } as Transformer<string, string> & { rest?: string },
+    ),
+  ).getReader();
+  const first = await lines.read();
+  if (first.done) throw new Error("the receiver exited");
+  const ended = new Map<string, number>();
+  const reading = (async () => {
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) return;
+      const [at, callId] = value.split(" ");
+      ended.set(callId, Number(at));
+    }
+  })();
   return {
-    url: text.trim(),
+    url: first.value.trim(),
+    ended,
     stop: async () => {
       child.kill();
       await child.status;
-      await child.stdout.cancel().catch(() => {});
+      await reading.catch(() => {});
     },
   };
 }
@@ -105,7 +138,14 @@ function steps(at: number): CallEvent[][] {
   ];
 }
 
-async function measure(setup: { file: boolean; webhooks: boolean }): Promise<number> {
+interface Measured {
+  /** CPU ms per call. */
+  cpuMs: number;
+  /** Every call's `ended` recorded at once → its `call.ended` at the receiver, ms. */
+  endedLatencies: number[];
+}
+
+async function measure(setup: { file: boolean; webhooks: boolean }): Promise<Measured> {
   const mode = `${setup.file ? "file" : "memory"}-${setup.webhooks ? "hooks" : "none"}`;
   const dir = await Deno.makeTempDir({ prefix: "outcomes_cpu_" });
   const kv = await Deno.openKv(setup.file ? `${dir}/calls.sqlite3` : ":memory:");
@@ -133,7 +173,10 @@ async function measure(setup: { file: boolean; webhooks: boolean }): Promise<num
   const before = cpuUsage();
   const at = Date.now();
   const perCall = Array.from({ length: CALLS }, (_, i) => steps(at + i));
+  let endedAt = 0;
   for (let step = 0; step < perCall[0].length; step++) {
+    // The last step ends every call at the same instant.
+    if (step === perCall[0].length - 1) endedAt = Date.now();
     for (let i = 0; i < CALLS; i++) {
       for (const event of perCall[i][step]) recorder.record(`v3:cpu-${mode}-${i}`, event);
     }
@@ -142,8 +185,12 @@ async function measure(setup: { file: boolean; webhooks: boolean }): Promise<num
     await delay(20);
   }
   await outcomes.idle(60_000);
-  const expected = CALLS * 3; // initiated, answered, ended
   const giveUpAt = performance.now() + 60_000;
+  while (receiver && receiver.ended.size < CALLS && performance.now() < giveUpAt) {
+    await delay(5);
+  }
+  // Deliveries still recording their outcome are part of the cost.
+  const expected = CALLS * 3; // initiated, answered, ended
   while (webhooks && webhooks.stats.delivered < expected && performance.now() < giveUpAt) {
     await delay(5);
   }
@@ -151,6 +198,7 @@ async function measure(setup: { file: boolean; webhooks: boolean }): Promise<num
   if (webhooks && webhooks.stats.delivered < expected) {
     console.warn(`only ${webhooks.stats.delivered} of ${expected} webhooks delivered`);
   }
+  const endedLatencies = [...(receiver?.ended.values() ?? [])].map((t) => t - endedAt);
   outcomes.stop();
   stopping.abort();
   await worker;
@@ -158,22 +206,31 @@ async function measure(setup: { file: boolean; webhooks: boolean }): Promise<num
   kv.close();
   await receiver?.stop();
   await Deno.remove(dir, { recursive: true });
-  return (used.user + used.system) / 1000 / CALLS;
+  return { cpuMs: (used.user + used.system) / 1000 / CALLS, endedLatencies };
 }
 
 const rows: string[] = [];
+const latencyRows: string[] = [];
 for (let round = 1; round <= ROUNDS; round++) {
   const off = await measure({ file: false, webhooks: false });
   const fileOnly = await measure({ file: true, webhooks: false });
   const on = await measure({ file: true, webhooks: true });
   rows.push(
-    `| ${round} | ${off.toFixed(2)} | ${fileOnly.toFixed(2)} | ${on.toFixed(2)} | ${
-      (on - off).toFixed(2)
-    } |`,
+    `| ${round} | ${off.cpuMs.toFixed(2)} | ${fileOnly.cpuMs.toFixed(2)} | ${
+      on.cpuMs.toFixed(2)
+    } | ${(on.cpuMs - off.cpuMs).toFixed(2)} |`,
+  );
+  const ms = (p: number) => percentile(on.endedLatencies, p)?.toFixed(0);
+  latencyRows.push(
+    `| ${round} | ${on.endedLatencies.length} | ${ms(50)} | ${ms(95)} | ${ms(100)} |`,
   );
 }
 console.log(
   `${CALLS} calls per run; CPU ms per call (this process, every thread)\n` +
     "| round | records in memory | records in a KV file | KV file + webhooks | added |\n" +
     "|---|---|---|---|---|\n" + rows.join("\n"),
+);
+console.log(
+  `\nall ${CALLS} calls end at once: ended recorded → call.ended received (ms)\n` +
+    "| round | received | p50 | p95 | max |\n|---|---|---|---|---|\n" + latencyRows.join("\n"),
 );

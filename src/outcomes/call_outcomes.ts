@@ -80,8 +80,13 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
     await send(callId, type, call, record);
   };
 
-  const conclude = async (callId: string, call: StoredCall) => {
-    const record = await records.store.get(callId);
+  /** `call`: the header as committed with the end, which holds every event reported before. */
+  const conclude = async (
+    callId: string,
+    call: StoredCall,
+    known: Record<string, unknown> | undefined,
+  ) => {
+    const record = await records.store.viewAt(call, { customData: known });
     await send(callId, "call.ended", call, record);
     const spec = call.analysis_request;
     if (!spec || !record) return;
@@ -120,11 +125,12 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
         if (concluded.has(callId) || call.analysis !== null) return;
         concluded.add(callId);
         answered.delete(callId);
+        const known = customData.get(callId);
         customData.delete(callId);
         return track(
           callId,
           "call.ended",
-          () => conclude(callId, call).finally(() => concluded.delete(callId)),
+          () => conclude(callId, call, known).finally(() => concluded.delete(callId)),
         );
     }
   };

@@ -34,11 +34,14 @@ import {
   summarise,
   viewOf,
 } from "./call_record.ts";
+import { type KvChange, KvChangeBuilder, KvGroupCommit } from "./kv_group_commit.ts";
 import { withKvRetry } from "./kv_retry.ts";
 
 /** The part of `Deno.Kv` the store uses (tests wrap it to inject failures). */
 export type RecordsKv = Pick<Deno.Kv, "get" | "list" | "atomic">;
 
+/** KV's largest value. */
+const MAX_VALUE_BYTES = 64 * 1024;
 /** Largest stored turn, in bytes of JSON; a longer text is cut (values hold at most 64 KiB). */
 export const MAX_TURN_BYTES = 60_000;
 /** Bytes and mutations per atomic commit, under KV's 800 KiB / 1000 mutation limits. */
@@ -101,12 +104,15 @@ export function fitTurn(turn: StoredTurn): StoredTurn {
 /** Reads and writes call records. */
 export class CallStore {
   readonly #kv: RecordsKv;
+  /** Record changes of many calls at once (a burst of call ends) share commits. */
+  readonly #commits: KvGroupCommit;
   readonly #expireIn: number;
   /** Header and versionstamp this instance last committed, per live call. */
   readonly #headers = new Map<string, Deno.KvEntry<StoredCall>>();
 
   constructor(kv: RecordsKv, options: { retentionDays: number }) {
     this.#kv = kv;
+    this.#commits = new KvGroupCommit(kv);
     this.#expireIn = options.retentionDays * 24 * 60 * 60 * 1000;
   }
 
@@ -133,24 +139,22 @@ export class CallStore {
       // Turns that do not fit beside the header go first, each batch on its own: their keys are
       // only reachable through the header's turn count, which is committed last.
       const expireIn = this.#expireIn;
-      let op = this.#kv.atomic();
-      let opBytes = 0;
-      let opMutations = 0;
+      let change = new KvChangeBuilder();
       for (const [n, turn] of turns) {
         const size = bytesOf(turn) + 64;
-        if (opMutations + 1 > ATOMIC_MAX_MUTATIONS - 8 || opBytes + size > ATOMIC_BUDGET_BYTES) {
-          await this.#commit(op);
-          op = this.#kv.atomic();
-          opBytes = 0;
-          opMutations = 0;
+        if (
+          change.mutations.length + 1 > ATOMIC_MAX_MUTATIONS - 8 ||
+          change.bytes + size > ATOMIC_BUDGET_BYTES
+        ) {
+          await this.#commit(change);
+          change = new KvChangeBuilder();
         }
-        op.set(keys.turn(callId, n), turn, { expireIn });
-        opBytes += size;
-        opMutations++;
+        change.set(keys.turn(callId, n), turn, { expireIn }, size);
       }
 
-      op.check(entry);
-      op.set(keys.call(callId), call, { expireIn });
+      change.check(entry);
+      // The header is not measured (that would serialise it once more): it is at most one value.
+      change.set(keys.call(callId), call, { expireIn }, MAX_VALUE_BYTES);
       // Most changes (a turn, a tool call) leave the index line as it was: not rewritten then.
       if (!before || !sameSummary(before, call)) {
         const summary = summarise(call);
@@ -158,14 +162,16 @@ export class CallStore {
           // Index keys move when the status (or, rarely, the creation time) changes.
           const oldTime = keys.byTime(before);
           const oldStatus = keys.byStatus(before);
-          if (!sameKey(oldTime, keys.byTime(call))) op.delete(oldTime);
-          if (!sameKey(oldStatus, keys.byStatus(call))) op.delete(oldStatus);
+          if (!sameKey(oldTime, keys.byTime(call))) change.delete(oldTime);
+          if (!sameKey(oldStatus, keys.byStatus(call))) change.delete(oldStatus);
         }
-        op.set(keys.byTime(call), summary, { expireIn });
-        op.set(keys.byStatus(call), summary, { expireIn });
+        change.set(keys.byTime(call), summary, { expireIn });
+        change.set(keys.byStatus(call), summary, { expireIn });
       }
-      if (customData !== undefined) op.set(keys.data(callId), customData, { expireIn });
-      const result = await op.commit();
+      if (customData !== undefined) {
+        change.set(keys.data(callId), customData, { expireIn }, bytesOf(customData));
+      }
+      const result = await this.#commits.commit(change);
       if (result.ok) {
         this.#remember(callId, call, result.versionstamp);
         return call;
@@ -186,8 +192,11 @@ export class CallStore {
     this.#headers.set(callId, { key: keys.call(callId), value: call, versionstamp });
   }
 
-  async #commit(op: Deno.AtomicOperation): Promise<void> {
-    const result = await op.commit();
+  /** Commits `change` on its own, now. */
+  async #commit(change: KvChange): Promise<void> {
+    const op = this.#kv.atomic();
+    if (change.checks?.length) op.check(...change.checks);
+    const result = await op.mutate(...change.mutations).commit();
     if (!result.ok) throw new Error("transcript write was refused");
   }
 
@@ -287,9 +296,9 @@ export class CallStore {
       const entry = await withKvRetry(() => this.#kv.get<StoredCall>(keys.call(callId)));
       if (!entry.value) return false;
       const call = { ...entry.value, analysis };
-      const op = this.#kv.atomic().check(entry)
-        .set(keys.call(callId), call, { expireIn: this.#expireIn });
-      const result = await withKvRetry(() => op.commit());
+      const change = new KvChangeBuilder().check(entry)
+        .set(keys.call(callId), call, { expireIn: this.#expireIn }, MAX_VALUE_BYTES);
+      const result = await withKvRetry(() => this.#commits.commit(change));
       if (result.ok) {
         this.#remember(callId, call, result.versionstamp);
         return true;
@@ -318,9 +327,9 @@ export class CallStore {
     const data = await withKvRetry(() => this.#kv.get(keys.data(callId)));
     if (!header.value && turnKeys.length === 0 && data.versionstamp === null) return false;
     for (let i = 0; i < doomed.length; i += ATOMIC_MAX_MUTATIONS - 100) {
-      const op = this.#kv.atomic();
-      for (const key of doomed.slice(i, i + ATOMIC_MAX_MUTATIONS - 100)) op.delete(key);
-      await withKvRetry(() => this.#commit(op));
+      const change = new KvChangeBuilder();
+      for (const key of doomed.slice(i, i + ATOMIC_MAX_MUTATIONS - 100)) change.delete(key);
+      await withKvRetry(() => this.#commit(change));
     }
     return true;
   }

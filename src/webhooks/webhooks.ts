@@ -22,6 +22,7 @@ import { createHash } from "node:crypto";
 import { deadline, DeadlineError } from "../async/deadline.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { KvChangeBuilder, KvGroupCommit } from "../records/kv_group_commit.ts";
 import { withKvRetry } from "../records/kv_retry.ts";
 import { ID_HEADER, SIGNATURE_HEADER, WebhookSigner } from "./signature.ts";
 import {
@@ -107,7 +108,7 @@ export interface WebhooksOptions {
   leaseMs?: number;
   /** How often an idle worker looks for due deliveries enqueued elsewhere (default 1 s). */
   pollMs?: number;
-  /** Deliveries in flight at once per worker (default 16). */
+  /** Deliveries in flight at once per worker (default 32). */
   concurrency?: number;
   /** How long events, deliveries and attempts are kept (default 30 days). */
   retentionMs?: number;
@@ -204,6 +205,8 @@ export function webhooksFromConfig(
 /** Emits, stores and delivers webhook events; see the module comment. */
 export class Webhooks {
   readonly #kv: Deno.Kv;
+  /** Commits of events, claims and outcomes; grouped when many wait (a burst of call ends). */
+  readonly #commits: KvGroupCommit;
   readonly #signer: WebhookSigner;
   readonly #policy: TargetPolicy;
   readonly #defaultUrl?: string;
@@ -232,6 +235,7 @@ export class Webhooks {
 
   constructor(options: WebhooksOptions) {
     this.#kv = options.kv;
+    this.#commits = new KvGroupCommit(options.kv);
     this.#signer = new WebhookSigner(options.secret);
     this.#policy = options.policy;
     this.#defaultUrl = options.defaultUrl;
@@ -245,7 +249,7 @@ export class Webhooks {
     };
     this.#leaseMs = options.leaseMs ?? this.#timeoutMs + 20_000;
     this.#pollMs = options.pollMs ?? 1_000;
-    this.#concurrency = options.concurrency ?? 16;
+    this.#concurrency = options.concurrency ?? 32;
     this.#retentionMs = options.retentionMs ?? 30 * DAY_MS;
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
@@ -309,14 +313,16 @@ export class Webhooks {
         chunks: chunks.length,
         targets,
       };
-      const op = this.#kv.atomic().check({ key: eventKey, versionstamp: null })
+      const change = new KvChangeBuilder().check({ key: eventKey, versionstamp: null })
         .set(eventKey, stored, { expireIn });
-      if (inline) chunks.forEach((chunk, i) => op.set(bodyKey(i), chunk, { expireIn }));
+      if (inline) {
+        chunks.forEach((chunk, i) => change.set(bodyKey(i), chunk, { expireIn }, chunk.length));
+      }
       const leaseUntil = this.#running ? createdAt + this.#leaseMs : undefined;
       const deliveries = targets.map((url) =>
-        this.#addDelivery(op, callId, stored, url, createdAt, leaseUntil)
+        this.#addDelivery(change, callId, stored, url, createdAt, leaseUntil)
       );
-      const result = await withKvRetry(() => op.commit());
+      const result = await withKvRetry(() => this.#commits.commit(change));
       if (!result.ok) {
         // Emitted already (here or elsewhere): that emission stands; drop this body.
         if (!inline) {
@@ -344,12 +350,12 @@ export class Webhooks {
     const now = this.#now();
     let count = 0;
     for await (const entry of this.#kv.list<StoredEvent>({ prefix: [P, "event", callId] })) {
-      const op = this.#kv.atomic();
+      const change = new KvChangeBuilder();
       for (const url of entry.value.targets) {
-        this.#addDelivery(op, callId, entry.value, url, now);
+        this.#addDelivery(change, callId, entry.value, url, now);
         count++;
       }
-      await withKvRetry(() => op.commit());
+      await withKvRetry(() => this.#commits.commit(change));
     }
     if (count > 0) {
       this.#nextScanAt = 0;
@@ -499,11 +505,11 @@ export class Webhooks {
   async #release({ delivery: d, leaseUntil, versionstamp }: Claimed): Promise<void> {
     const deliveryKey = [P, "delivery", d.callId, d.id];
     const expireIn = this.#retentionMs;
-    const op = this.#kv.atomic().check({ key: deliveryKey, versionstamp })
+    const change = new KvChangeBuilder().check({ key: deliveryKey, versionstamp })
       .delete([P, "due", leaseUntil, d.callId, d.id])
       .set(deliveryKey, { ...d, owner: undefined }, { expireIn })
       .set([P, "due", d.dueAt, d.callId, d.id], true, { expireIn });
-    await withKvRetry(() => op.commit());
+    await withKvRetry(() => this.#commits.commit(change));
   }
 
   #wakeUp(): void {
@@ -520,7 +526,7 @@ export class Webhooks {
   }
 
   #addDelivery(
-    op: Deno.AtomicOperation,
+    change: KvChangeBuilder,
     callId: string,
     event: StoredEvent,
     url: string,
@@ -545,7 +551,7 @@ export class Webhooks {
     const stored = leaseUntil === undefined
       ? delivery
       : { ...delivery, dueAt: leaseUntil, owner: this.#instance };
-    op.set([P, "delivery", callId, id], stored, { expireIn })
+    change.set([P, "delivery", callId, id], stored, { expireIn })
       .set([P, "due", stored.dueAt, callId, id], true, { expireIn });
     return delivery;
   }
@@ -566,12 +572,10 @@ export class Webhooks {
     const leaseUntil = now + this.#leaseMs;
     const claimed: StoredDelivery = { ...d, dueAt: leaseUntil, owner: this.#instance };
     const expireIn = this.#retentionMs;
-    const claim = await withKvRetry(() =>
-      this.#kv.atomic().check(entry).delete(dueKey)
-        .set(deliveryKey, claimed, { expireIn })
-        .set([P, "due", leaseUntil, callId, d.id], true, { expireIn })
-        .commit()
-    );
+    const claimChange = new KvChangeBuilder().check(entry).delete(dueKey)
+      .set(deliveryKey, claimed, { expireIn })
+      .set([P, "due", leaseUntil, callId, d.id], true, { expireIn });
+    const claim = await withKvRetry(() => this.#commits.commit(claimChange));
     if (!claim.ok) return; // another worker claimed it first
     await this.#deliverClaimed(
       { delivery: d, leaseUntil, versionstamp: claim.versionstamp },
@@ -591,12 +595,12 @@ export class Webhooks {
     if (outcome.next !== "shutdown") this.stats.attempts++;
     if (outcome.next === "delivered") this.stats.delivered++;
     const leaseKey = [P, "due", leaseUntil, callId, d.id];
-    const op = this.#kv.atomic().check(claimedEntry).delete(leaseKey);
+    const change = new KvChangeBuilder().check(claimedEntry).delete(leaseKey);
     if (outcome.next === "shutdown") {
       // Not an attempt that counts: hand the delivery back for the next instance or restart.
-      op.set(deliveryKey, { ...d, owner: undefined }, { expireIn })
+      change.set(deliveryKey, { ...d, owner: undefined }, { expireIn })
         .set([P, "due", d.dueAt, callId, d.id], true, { expireIn });
-      await withKvRetry(() => op.commit()).catch(() => {});
+      await withKvRetry(() => this.#commits.commit(change)).catch(() => {});
       return;
     }
     const attempts = d.attempts + 1;
@@ -620,12 +624,12 @@ export class Webhooks {
       if (dueAt - d.eventCreatedAt > this.#retry.giveUpAfterMs) state = "expired";
     }
     const next: StoredDelivery = { ...d, state, attempts, dueAt, owner: undefined };
-    op.set(deliveryKey, next, { expireIn }).set(attemptKey, attempt, { expireIn });
+    change.set(deliveryKey, next, { expireIn }).set(attemptKey, attempt, { expireIn });
     if (state === "pending") {
-      op.set([P, "due", dueAt, callId, d.id], true, { expireIn });
+      change.set([P, "due", dueAt, callId, d.id], true, { expireIn });
       this.#nextScanAt = Math.min(this.#nextScanAt, dueAt);
     }
-    const done = await withKvRetry(() => op.commit());
+    const done = await withKvRetry(() => this.#commits.commit(change));
     if (!done.ok) {
       // The lease ran out and another worker took the delivery over: keep the attempt anyway.
       await withKvRetry(() => this.#kv.set(attemptKey, attempt, { expireIn }));

@@ -172,6 +172,11 @@ Deno.test("every key is written with the retention as its expiry", async () => {
           expiries.push(options?.expireIn);
           return set(key, value, options);
         };
+        const mutate = op.mutate.bind(op);
+        op.mutate = (...mutations) => {
+          for (const m of mutations) if (m.type === "set") expiries.push(m.expireIn);
+          return mutate(...mutations);
+        };
         return op;
       },
     } as Pick<Deno.Kv, "get" | "list" | "atomic">;
