@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { MAX_ANALYSIS_BYTES } from "../analysis/analysis_spec.ts";
 import { unansweredEndReason } from "../telnyx/callbacks.ts";
 import type { CallEvent, EndReason, TurnLatency } from "./call_events.ts";
 
@@ -388,6 +389,18 @@ export function summarise(call: StoredCall): CallSummary {
     end_reason: call.end_reason,
     duration_seconds: durationSeconds(call),
   };
+}
+
+/**
+ * An upper bound of the header's stored size, without serialising it: a fixed part and the
+ * bounded lists at their longest text (three bytes a character).
+ */
+export function headerBytesBound(call: StoredCall): number {
+  return 4096 + (call.analysis_request ? MAX_ANALYSIS_BYTES : 0) +
+    3 * (call.webhook_url?.length ?? 0) +
+    call.dtmf.length * (64 + 3 * RECORD_LIMITS.dtmfDigits) +
+    call.tool_calls.length * (64 + 3 * (100 + RECORD_LIMITS.toolArgumentChars)) +
+    call.errors.length * (64 + 3 * (100 + RECORD_LIMITS.errorMessageChars));
 }
 
 /** True when `a` and `b` have the same index line ({@link summarise} reads only these). */

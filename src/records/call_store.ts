@@ -27,6 +27,7 @@ import {
   type CallStatus,
   type CallSummary,
   copyStoredCall,
+  headerBytesBound,
   newStoredCall,
   sameSummary,
   type StoredCall,
@@ -153,8 +154,8 @@ export class CallStore {
       }
 
       change.check(entry);
-      // The header is not measured (that would serialise it once more): it is at most one value.
-      change.set(keys.call(callId), call, { expireIn }, MAX_VALUE_BYTES);
+      // The header is bounded, not measured: measuring would serialise it once more.
+      change.set(keys.call(callId), call, { expireIn }, headerBytesBound(call));
       // Most changes (a turn, a tool call) leave the index line as it was: not rewritten then.
       if (!before || !sameSummary(before, call)) {
         const summary = summarise(call);

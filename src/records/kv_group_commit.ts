@@ -24,17 +24,28 @@ export interface KvChange {
 
 /** Per-commit limits of a group; a single change over them still commits on its own. */
 export interface GroupLimits {
-  /** KV allows 100 checks per commit; a denokv server may allow only 10. */
+  /**
+   * Local KV allows 100 checks per commit; a denokv server (KV Connect) only 10. A store that
+   * refuses a group for its checks lowers this to what it says it allows.
+   */
   checks: number;
   mutations: number;
   bytes: number;
+  /** Bytes of all keys together (KV allows 80 KiB). */
+  keyBytes: number;
 }
 
-const DEFAULT_LIMITS: GroupLimits = { checks: 10, mutations: 900, bytes: 600 * 1024 };
+const DEFAULT_LIMITS: GroupLimits = {
+  checks: 100,
+  mutations: 900,
+  bytes: 600 * 1024,
+  keyBytes: 60 * 1024,
+};
 
 interface Waiting {
   change: KvChange;
   keys: string[];
+  keyBytes: number;
   done: PromiseWithResolvers<Deno.KvCommitResult | Deno.KvCommitError>;
 }
 
@@ -56,7 +67,8 @@ export class KvGroupCommit {
   commit(change: KvChange): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
     const keys = [...(change.checks ?? []), ...change.mutations].map((c) => keyId(c.key));
     const done = Promise.withResolvers<Deno.KvCommitResult | Deno.KvCommitError>();
-    this.#waiting.push({ change, keys, done });
+    const keyBytes = keys.reduce((n, k) => n + k.length, 0);
+    this.#waiting.push({ change, keys, keyBytes, done });
     if (!this.#committing) {
       this.#committing = true;
       // Changes asked for in the same turn of the event loop go together.
@@ -77,9 +89,14 @@ export class KvGroupCommit {
         result = await this.#op(group.map((w) => w.change)).commit();
         this.stats.commits++;
         this.stats.changes += group.length;
-      } catch {
+      } catch (error) {
         // KV refused or failed the whole: each change on its own finds out whether it is to blame
         // (a size estimate too low) or KV is (then every caller hears of it and retries).
+        const limit = /too many (checks|mutations) \(max (\d+)\)/i.exec(String(error));
+        if (limit) {
+          const kind = limit[1].toLowerCase() as "checks" | "mutations";
+          this.#limits[kind] = Math.min(this.#limits[kind], Number(limit[2]));
+        }
       }
       if (result?.ok) {
         for (const w of group) w.done.resolve(result);
@@ -109,19 +126,22 @@ export class KvGroupCommit {
     let checks = 0;
     let mutations = 0;
     let bytes = 0;
+    let keyBytes = 0;
     let i = 0;
     for (; i < this.#waiting.length; i++) {
       const w = this.#waiting[i];
       const c = w.change;
       const fits = checks + (c.checks?.length ?? 0) <= this.#limits.checks &&
         mutations + c.mutations.length <= this.#limits.mutations &&
-        bytes + c.bytes <= this.#limits.bytes && !w.keys.some((k) => keys.has(k));
+        bytes + c.bytes <= this.#limits.bytes &&
+        keyBytes + w.keyBytes <= this.#limits.keyBytes && !w.keys.some((k) => keys.has(k));
       if (!fits && group.length > 0) break;
       group.push(w);
       for (const k of w.keys) keys.add(k);
       checks += c.checks?.length ?? 0;
       mutations += c.mutations.length;
       bytes += c.bytes;
+      keyBytes += w.keyBytes;
     }
     this.#waiting = this.#waiting.slice(i);
     return group;

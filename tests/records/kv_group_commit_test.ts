@@ -79,3 +79,41 @@ Deno.test("a KV failure reaches every caller of the failed commit", async () => 
     assert.equal((await kv.get(["a"])).versionstamp, null);
   });
 });
+
+Deno.test("a store allowing fewer checks per commit (a denokv server) gets smaller groups", async () => {
+  await withKv(async (kv) => {
+    let largestCommitted = 0;
+    const tenChecksAtMost = {
+      atomic() {
+        const op = kv.atomic();
+        let checks = 0;
+        const check = op.check.bind(op);
+        op.check = (...c) => {
+          checks += c.length;
+          return check(...c);
+        };
+        const commit = op.commit.bind(op);
+        op.commit = () => {
+          if (checks > 10) return Promise.reject(new TypeError("Too many checks (max 10)"));
+          largestCommitted = Math.max(largestCommitted, checks);
+          return commit();
+        };
+        return op;
+      },
+    };
+    const commits = new KvGroupCommit(tenChecksAtMost);
+    const change = (i: number) =>
+      new KvChangeBuilder().check({ key: ["n", i], versionstamp: null }).set(["n", i], i);
+    const first = await Promise.all(
+      Array.from({ length: 25 }, (_, i) => commits.commit(change(i))),
+    );
+    assert.ok(first.every((r) => r.ok));
+    const before = commits.stats.commits;
+    const second = await Promise.all(
+      Array.from({ length: 25 }, (_, i) => commits.commit(change(100 + i))),
+    );
+    assert.ok(second.every((r) => r.ok));
+    assert.equal(commits.stats.commits - before, 3, "groups of ten once the limit is known");
+    assert.equal(largestCommitted, 10);
+  });
+});
