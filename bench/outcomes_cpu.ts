@@ -27,6 +27,7 @@ import { CallRecorder } from "../src/records/call_recorder.ts";
 import { CallStore } from "../src/records/call_store.ts";
 import { percentile } from "../src/session/call_metrics.ts";
 import { Webhooks } from "../src/webhooks/webhooks.ts";
+import { startWebhookReceiverProcess } from "../tests/webhooks/receiver_process.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -37,68 +38,6 @@ const { values: args } = parseArgs({
 });
 const CALLS = Number(args.calls);
 const ROUNDS = Number(args.rounds);
-
-/**
- * A loopback receiver in its own process, answering 200 to everything. Prints its URL, then one
- * line per `call.ended`: arrival (epoch ms) and call id.
- */
-const RECEIVER = `
-const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => {
-  console.log("http://127.0.0.1:" + port + "/hooks");
-} }, async (request) => {
-  const event = await request.json();
-  if (event.type === "call.ended") console.log(Date.now() + " " + event.call_id);
-  return new Response("ok");
-});
-await server.finished;
-`;
-
-interface Receiver {
-  url: string;
-  /** Arrival (epoch ms) of each call's `call.ended`. */
-  ended: Map<string, number>;
-  stop(): Promise<void>;
-}
-
-async function startReceiver(): Promise<Receiver> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", RECEIVER],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
-    new TransformStream<string, string>(
-      {
-        transform(chunk, out) {
-          this.rest = (this.rest ?? "") + chunk;
-          const parts = this.rest.split("\n");
-          this.rest = parts.pop();
-          for (const line of parts) out.enqueue(line);
-        },
-      } as Transformer<string, string> & { rest?: string },
-    ),
-  ).getReader();
-  const first = await lines.read();
-  if (first.done) throw new Error("the receiver exited");
-  const ended = new Map<string, number>();
-  const reading = (async () => {
-    for (;;) {
-      const { value, done } = await lines.read();
-      if (done) return;
-      const [at, callId] = value.split(" ");
-      ended.set(callId, Number(at));
-    }
-  })();
-  return {
-    url: first.value.trim(),
-    ended,
-    stop: async () => {
-      child.kill();
-      await child.status;
-      await reading.catch(() => {});
-    },
-  };
-}
 
 const SAY = "Well, there is quite a lot to say about that, and here is some of it in detail.";
 
@@ -149,7 +88,13 @@ async function measure(setup: { file: boolean; webhooks: boolean }): Promise<Mea
   const mode = `${setup.file ? "file" : "memory"}-${setup.webhooks ? "hooks" : "none"}`;
   const dir = await Deno.makeTempDir({ prefix: "outcomes_cpu_" });
   const kv = await Deno.openKv(setup.file ? `${dir}/calls.sqlite3` : ":memory:");
-  const receiver = setup.webhooks ? await startReceiver() : undefined;
+  const receiver = setup.webhooks ? await startWebhookReceiverProcess() : undefined;
+  const ended = () =>
+    new Map(
+      (receiver?.received ?? []).map((r) => ({ r, event: JSON.parse(r.body) }))
+        .filter(({ event }) => event.type === "call.ended")
+        .map(({ r, event }) => [event.call_id as string, r.receivedAt]),
+    );
   // Lines are formatted as the server formats them, then dropped.
   const logger = new Logger({ level: "info", format: "json", sink: () => {} });
   const recorder = new CallRecorder(new CallStore(kv, { retentionDays: 30 }), { logger });
@@ -175,8 +120,15 @@ async function measure(setup: { file: boolean; webhooks: boolean }): Promise<Mea
   const perCall = Array.from({ length: CALLS }, (_, i) => steps(at + i));
   let endedAt = 0;
   for (let step = 0; step < perCall[0].length; step++) {
-    // The last step ends every call at the same instant.
-    if (step === perCall[0].length - 1) endedAt = Date.now();
+    if (step === perCall[0].length - 1) {
+      // As in calls of any length, `call.initiated` and `call.answered` are out before the end.
+      const due = performance.now() + 60_000;
+      while (
+        receiver && receiver.received.length < CALLS * 2 && performance.now() < due
+      ) await delay(5);
+      // The last step ends every call at the same instant.
+      endedAt = performance.now();
+    }
     for (let i = 0; i < CALLS; i++) {
       for (const event of perCall[i][step]) recorder.record(`v3:cpu-${mode}-${i}`, event);
     }
@@ -186,7 +138,7 @@ async function measure(setup: { file: boolean; webhooks: boolean }): Promise<Mea
   }
   await outcomes.idle(60_000);
   const giveUpAt = performance.now() + 60_000;
-  while (receiver && receiver.ended.size < CALLS && performance.now() < giveUpAt) {
+  while (receiver && receiver.received.length < CALLS * 3 && performance.now() < giveUpAt) {
     await delay(5);
   }
   // Deliveries still recording their outcome are part of the cost.
@@ -198,13 +150,13 @@ async function measure(setup: { file: boolean; webhooks: boolean }): Promise<Mea
   if (webhooks && webhooks.stats.delivered < expected) {
     console.warn(`only ${webhooks.stats.delivered} of ${expected} webhooks delivered`);
   }
-  const endedLatencies = [...(receiver?.ended.values() ?? [])].map((t) => t - endedAt);
+  const endedLatencies = [...ended().values()].map((t) => t - endedAt);
   outcomes.stop();
   stopping.abort();
   await worker;
   await recorder.close();
   kv.close();
-  await receiver?.stop();
+  await receiver?.close();
   await Deno.remove(dir, { recursive: true });
   return { cpuMs: (used.user + used.system) / 1000 / CALLS, endedLatencies };
 }
