@@ -20,7 +20,8 @@
  *
  * Load options: `--records memory|file` (the server's call records in KV `:memory:`, the
  * default, or in a fresh KV file under /tmp), `--webhooks` (every call's events signed and
- * posted to a loopback receiver in this process, which counts the `call.ended` events), and
+ * posted to a loopback receiver in a process of its own, so the callers here do not delay it;
+ * the `call.ended` events are counted and timed), and
  * `--pin-server 0` (the server's threads on these CPUs; run the bench itself under
  * `taskset -c 1` to keep the two apart), `--hangup-spread-seconds 10` (callers hang up one by
  * one over that long rather than all at once).
@@ -32,7 +33,7 @@ import { parseArgs } from "node:util";
 import { percentile } from "../src/session/call_metrics.ts";
 import type { TurnMetrics } from "../src/session/call_metrics.ts";
 import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
-import { startWebhookReceiver } from "../tests/fakes/webhook_receiver.ts";
+import { startWebhookReceiverProcess } from "../tests/webhooks/receiver_process.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
 import { cpuSeconds, residentBytes, spawnServerWithFakes } from "../tests/helpers/child_server.ts";
@@ -258,7 +259,7 @@ export interface LoadOptions {
   rampBatchMs?: number;
   /** Where the server keeps call records: KV `:memory:` (default) or a fresh file under /tmp. */
   records?: "memory" | "file";
-  /** Posts every call's webhook events to a loopback receiver in this process. */
+  /** Posts every call's webhook events to a loopback receiver in a process of its own. */
   webhooks?: boolean;
   /** `taskset` CPU list for every thread of the server, e.g. "0". */
   pinServerCpus?: string;
@@ -295,7 +296,7 @@ export async function load(
   const caller = CallerTimeline.answeredWithHello(5000)
     .say("account_tier", "Can you tell me my account tier?").pause(6000)
     .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(6000);
-  const receiver = options.webhooks ? startWebhookReceiver() : undefined;
+  const receiver = options.webhooks ? await startWebhookReceiverProcess() : undefined;
   const kvDir = options.records === "file"
     ? await Deno.makeTempDir({ prefix: "calls-bench-kv-" })
     : undefined;

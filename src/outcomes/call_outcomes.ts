@@ -51,21 +51,42 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
     working.add(task);
   };
 
+  /**
+   * Custom data of calls placed here, from their `placed` event, so `call.initiated` and
+   * `call.answered` need no KV read for it. Dropped at the end; bounded for calls that end on
+   * another instance.
+   */
+  const customData = new Map<string, Record<string, unknown>>();
+  const MAX_REMEMBERED = 10_000;
+
   const send = async (
     callId: string,
     type: Parameters<Webhooks["emit"]>[1],
     call: StoredCall,
-    record?: CallRecordView | null,
+    record: CallRecordView | null,
   ) => {
-    if (!webhooks) return;
-    record ??= await records.store.get(callId);
-    if (record) {
-      await webhooks.emit(callId, type, record, { webhookUrl: call.webhook_url ?? undefined });
-    }
+    if (!webhooks || !record) return;
+    await webhooks.emit(callId, type, record, { webhookUrl: call.webhook_url ?? undefined });
   };
 
-  const conclude = async (callId: string, call: StoredCall) => {
-    const record = await records.store.get(callId);
+  /** `call.initiated` / `call.answered`: the record as committed with the event. */
+  const sendProgress = async (
+    callId: string,
+    type: "call.initiated" | "call.answered",
+    call: StoredCall,
+  ) => {
+    if (!webhooks) return;
+    const record = await records.store.viewAt(call, { customData: customData.get(callId) });
+    await send(callId, type, call, record);
+  };
+
+  /** `call`: the header as committed with the end, which holds every event reported before. */
+  const conclude = async (
+    callId: string,
+    call: StoredCall,
+    known: Record<string, unknown> | undefined,
+  ) => {
+    const record = await records.store.viewAt(call, { customData: known });
     await send(callId, "call.ended", call, record);
     const spec = call.analysis_request;
     if (!spec || !record) return;
@@ -82,13 +103,15 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
     if (outcome.status === "failed") {
       logger.warn("post-call analysis failed", { call: callId, error: outcome.error });
     }
-    await send(callId, "call.analyzed", call);
+    await send(callId, "call.analyzed", call, webhooks ? await records.store.get(callId) : null);
   };
 
   const onEvent = (callId: string, event: CallEvent, call: StoredCall) => {
     switch (event.type) {
       case "placed":
-        return track(callId, "call.initiated", () => send(callId, "call.initiated", call));
+        if (customData.size >= MAX_REMEMBERED) customData.delete(customData.keys().next().value!);
+        customData.set(callId, event.body);
+        return track(callId, "call.initiated", () => sendProgress(callId, "call.initiated", call));
       case "progress":
       case "streaming":
         // Telnyx's `in-progress`, or the stream starting when no callback came first.
@@ -96,16 +119,18 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
         if (event.type === "progress" && event.status !== "in-progress") return;
         if (answered.has(callId)) return;
         answered.add(callId);
-        return track(callId, "call.answered", () => send(callId, "call.answered", call));
+        return track(callId, "call.answered", () => sendProgress(callId, "call.answered", call));
       case "ended":
         // Already concluded (its analysis is stored), or being concluded right now.
         if (concluded.has(callId) || call.analysis !== null) return;
         concluded.add(callId);
         answered.delete(callId);
+        const known = customData.get(callId);
+        customData.delete(callId);
         return track(
           callId,
           "call.ended",
-          () => conclude(callId, call).finally(() => concluded.delete(callId)),
+          () => conclude(callId, call, known).finally(() => concluded.delete(callId)),
         );
     }
   };

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { MAX_ANALYSIS_BYTES } from "../analysis/analysis_spec.ts";
 import { unansweredEndReason } from "../telnyx/callbacks.ts";
 import type { CallEvent, EndReason, TurnLatency } from "./call_events.ts";
 
@@ -160,6 +161,21 @@ export function newStoredCall(id: string, at: number): StoredCall {
     analysis: null,
     analysis_request: null,
     webhook_url: null,
+  };
+}
+
+/**
+ * A copy of `call` that {@link applyEvent} may change without touching the original: the parts
+ * it changes in place are copied; list items and replaced values are shared.
+ */
+export function copyStoredCall(call: StoredCall): StoredCall {
+  return {
+    ...call,
+    timeline: { ...call.timeline },
+    dtmf: [...call.dtmf],
+    tool_calls: [...call.tool_calls],
+    errors: [...call.errors],
+    dropped: { ...call.dropped },
   };
 }
 
@@ -373,6 +389,26 @@ export function summarise(call: StoredCall): CallSummary {
     end_reason: call.end_reason,
     duration_seconds: durationSeconds(call),
   };
+}
+
+/**
+ * An upper bound of the header's stored size, without serialising it: a fixed part and the
+ * bounded lists at their longest text (three bytes a character).
+ */
+export function headerBytesBound(call: StoredCall): number {
+  return 4096 + (call.analysis_request ? MAX_ANALYSIS_BYTES : 0) +
+    3 * (call.webhook_url?.length ?? 0) +
+    call.dtmf.length * (64 + 3 * RECORD_LIMITS.dtmfDigits) +
+    call.tool_calls.length * (64 + 3 * (100 + RECORD_LIMITS.toolArgumentChars)) +
+    call.errors.length * (64 + 3 * (100 + RECORD_LIMITS.errorMessageChars));
+}
+
+/** True when `a` and `b` have the same index line ({@link summarise} reads only these). */
+export function sameSummary(a: StoredCall, b: StoredCall): boolean {
+  return a.id === b.id && a.to === b.to && a.from === b.from && a.status === b.status &&
+    a.created_at === b.created_at && a.timeline.ended === b.timeline.ended &&
+    a.answered_by === b.answered_by && a.end_reason === b.end_reason &&
+    durationSeconds(a) === durationSeconds(b);
 }
 
 /** The API view of a record. */

@@ -12,6 +12,11 @@
  *
  * Changes are read-modify-write with a versionstamp check, so several instances sharing one KV
  * (a progress callback on one, the media stream on another) never lose each other's changes.
+ * The header this instance last committed is kept in memory while the call is live, so a change
+ * normally costs one commit and no read; a check that fails (another writer got in between)
+ * reads it afresh. A failing {@link CallStore.apply} throws and its caller (the recorder)
+ * retries the batch with back-off; every other operation retries here when KV fails for a
+ * moment ("database is locked" from another process sharing the file, a remote store blinking).
  *
  * @module
  */
@@ -21,16 +26,23 @@ import {
   type CallRecordView,
   type CallStatus,
   type CallSummary,
+  copyStoredCall,
+  headerBytesBound,
   newStoredCall,
+  sameSummary,
   type StoredCall,
   type StoredTurn,
   summarise,
   viewOf,
 } from "./call_record.ts";
+import { type KvChange, KvChangeBuilder, KvGroupCommit } from "./kv_group_commit.ts";
+import { withKvRetry } from "./kv_retry.ts";
 
 /** The part of `Deno.Kv` the store uses (tests wrap it to inject failures). */
 export type RecordsKv = Pick<Deno.Kv, "get" | "list" | "atomic">;
 
+/** KV's largest value. */
+const MAX_VALUE_BYTES = 64 * 1024;
 /** Largest stored turn, in bytes of JSON; a longer text is cut (values hold at most 64 KiB). */
 export const MAX_TURN_BYTES = 60_000;
 /** Bytes and mutations per atomic commit, under KV's 800 KiB / 1000 mutation limits. */
@@ -40,6 +52,8 @@ const ATOMIC_MAX_MUTATIONS = 900;
 const CONFLICT_ATTEMPTS = 10;
 /** Most calls per `GET /calls` page. */
 export const MAX_PAGE = 100;
+/** Live calls whose header is kept in memory; beyond this the oldest is read again when needed. */
+const MAX_CACHED_HEADERS = 10_000;
 
 const encoder = new TextEncoder();
 const bytesOf = (value: unknown) => encoder.encode(JSON.stringify(value)).length;
@@ -91,10 +105,15 @@ export function fitTurn(turn: StoredTurn): StoredTurn {
 /** Reads and writes call records. */
 export class CallStore {
   readonly #kv: RecordsKv;
+  /** Record changes of many calls at once (a burst of call ends) share commits. */
+  readonly #commits: KvGroupCommit;
   readonly #expireIn: number;
+  /** Header and versionstamp this instance last committed, per live call. */
+  readonly #headers = new Map<string, Deno.KvEntry<StoredCall>>();
 
   constructor(kv: RecordsKv, options: { retentionDays: number }) {
     this.#kv = kv;
+    this.#commits = new KvGroupCommit(kv);
     this.#expireIn = options.retentionDays * 24 * 60 * 60 * 1000;
   }
 
@@ -104,10 +123,11 @@ export class CallStore {
    */
   async apply(callId: string, events: readonly CallEvent[]): Promise<StoredCall> {
     for (let attempt = 1;; attempt++) {
-      const entry = await this.#kv.get<StoredCall>(keys.call(callId));
+      const entry = (attempt === 1 ? this.#headers.get(callId) : undefined) ??
+        await this.#kv.get<StoredCall>(keys.call(callId));
       const before = entry.value;
       const call: StoredCall = before
-        ? structuredClone(before)
+        ? copyStoredCall(before)
         : newStoredCall(callId, events[0]?.at ?? Date.now());
       const turns: [number, StoredTurn][] = [];
       let customData: Record<string, unknown> | undefined;
@@ -120,51 +140,70 @@ export class CallStore {
       // Turns that do not fit beside the header go first, each batch on its own: their keys are
       // only reachable through the header's turn count, which is committed last.
       const expireIn = this.#expireIn;
-      let op = this.#kv.atomic();
-      let opBytes = 0;
-      let opMutations = 0;
+      let change = new KvChangeBuilder();
       for (const [n, turn] of turns) {
         const size = bytesOf(turn) + 64;
-        if (opMutations + 1 > ATOMIC_MAX_MUTATIONS - 8 || opBytes + size > ATOMIC_BUDGET_BYTES) {
-          await this.#commit(op);
-          op = this.#kv.atomic();
-          opBytes = 0;
-          opMutations = 0;
+        if (
+          change.mutations.length + 1 > ATOMIC_MAX_MUTATIONS - 8 ||
+          change.bytes + size > ATOMIC_BUDGET_BYTES
+        ) {
+          await this.#commit(change);
+          change = new KvChangeBuilder();
         }
-        op.set(keys.turn(callId, n), turn, { expireIn });
-        opBytes += size;
-        opMutations++;
+        change.set(keys.turn(callId, n), turn, { expireIn }, size);
       }
 
-      op.check(entry);
-      op.set(keys.call(callId), call, { expireIn });
-      const summary = summarise(call);
-      if (before) {
-        // Index keys move when the status (or, rarely, the creation time) changes.
-        const oldTime = keys.byTime(before);
-        const oldStatus = keys.byStatus(before);
-        if (!sameKey(oldTime, keys.byTime(call))) op.delete(oldTime);
-        if (!sameKey(oldStatus, keys.byStatus(call))) op.delete(oldStatus);
+      change.check(entry);
+      // The header is bounded, not measured: measuring would serialise it once more.
+      change.set(keys.call(callId), call, { expireIn }, headerBytesBound(call));
+      // Most changes (a turn, a tool call) leave the index line as it was: not rewritten then.
+      if (!before || !sameSummary(before, call)) {
+        const summary = summarise(call);
+        if (before) {
+          // Index keys move when the status (or, rarely, the creation time) changes.
+          const oldTime = keys.byTime(before);
+          const oldStatus = keys.byStatus(before);
+          if (!sameKey(oldTime, keys.byTime(call))) change.delete(oldTime);
+          if (!sameKey(oldStatus, keys.byStatus(call))) change.delete(oldStatus);
+        }
+        change.set(keys.byTime(call), summary, { expireIn });
+        change.set(keys.byStatus(call), summary, { expireIn });
       }
-      op.set(keys.byTime(call), summary, { expireIn });
-      op.set(keys.byStatus(call), summary, { expireIn });
-      if (customData !== undefined) op.set(keys.data(callId), customData, { expireIn });
-      const result = await op.commit();
-      if (result.ok) return call;
+      if (customData !== undefined) {
+        change.set(keys.data(callId), customData, { expireIn }, bytesOf(customData));
+      }
+      const result = await this.#commits.commit(change);
+      if (result.ok) {
+        this.#remember(callId, call, result.versionstamp);
+        return call;
+      }
       if (attempt >= CONFLICT_ATTEMPTS) {
         throw new Error(`call record ${callId} kept changing under us (${attempt} attempts)`);
       }
     }
   }
 
-  async #commit(op: Deno.AtomicOperation): Promise<void> {
-    const result = await op.commit();
+  /** Keeps the header as committed for the next change of a live call; forgets an ended one. */
+  #remember(callId: string, call: StoredCall, versionstamp: string): void {
+    this.#headers.delete(callId);
+    if (call.status === "ended") return;
+    if (this.#headers.size >= MAX_CACHED_HEADERS) {
+      this.#headers.delete(this.#headers.keys().next().value!);
+    }
+    this.#headers.set(callId, { key: keys.call(callId), value: call, versionstamp });
+  }
+
+  /** Commits `change` on its own, now. */
+  async #commit(change: KvChange): Promise<void> {
+    const op = this.#kv.atomic();
+    if (change.checks?.length) op.check(...change.checks);
+    const result = await op.mutate(...change.mutations).commit();
     if (!result.ok) throw new Error("transcript write was refused");
   }
 
   /** The stored header, or null. */
   async header(callId: string): Promise<StoredCall | null> {
-    return (await this.#kv.get<StoredCall>(keys.call(callId))).value;
+    return (await withKvRetry(() => this.#kv.get<StoredCall>(keys.call(callId)))).value;
   }
 
   /** The whole record, transcript and custom data included, or null for an unknown id. */
@@ -172,25 +211,43 @@ export class CallStore {
     callId: string,
     extras: { webhookDeliveries?: unknown[] } = {},
   ): Promise<CallRecordView | null> {
-    const call = await this.header(callId);
-    if (!call) return null;
-    const [data, turns] = await Promise.all([
-      this.#kv.get<Record<string, unknown>>(keys.data(callId)),
+    const [call, data, turns] = await Promise.all([
+      this.header(callId),
+      this.#customData(callId),
       this.#turns(callId),
     ]);
-    return viewOf(call, {
-      customData: data.value,
-      turns,
-      webhookDeliveries: extras.webhookDeliveries,
-    });
+    if (!call) return null;
+    return viewOf(call, { customData: data, turns, webhookDeliveries: extras.webhookDeliveries });
   }
 
-  async #turns(callId: string): Promise<StoredTurn[]> {
-    const turns: StoredTurn[] = [];
-    for await (const entry of this.#kv.list<StoredTurn>({ prefix: keys.turns(callId) })) {
-      turns.push(entry.value);
-    }
-    return turns;
+  /**
+   * The record as of `call` (a header just committed), reading only what it does not hold: the
+   * custom data unless `known.customData` is given, and the transcript only once it has turns.
+   */
+  async viewAt(
+    call: StoredCall,
+    known: { customData?: Record<string, unknown> | null } = {},
+  ): Promise<CallRecordView> {
+    const [customData, turns] = await Promise.all([
+      known.customData !== undefined ? known.customData : this.#customData(call.id),
+      call.turn_count > 0 ? this.#turns(call.id) : [],
+    ]);
+    return viewOf(call, { customData, turns });
+  }
+
+  async #customData(callId: string): Promise<Record<string, unknown> | null> {
+    const entry = await withKvRetry(() => this.#kv.get<Record<string, unknown>>(keys.data(callId)));
+    return entry.value;
+  }
+
+  #turns(callId: string): Promise<StoredTurn[]> {
+    return withKvRetry(async () => {
+      const turns: StoredTurn[] = [];
+      for await (const entry of this.#kv.list<StoredTurn>({ prefix: keys.turns(callId) })) {
+        turns.push(entry.value);
+      }
+      return turns;
+    });
   }
 
   /** A page of call summaries, newest first. */
@@ -206,35 +263,47 @@ export class CallStore {
       if (dot <= 0 || query.cursor.slice(dot + 1) !== filters) throw new BadCursorError();
       kvCursor = query.cursor.slice(0, dot);
     }
-    const iterator = this.#kv.list<CallSummary>({
+    const range = {
       start: [...prefix, query.since ?? 0],
       end: [...prefix, (query.until ?? Number.MAX_SAFE_INTEGER - 1) + 1],
-    }, { reverse: true, limit: query.limit, cursor: kvCursor, batchSize: query.limit });
-    const calls: CallSummary[] = [];
+    };
+    let calls: CallSummary[] = [];
+    let nextCursor = "";
     try {
-      for await (const entry of iterator) calls.push(entry.value);
+      await withKvRetry(async () => {
+        const iterator = this.#kv.list<CallSummary>(range, {
+          reverse: true,
+          limit: query.limit,
+          cursor: kvCursor,
+          batchSize: query.limit,
+        });
+        calls = [];
+        for await (const entry of iterator) calls.push(entry.value);
+        nextCursor = iterator.cursor;
+      }, { retryIf: (error) => !/cursor/i.test(String(error)) });
     } catch (error) {
       if (query.cursor !== undefined) throw new BadCursorError();
       throw error;
     }
     return {
       calls,
-      next_cursor: calls.length === query.limit && iterator.cursor
-        ? `${iterator.cursor}.${filters}`
-        : null,
+      next_cursor: calls.length === query.limit && nextCursor ? `${nextCursor}.${filters}` : null,
     };
   }
 
   /** Stores the post-call analysis on the record; false for an unknown call. */
   async setAnalysis(callId: string, analysis: unknown): Promise<boolean> {
     for (let attempt = 1; attempt <= CONFLICT_ATTEMPTS; attempt++) {
-      const entry = await this.#kv.get<StoredCall>(keys.call(callId));
+      const entry = await withKvRetry(() => this.#kv.get<StoredCall>(keys.call(callId)));
       if (!entry.value) return false;
       const call = { ...entry.value, analysis };
-      const result = await this.#kv.atomic().check(entry)
-        .set(keys.call(callId), call, { expireIn: this.#expireIn })
-        .commit();
-      if (result.ok) return true;
+      const change = new KvChangeBuilder().check(entry)
+        .set(keys.call(callId), call, { expireIn: this.#expireIn }, MAX_VALUE_BYTES);
+      const result = await withKvRetry(() => this.#commits.commit(change));
+      if (result.ok) {
+        this.#remember(callId, call, result.versionstamp);
+        return true;
+      }
     }
     throw new Error(`call record ${callId} kept changing under us`);
   }
@@ -244,20 +313,24 @@ export class CallStore {
    * was nothing to erase.
    */
   async delete(callId: string): Promise<boolean> {
-    const header = await this.#kv.get<StoredCall>(keys.call(callId));
+    this.#headers.delete(callId);
+    const header = await withKvRetry(() => this.#kv.get<StoredCall>(keys.call(callId)));
     const doomed: Deno.KvKey[] = [keys.call(callId), keys.data(callId)];
     if (header.value) doomed.push(keys.byTime(header.value), keys.byStatus(header.value));
-    let turnKeys = 0;
-    for await (const entry of this.#kv.list({ prefix: keys.turns(callId) })) {
-      doomed.push(entry.key);
-      turnKeys++;
-    }
-    const data = await this.#kv.get(keys.data(callId));
-    if (!header.value && turnKeys === 0 && data.versionstamp === null) return false;
+    const turnKeys = await withKvRetry(async () => {
+      const found: Deno.KvKey[] = [];
+      for await (const entry of this.#kv.list({ prefix: keys.turns(callId) })) {
+        found.push(entry.key);
+      }
+      return found;
+    });
+    doomed.push(...turnKeys);
+    const data = await withKvRetry(() => this.#kv.get(keys.data(callId)));
+    if (!header.value && turnKeys.length === 0 && data.versionstamp === null) return false;
     for (let i = 0; i < doomed.length; i += ATOMIC_MAX_MUTATIONS - 100) {
-      const op = this.#kv.atomic();
-      for (const key of doomed.slice(i, i + ATOMIC_MAX_MUTATIONS - 100)) op.delete(key);
-      await this.#commit(op);
+      const change = new KvChangeBuilder();
+      for (const key of doomed.slice(i, i + ATOMIC_MAX_MUTATIONS - 100)) change.delete(key);
+      await withKvRetry(() => this.#commit(change));
     }
     return true;
   }

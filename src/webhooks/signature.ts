@@ -7,33 +7,28 @@
  *
  * @module
  */
+import { createHmac } from "node:crypto";
 
 /** Header carrying `t=<unix seconds>,v1=<hex>`. */
 export const SIGNATURE_HEADER = "Webhook-Signature";
 /** Header carrying the event id, stable across retries (the idempotency key). */
 export const ID_HEADER = "Webhook-Id";
 
-const encoder = new TextEncoder();
-
 /** Signs webhook bodies with one secret. */
 export class WebhookSigner {
-  readonly #key: Promise<CryptoKey>;
+  readonly #secret: string;
 
   constructor(secret: string) {
-    this.#key = crypto.subtle.importKey(
-      "raw",
-      encoder.encode(secret),
-      { name: "HMAC", hash: "SHA-256" },
-      false,
-      ["sign"],
-    );
+    this.#secret = secret;
   }
 
-  /** The `Webhook-Signature` value for `body` sent at `unixSeconds`. */
-  async sign(body: string, unixSeconds: number): Promise<string> {
+  /**
+   * The `Webhook-Signature` value for `body` sent at `unixSeconds`. Node's synchronous HMAC:
+   * every attempt signs afresh, and Web Crypto's async round trip costs several times more.
+   */
+  sign(body: string, unixSeconds: number): string {
     const t = Math.floor(unixSeconds);
-    const mac = await crypto.subtle.sign("HMAC", await this.#key, encoder.encode(`${t}.${body}`));
-    const hex = Array.from(new Uint8Array(mac), (b) => b.toString(16).padStart(2, "0")).join("");
+    const hex = createHmac("sha256", this.#secret).update(`${t}.`).update(body).digest("hex");
     return `t=${t},v1=${hex}`;
   }
 }

@@ -10,12 +10,20 @@
  * instance is taken over once its lease expires. KV queues are not used: a remote KV (KV Connect)
  * and the new Deno Deploy do not offer them.
  *
+ * An instance whose worker runs stores a new event, its body and its deliveries already leased
+ * to itself in one atomic commit, and makes the first attempt from memory: an event costs that
+ * commit, the POST and the commit of the outcome. A burst (many calls ending at once) waits in
+ * memory for a free slot of the worker's bounded concurrency; one still waiting when its lease
+ * nears its end is left to the due index like any other.
+ *
  * @module
  */
+import { createHash } from "node:crypto";
 import { deadline, DeadlineError } from "../async/deadline.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { withKvRetry } from "./kv_retry.ts";
+import { KvChangeBuilder, KvGroupCommit } from "../records/kv_group_commit.ts";
+import { withKvRetry } from "../records/kv_retry.ts";
 import { ID_HEADER, SIGNATURE_HEADER, WebhookSigner } from "./signature.ts";
 import {
   deliveryTargetProblem,
@@ -100,7 +108,7 @@ export interface WebhooksOptions {
   leaseMs?: number;
   /** How often an idle worker looks for due deliveries enqueued elsewhere (default 1 s). */
   pollMs?: number;
-  /** Deliveries in flight at once per worker (default 16). */
+  /** Deliveries in flight at once per worker (default 32). */
   concurrency?: number;
   /** How long events, deliveries and attempts are kept (default 30 days). */
   retentionMs?: number;
@@ -118,6 +126,7 @@ const CHUNKS_PER_WRITE = 10;
 /** The part of a receiver's answer that is read (and kept in an error message). */
 const RESPONSE_EXCERPT_BYTES = 4096;
 const DAY_MS = 86_400_000;
+const encoder = new TextEncoder();
 
 interface StoredEvent {
   id: string;
@@ -153,18 +162,25 @@ interface StoredAttempt {
   error?: string;
 }
 
+/** A delivery this instance holds the lease of, ready for an attempt. */
+interface Claimed {
+  /** The delivery as it was before the claim (pending, due at `dueAt`, no owner). */
+  delivery: StoredDelivery;
+  leaseUntil: number;
+  /** Of the delivery key as claimed: the outcome is committed only if it is unchanged. */
+  versionstamp: string;
+  /** The event's JSON body, when this instance has just emitted it. */
+  body?: string;
+}
+
 /** How one attempt ended. */
 type AttemptOutcome =
   & StoredAttempt
   & { next: "delivered" | "retry" | "gone" | "refused" | "shutdown" };
 
 /** Deterministic event id from call id and type, so an event emitted twice is one event. */
-export async function webhookEventId(callId: string, type: WebhookEventType): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(`${callId}\u0000${type}`),
-  );
-  const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+export function webhookEventId(callId: string, type: WebhookEventType): string {
+  const hex = createHash("sha256").update(`${callId}\u0000${type}`).digest("hex");
   return `evt_${hex.slice(0, 32)}`;
 }
 
@@ -189,6 +205,8 @@ export function webhooksFromConfig(
 /** Emits, stores and delivers webhook events; see the module comment. */
 export class Webhooks {
   readonly #kv: Deno.Kv;
+  /** Commits of events, claims and outcomes; grouped when many wait (a burst of call ends). */
+  readonly #commits: KvGroupCommit;
   readonly #signer: WebhookSigner;
   readonly #policy: TargetPolicy;
   readonly #defaultUrl?: string;
@@ -204,11 +222,20 @@ export class Webhooks {
   readonly #random: () => number;
   readonly #instance = crypto.randomUUID();
   #wake = Promise.withResolvers<void>();
+  /** Deliveries this instance emitted and leased to itself, waiting for a free slot. */
+  #ready: Claimed[] = [];
+  /** Attempts in progress, by delivery id. */
+  readonly #inFlight = new Map<string, Promise<void>>();
+  /** True while {@link run} does: only then are new deliveries leased to this instance. */
+  #running = false;
+  /** When the due index is next worth reading (epoch ms). */
+  #nextScanAt = 0;
   /** Attempts this instance made, and how many of them succeeded (for logs and tests). */
   readonly stats = { attempts: 0, delivered: 0 };
 
   constructor(options: WebhooksOptions) {
     this.#kv = options.kv;
+    this.#commits = new KvGroupCommit(options.kv);
     this.#signer = new WebhookSigner(options.secret);
     this.#policy = options.policy;
     this.#defaultUrl = options.defaultUrl;
@@ -222,7 +249,7 @@ export class Webhooks {
     };
     this.#leaseMs = options.leaseMs ?? this.#timeoutMs + 20_000;
     this.#pollMs = options.pollMs ?? 1_000;
-    this.#concurrency = options.concurrency ?? 16;
+    this.#concurrency = options.concurrency ?? 32;
     this.#retentionMs = options.retentionMs ?? 30 * DAY_MS;
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
@@ -247,9 +274,8 @@ export class Webhooks {
     const targets = this.targetsFor(options.webhookUrl);
     if (targets.length === 0) return true;
     try {
-      const id = await webhookEventId(callId, type);
+      const id = webhookEventId(callId, type);
       const eventKey = [P, "event", callId, id];
-      if ((await withKvRetry(() => this.#kv.get(eventKey))).value) return true;
       const createdAt = this.#now();
       const event: WebhookEvent = {
         id,
@@ -258,19 +284,26 @@ export class Webhooks {
         call_id: callId,
         data,
       };
-      const bytes = new TextEncoder().encode(JSON.stringify(event));
+      const body = JSON.stringify(event);
+      const bytes = encoder.encode(body);
       const chunks: Uint8Array[] = [];
       for (let at = 0; at < bytes.length; at += BODY_CHUNK_BYTES) {
         chunks.push(bytes.subarray(at, at + BODY_CHUNK_BYTES));
       }
       const expireIn = this.#retentionMs;
       const bodyId = crypto.randomUUID();
-      for (let first = 0; first < chunks.length; first += CHUNKS_PER_WRITE) {
-        const op = this.#kv.atomic();
-        chunks.slice(first, first + CHUNKS_PER_WRITE).forEach((chunk, i) =>
-          op.set([P, "body", callId, id, bodyId, first + i], chunk, { expireIn })
-        );
-        await withKvRetry(() => op.commit());
+      const bodyKey = (i: number) => [P, "body", callId, id, bodyId, i];
+      // A body that fits goes in the event's own commit; a larger one is written ahead, in
+      // pieces, and is reachable only once the event is.
+      const inline = chunks.length <= CHUNKS_PER_WRITE;
+      if (!inline) {
+        for (let first = 0; first < chunks.length; first += CHUNKS_PER_WRITE) {
+          const op = this.#kv.atomic();
+          chunks.slice(first, first + CHUNKS_PER_WRITE).forEach((chunk, i) =>
+            op.set(bodyKey(first + i), chunk, { expireIn })
+          );
+          await withKvRetry(() => op.commit());
+        }
       }
       const stored: StoredEvent = {
         id,
@@ -280,18 +313,31 @@ export class Webhooks {
         chunks: chunks.length,
         targets,
       };
-      const op = this.#kv.atomic().check({ key: eventKey, versionstamp: null })
+      const change = new KvChangeBuilder().check({ key: eventKey, versionstamp: null })
         .set(eventKey, stored, { expireIn });
-      for (const url of targets) this.#addDelivery(op, callId, stored, url, createdAt);
-      const result = await withKvRetry(() => op.commit());
-      if (result.ok) {
-        this.#wakeUp();
-      } else {
-        // Emitted elsewhere at the same moment: that emission stands; drop this body.
-        for (let i = 0; i < chunks.length; i++) {
-          await withKvRetry(() => this.#kv.delete([P, "body", callId, id, bodyId, i]));
+      if (inline) {
+        chunks.forEach((chunk, i) => change.set(bodyKey(i), chunk, { expireIn }, chunk.length));
+      }
+      const leaseUntil = this.#running ? createdAt + this.#leaseMs : undefined;
+      const deliveries = targets.map((url) =>
+        this.#addDelivery(change, callId, stored, url, createdAt, leaseUntil)
+      );
+      const result = await withKvRetry(() => this.#commits.commit(change));
+      if (!result.ok) {
+        // Emitted already (here or elsewhere): that emission stands; drop this body.
+        if (!inline) {
+          for (let i = 0; i < chunks.length; i++) {
+            await withKvRetry(() => this.#kv.delete(bodyKey(i)));
+          }
+        }
+        return true;
+      }
+      if (leaseUntil !== undefined) {
+        for (const delivery of deliveries) {
+          this.#ready.push({ delivery, leaseUntil, versionstamp: result.versionstamp, body });
         }
       }
+      this.#wakeUp();
       return true;
     } catch (error) {
       this.#logger?.error("webhook event not stored", { call: callId, type, error });
@@ -304,14 +350,17 @@ export class Webhooks {
     const now = this.#now();
     let count = 0;
     for await (const entry of this.#kv.list<StoredEvent>({ prefix: [P, "event", callId] })) {
-      const op = this.#kv.atomic();
+      const change = new KvChangeBuilder();
       for (const url of entry.value.targets) {
-        this.#addDelivery(op, callId, entry.value, url, now);
+        this.#addDelivery(change, callId, entry.value, url, now);
         count++;
       }
-      await withKvRetry(() => op.commit());
+      await withKvRetry(() => this.#commits.commit(change));
     }
-    if (count > 0) this.#wakeUp();
+    if (count > 0) {
+      this.#nextScanAt = 0;
+      this.#wakeUp();
+    }
     return count;
   }
 
@@ -377,40 +426,90 @@ export class Webhooks {
    * instance emits, and polls every `pollMs` for work emitted elsewhere.
    */
   async run(signal: AbortSignal): Promise<void> {
-    const inFlight = new Map<string, Promise<void>>();
+    this.#running = true;
+    this.#nextScanAt = 0;
     while (!signal.aborted) {
-      let nextDueAt = Infinity;
-      try {
-        const now = this.#now();
-        const free = this.#concurrency - inFlight.size;
-        const batch = await withKvRetry(
-          () => this.#due(free > 0 ? free + inFlight.size : 0),
-          { signal },
-        );
-        for (const { key, dueAt } of batch) {
-          if (dueAt > now) {
-            nextDueAt = dueAt;
-            break;
+      this.#startReady(signal);
+      const now = this.#now();
+      const free = this.#concurrency - this.#inFlight.size;
+      if (free > 0 && now >= this.#nextScanAt) {
+        let nextDueAt = now + this.#pollMs;
+        try {
+          const batch = await withKvRetry(
+            () => this.#due(free + this.#inFlight.size),
+            { signal },
+          );
+          let started = 0;
+          for (const { key, dueAt } of batch) {
+            if (dueAt > now) {
+              nextDueAt = Math.min(nextDueAt, dueAt);
+              break;
+            }
+            const deliveryId = String(key[4]);
+            if (this.#inFlight.has(deliveryId)) continue;
+            if (this.#inFlight.size >= this.#concurrency) {
+              // More is due than there are slots: look again as soon as one frees.
+              nextDueAt = now;
+              break;
+            }
+            started++;
+            this.#track(deliveryId, this.#claimAndDeliver(key, signal));
           }
-          const deliveryId = String(key[4]);
-          if (inFlight.has(deliveryId) || inFlight.size >= this.#concurrency) continue;
-          const work = this.#claimAndDeliver(key, signal)
-            .catch((error) => this.#logger?.warn("webhook delivery step failed", { error }))
-            .finally(() => {
-              inFlight.delete(deliveryId);
-              this.#wakeUp();
-            });
-          inFlight.set(deliveryId, work);
+          // Whatever was started may have more due behind it.
+          if (started > 0) nextDueAt = now;
+        } catch (error) {
+          if (signal.aborted) break;
+          this.#logger?.warn("webhook queue not readable; retrying", { error });
         }
-      } catch (error) {
-        if (signal.aborted) break;
-        this.#logger?.warn("webhook queue not readable; retrying", { error });
+        this.#nextScanAt = nextDueAt;
       }
-      const wait = Math.max(0, Math.min(this.#pollMs, nextDueAt - this.#now()));
+      // With every slot taken, the attempt that ends first wakes the loop.
+      const slotFree = this.#inFlight.size < this.#concurrency;
+      const wait = !slotFree
+        ? this.#pollMs
+        : this.#ready.length > 0
+        ? 0
+        : Math.max(0, Math.min(this.#pollMs, this.#nextScanAt - this.#now()));
       await deadline(this.#wake.promise, wait, { signal }).catch(() => {});
       this.#wake = Promise.withResolvers<void>();
     }
-    await Promise.all(inFlight.values());
+    this.#running = false;
+    await Promise.all(this.#inFlight.values());
+    // Hand back what never got a slot, so a restart or another instance sends it at once.
+    const unsent = this.#ready.splice(0);
+    await Promise.all(unsent.map((c) => this.#release(c).catch(() => {})));
+  }
+
+  /** Starts attempts of the deliveries emitted here, as far as the concurrency allows. */
+  #startReady(signal: AbortSignal): void {
+    while (this.#ready.length > 0 && this.#inFlight.size < this.#concurrency) {
+      const claimed = this.#ready.shift()!;
+      // Waited through half its lease: the attempt might outlast it, so the due index hands the
+      // delivery out once the lease ends, as for any other.
+      if (claimed.leaseUntil - this.#now() < this.#leaseMs / 2) continue;
+      this.#track(claimed.delivery.id, this.#deliverClaimed(claimed, signal));
+    }
+  }
+
+  #track(deliveryId: string, work: Promise<void>): void {
+    const tracked = work
+      .catch((error) => this.#logger?.warn("webhook delivery step failed", { error }))
+      .finally(() => {
+        this.#inFlight.delete(deliveryId);
+        this.#wakeUp();
+      });
+    this.#inFlight.set(deliveryId, tracked);
+  }
+
+  /** Gives a claimed delivery back, due at its old time, for whichever worker comes first. */
+  async #release({ delivery: d, leaseUntil, versionstamp }: Claimed): Promise<void> {
+    const deliveryKey = [P, "delivery", d.callId, d.id];
+    const expireIn = this.#retentionMs;
+    const change = new KvChangeBuilder().check({ key: deliveryKey, versionstamp })
+      .delete([P, "due", leaseUntil, d.callId, d.id])
+      .set(deliveryKey, { ...d, owner: undefined }, { expireIn })
+      .set([P, "due", d.dueAt, d.callId, d.id], true, { expireIn });
+    await withKvRetry(() => this.#commits.commit(change));
   }
 
   #wakeUp(): void {
@@ -427,12 +526,13 @@ export class Webhooks {
   }
 
   #addDelivery(
-    op: Deno.AtomicOperation,
+    change: KvChangeBuilder,
     callId: string,
     event: StoredEvent,
     url: string,
     now: number,
-  ): void {
+    leaseUntil?: number,
+  ): StoredDelivery {
     // Time-ordered ids keep a call's deliveries in emission order in listings.
     const id = `${now.toString(36).padStart(9, "0")}${crypto.randomUUID().slice(0, 8)}`;
     const delivery: StoredDelivery = {
@@ -448,8 +548,12 @@ export class Webhooks {
       dueAt: now,
     };
     const expireIn = this.#retentionMs;
-    op.set([P, "delivery", callId, id], delivery, { expireIn })
-      .set([P, "due", now, callId, id], true, { expireIn });
+    const stored = leaseUntil === undefined
+      ? delivery
+      : { ...delivery, dueAt: leaseUntil, owner: this.#instance };
+    change.set([P, "delivery", callId, id], stored, { expireIn })
+      .set([P, "due", stored.dueAt, callId, id], true, { expireIn });
+    return delivery;
   }
 
   /** Claims one due delivery (atomic check + lease), attempts it, and records the outcome. */
@@ -468,25 +572,35 @@ export class Webhooks {
     const leaseUntil = now + this.#leaseMs;
     const claimed: StoredDelivery = { ...d, dueAt: leaseUntil, owner: this.#instance };
     const expireIn = this.#retentionMs;
-    const claim = await withKvRetry(() =>
-      this.#kv.atomic().check(entry).delete(dueKey)
-        .set(deliveryKey, claimed, { expireIn })
-        .set([P, "due", leaseUntil, callId, d.id], true, { expireIn })
-        .commit()
-    );
+    const claimChange = new KvChangeBuilder().check(entry).delete(dueKey)
+      .set(deliveryKey, claimed, { expireIn })
+      .set([P, "due", leaseUntil, callId, d.id], true, { expireIn });
+    const claim = await withKvRetry(() => this.#commits.commit(claimChange));
     if (!claim.ok) return; // another worker claimed it first
-    const claimedEntry = { key: deliveryKey, versionstamp: claim.versionstamp };
+    await this.#deliverClaimed(
+      { delivery: d, leaseUntil, versionstamp: claim.versionstamp },
+      signal,
+    );
+  }
 
-    const outcome = await this.#attempt(d, signal);
+  /** Attempts a delivery this instance holds the lease of, and records the outcome. */
+  async #deliverClaimed(claimed: Claimed, signal: AbortSignal): Promise<void> {
+    const { delivery: d, leaseUntil } = claimed;
+    const callId = d.callId;
+    const deliveryKey = [P, "delivery", callId, d.id];
+    const expireIn = this.#retentionMs;
+    const claimedEntry = { key: deliveryKey, versionstamp: claimed.versionstamp };
+
+    const outcome = await this.#attempt(d, signal, claimed.body);
     if (outcome.next !== "shutdown") this.stats.attempts++;
     if (outcome.next === "delivered") this.stats.delivered++;
     const leaseKey = [P, "due", leaseUntil, callId, d.id];
-    const op = this.#kv.atomic().check(claimedEntry).delete(leaseKey);
+    const change = new KvChangeBuilder().check(claimedEntry).delete(leaseKey);
     if (outcome.next === "shutdown") {
       // Not an attempt that counts: hand the delivery back for the next instance or restart.
-      op.set(deliveryKey, { ...d, owner: undefined }, { expireIn })
+      change.set(deliveryKey, { ...d, owner: undefined }, { expireIn })
         .set([P, "due", d.dueAt, callId, d.id], true, { expireIn });
-      await withKvRetry(() => op.commit()).catch(() => {});
+      await withKvRetry(() => this.#commits.commit(change)).catch(() => {});
       return;
     }
     const attempts = d.attempts + 1;
@@ -510,9 +624,12 @@ export class Webhooks {
       if (dueAt - d.eventCreatedAt > this.#retry.giveUpAfterMs) state = "expired";
     }
     const next: StoredDelivery = { ...d, state, attempts, dueAt, owner: undefined };
-    op.set(deliveryKey, next, { expireIn }).set(attemptKey, attempt, { expireIn });
-    if (state === "pending") op.set([P, "due", dueAt, callId, d.id], true, { expireIn });
-    const done = await withKvRetry(() => op.commit());
+    change.set(deliveryKey, next, { expireIn }).set(attemptKey, attempt, { expireIn });
+    if (state === "pending") {
+      change.set([P, "due", dueAt, callId, d.id], true, { expireIn });
+      this.#nextScanAt = Math.min(this.#nextScanAt, dueAt);
+    }
+    const done = await withKvRetry(() => this.#commits.commit(change));
     if (!done.ok) {
       // The lease ran out and another worker took the delivery over: keep the attempt anyway.
       await withKvRetry(() => this.#kv.set(attemptKey, attempt, { expireIn }));
@@ -524,7 +641,11 @@ export class Webhooks {
   }
 
   /** One POST of the event to the delivery's URL. */
-  async #attempt(d: StoredDelivery, signal: AbortSignal): Promise<AttemptOutcome> {
+  async #attempt(
+    d: StoredDelivery,
+    signal: AbortSignal,
+    storedBody?: string,
+  ): Promise<AttemptOutcome> {
     const at = this.#now();
     const started = performance.now();
     const elapsed = () => performance.now() - started;
@@ -538,13 +659,13 @@ export class Webhooks {
         next: problem.permanent ? "refused" : "retry",
       };
     }
-    const body = await this.#body(d.callId, d.eventId);
+    const body = storedBody ?? await this.#body(d.callId, d.eventId);
     if (body === undefined) {
       return { at, durationMs: elapsed(), error: "event body no longer stored", next: "refused" };
     }
     const request = new AbortController();
     try {
-      const signature = await this.#signer.sign(body, this.#now() / 1000);
+      const signature = this.#signer.sign(body, this.#now() / 1000);
       const answer = await deadline(
         (async () => {
           const response = await fetch(d.url, {
@@ -580,13 +701,13 @@ export class Webhooks {
         next: answer.status === 410 ? "gone" : "retry",
       };
     } catch (error) {
+      // Stops a request still under way (timeout, shutdown); one that was answered is done.
+      request.abort();
       if (signal.aborted) return { at, durationMs: elapsed(), next: "shutdown" };
       const message = error instanceof DeadlineError
         ? `no complete answer within ${this.#timeoutMs} ms`
         : (error as Error).message;
       return { at, durationMs: elapsed(), error: message, next: "retry" };
-    } finally {
-      request.abort();
     }
   }
 

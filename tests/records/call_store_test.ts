@@ -172,6 +172,11 @@ Deno.test("every key is written with the retention as its expiry", async () => {
           expiries.push(options?.expireIn);
           return set(key, value, options);
         };
+        const mutate = op.mutate.bind(op);
+        op.mutate = (...mutations) => {
+          for (const m of mutations) if (m.type === "set") expiries.push(m.expireIn);
+          return mutate(...mutations);
+        };
         return op;
       },
     } as Pick<Deno.Kv, "get" | "list" | "atomic">;
@@ -240,5 +245,50 @@ Deno.test("Telnyx's answer time replaces the stream start standing in for it", a
     const record = (await store.get("call-1"))!;
     assert.equal(record.timeline.answered, new Date(T0 + 4000).toISOString());
     assert.equal(record.status, "streaming");
+  });
+});
+
+Deno.test("two stores sharing one KV keep each other's changes (the live call's header cached)", async () => {
+  await withStore(async (first, kv) => {
+    const second = new CallStore(kv, { retentionDays: 30 });
+    await first.apply("call-1", [placed(T0), { type: "streaming", at: T0 + 1000 }]);
+    await second.apply("call-1", [longTurn(0)]);
+    // `first` still holds the header it committed; its check fails and it reads afresh.
+    await first.apply("call-1", [longTurn(1)]);
+    await second.apply("call-1", [{ type: "dtmf", at: T0 + 9000, digits: "1" }]);
+    const record = await first.get("call-1");
+    assert.deepEqual(record?.transcript?.map((t) => t.text.slice(0, 7)), ["Turn 0:", "Turn 1:"]);
+    assert.deepEqual(record?.dtmf.map((d) => d.digits), ["1"]);
+    assert.equal(record?.status, "streaming");
+  });
+});
+
+Deno.test("a turn leaves the index lines as they were; a status change rewrites them", async () => {
+  await withStore(async (store, kv) => {
+    await store.apply("call-1", [placed(T0), { type: "streaming", at: T0 + 1000 }]);
+    const indexStamp = async () => {
+      const [line] = await Array.fromAsync(kv.list({ prefix: ["calls_by_time"] }));
+      return line.versionstamp;
+    };
+    const before = await indexStamp();
+    await store.apply("call-1", [longTurn(0)]);
+    assert.equal(await indexStamp(), before);
+    await store.apply("call-1", [{ type: "ended", at: T0 + 5000, reason: "bot_ended" }]);
+    assert.notEqual(await indexStamp(), before);
+    const page = await store.list({ limit: 10 });
+    assert.equal(page.calls[0].status, "ended");
+    assert.equal(page.calls[0].duration_seconds, 4);
+  });
+});
+
+Deno.test("viewAt reads only what the header does not hold", async () => {
+  await withStore(async (store) => {
+    const call = await store.apply("call-1", [placed(T0)]);
+    const known = await store.viewAt(call, { customData: { name: "given" } });
+    assert.deepEqual(known.custom_data, { name: "given" });
+    assert.deepEqual(known.transcript, []);
+    const read = await store.viewAt(await store.apply("call-1", [longTurn(0)]));
+    assert.deepEqual(read.custom_data, { name: "Zoë" });
+    assert.equal(read.transcript?.length, 1);
   });
 });

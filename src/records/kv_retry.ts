@@ -16,19 +16,21 @@ export interface KvRetryOptions {
   baseDelayMs?: number;
   /** Stops the retries (the operation in flight still completes). */
   signal?: AbortSignal;
+  /** Whether `error` may clear up on its own (default: every error is retried). */
+  retryIf?: (error: unknown) => boolean;
 }
 
-/** Runs `operation`, retrying any error with exponential back-off up to `attempts` times. */
+/** Runs `operation`, retrying a failure with exponential back-off up to `attempts` times. */
 export async function withKvRetry<T>(
   operation: () => Promise<T>,
   options: KvRetryOptions = {},
 ): Promise<T> {
-  const { attempts = 6, baseDelayMs = 20, signal } = options;
+  const { attempts = 6, baseDelayMs = 20, signal, retryIf } = options;
   for (let attempt = 1;; attempt++) {
     try {
       return await operation();
     } catch (error) {
-      if (attempt >= attempts || signal?.aborted) throw error;
+      if (attempt >= attempts || signal?.aborted || (retryIf && !retryIf(error))) throw error;
       await delay(baseDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random()), signal);
     }
   }
