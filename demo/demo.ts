@@ -14,9 +14,11 @@ import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
 import { startVoiceHarness } from "../tests/helpers/voice_harness.ts";
 
 /** The bot's first answer: long enough for the callee to cut in. */
+// Long enough that the callee's interruption lands in its middle, however fast the reply starts.
 const LONG_ANSWER = "It is about your premium account, Zoë. We have added several features " +
   "this month: a new mobile app, support on weekends, and a loyalty programme with rewards " +
-  "you can start using today.";
+  "you can start using today. There is also a new family plan, and a discount for paying " +
+  "once a year instead of every month, which many of our customers have asked us about.";
 const AFTER_BARGE_IN = "Of course, what is your question?";
 const GOODBYE = "Thank you for your time, Zoë. Goodbye!";
 
@@ -24,7 +26,7 @@ const GOODBYE = "Thank you for your time, Zoë. Goodbye!";
 function callee(): CallerTimeline {
   return CallerTimeline.answeredWithHello(2500)
     .say("yes_zoe", "Yes, this is Zoë. What is this about?")
-    .pause(1500)
+    .pause(1000)
     .say("barge_in", "Wait, stop, I have a question.")
     .pause(4000)
     .say("goodbye", "Thank you, goodbye.")

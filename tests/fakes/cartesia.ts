@@ -15,7 +15,10 @@
  * @module
  */
 import { z } from "zod";
-import { delay } from "../../src/async/deadline.ts";
+import { delay, settledWithin } from "../../src/async/deadline.ts";
+
+/** How long closing the fake waits for its sockets' close events, and then for its server. */
+const SOCKET_CLOSE_WAIT_MS = 2_000;
 
 const TLS_DIR = new URL("./tls/", import.meta.url);
 
@@ -233,7 +236,7 @@ export class CartesiaFake {
   /** Closes every open socket, as a network drop between responses would; resolves once closed. */
   async dropAllConnections(): Promise<void> {
     for (const socket of this.#sockets.keys()) closeQuietly(socket, 1011, "fake drop");
-    await Promise.all(this.#sockets.values());
+    await settledWithin(Promise.all(this.#sockets.values()), SOCKET_CLOSE_WAIT_MS);
   }
 
   /** Contexts in order of first appearance. */
@@ -261,8 +264,11 @@ export class CartesiaFake {
     this.#closed = true;
     this.#closing.abort();
     for (const socket of this.#sockets.keys()) closeQuietly(socket, 1001, "fake closing");
-    await Promise.all(this.#sockets.values());
-    await this.#server.shutdown();
+    // Bounded: when a client gives up while its upgrade is being answered, Deno leaves that
+    // socket CONNECTING for good: it never reports a close and the server never finishes
+    // shutting down.
+    await settledWithin(Promise.all(this.#sockets.values()), SOCKET_CLOSE_WAIT_MS);
+    await settledWithin(this.#server.shutdown(), SOCKET_CLOSE_WAIT_MS);
   }
 
   #handle(request: Request): Response {
