@@ -1,0 +1,114 @@
+/**
+ * The control channel between the supervisor and its server processes: JSON over HTTP on a
+ * loopback port only the supervisor listens on, authenticated by a token the children get in
+ * their environment. Each child reports its counts; every report is answered with the latest
+ * report of every live child, so whichever process `/health` reaches can speak for all of them.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { delay } from "../async/deadline.ts";
+import type { Logger } from "../log.ts";
+
+/** Marks a process as one of the supervisor's server processes: its index. */
+export const WORKER_ENV = "TELNYX_OUTBOUND_WORKER";
+/** The supervisor's control URL, e.g. `http://127.0.0.1:41234`. */
+export const CONTROL_URL_ENV = "TELNYX_OUTBOUND_CONTROL_URL";
+/** The bearer token of the control channel. */
+export const CONTROL_TOKEN_ENV = "TELNYX_OUTBOUND_CONTROL_TOKEN";
+
+/** What a server process reports about itself. */
+export const WorkerReportSchema = z.object({
+  worker: z.number().int().min(0),
+  pid: z.number().int(),
+  active_calls: z.number().int().min(0),
+  pending_media_sockets: z.number().int().min(0),
+  draining: z.boolean(),
+});
+export type WorkerReport = z.infer<typeof WorkerReportSchema>;
+
+/** The supervisor's answer to a report: the whole server. */
+export const ClusterStateSchema = z.object({
+  /** Processes asked for (`WORKERS`). */
+  expected: z.number().int(),
+  /** True once the supervisor is shutting down. */
+  stopping: z.boolean(),
+  /** Processes restarted after they exited on their own, since start. */
+  restarts: z.number().int(),
+  /** The latest report of each live process, with its age. */
+  workers: z.array(WorkerReportSchema.extend({ reported_ms_ago: z.number() })),
+});
+export type ClusterState = z.infer<typeof ClusterStateSchema>;
+
+/** Interval between a server process's reports. */
+export const REPORT_INTERVAL_MS = 1_000;
+/** Longest a report (or the `/health` that waits for it) waits for the supervisor. */
+const REPORT_TIMEOUT_MS = 1_000;
+
+/** A server process's side of the channel. */
+export class ClusterMember {
+  readonly #url: string;
+  readonly #token: string;
+
+  constructor(readonly worker: number, url: string, token: string) {
+    this.#url = url;
+    this.#token = token;
+  }
+
+  /** The member this process is, when a supervisor started it; undefined otherwise. */
+  static fromEnv(env: { get(name: string): string | undefined }): ClusterMember | undefined {
+    const worker = env.get(WORKER_ENV);
+    const url = env.get(CONTROL_URL_ENV);
+    const token = env.get(CONTROL_TOKEN_ENV);
+    if (worker === undefined || !url || !token) return undefined;
+    return new ClusterMember(Number(worker), url, token);
+  }
+
+  /** Sends `report`; resolves with the whole server, or rejects when the supervisor did not answer. */
+  async report(report: WorkerReport): Promise<ClusterState> {
+    const signal = AbortSignal.timeout(REPORT_TIMEOUT_MS);
+    const response = await fetch(`${this.#url}/report`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+      body: JSON.stringify(report),
+      signal,
+    });
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new Error(`the supervisor answered ${response.status}`);
+    }
+    return ClusterStateSchema.parse(await response.json());
+  }
+
+  /**
+   * Reports `snapshot()` every {@link REPORT_INTERVAL_MS} until `signal` aborts. Failures are
+   * logged once per run of failures: the calls of this process go on regardless.
+   */
+  async reportEvery(
+    snapshot: () => WorkerReport,
+    signal: AbortSignal,
+    logger: Logger,
+  ): Promise<void> {
+    let failing = false;
+    while (!signal.aborted) {
+      try {
+        await this.report(snapshot());
+        failing = false;
+      } catch (error) {
+        if (!failing) logger.warn("cannot report to the supervisor", { error });
+        failing = true;
+      }
+      await delay(REPORT_INTERVAL_MS, signal).catch(() => {});
+    }
+  }
+}
+
+/**
+ * Resolves when stdin ends: a supervisor holds its children's stdin open for its whole life, so
+ * this is how a child learns that its supervisor is gone, even when it was killed outright.
+ */
+export async function parentGone(): Promise<void> {
+  try {
+    for await (const _ of Deno.stdin.readable) { /* the supervisor never writes */ }
+  } catch { /* a closed or broken pipe means the same */ }
+}

@@ -1,0 +1,188 @@
+/**
+ * Several server processes on one port under the supervisor (`WORKERS=2`), from `main.ts` as
+ * users run it: any process serves any step of a call, `/health` speaks for all of them, SIGTERM
+ * drains all of them, and a process that dies is replaced while the others' calls go on.
+ *
+ * Which process the kernel hands a connection to is not ours to choose, so the tests place calls
+ * until the spread they need has happened (bounded). Waits are hang guards, never timing
+ * assertions.
+ */
+import assert from "node:assert/strict";
+import { deadline, delay } from "../../src/async/deadline.ts";
+import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
+import { placeAndAnswer } from "../helpers/call_driver.ts";
+import { serverPids, type ServerWithFakes, spawnServerWithFakes } from "../helpers/child_server.ts";
+import { waitFor } from "../helpers/harness.ts";
+
+/** Calls placed at most while waiting for the spread a test needs: 2^-24 to miss by chance. */
+const MAX_CALLS = 24;
+/** Hang guard for the supervisor's exit after SIGTERM (grace 1 s, plus the drain's bounds). */
+const EXIT_WITHIN_MS = 30_000;
+
+interface LiveCall {
+  callSid: string;
+  client: TelnyxMediaClient;
+  /** The server process that placed it (`/start`). */
+  placedBy: number;
+  /** The server process that holds its media stream. */
+  streamedBy: number;
+}
+
+function workerOf(rig: ServerWithFakes, msg: string, callSid: string): number | undefined {
+  const line = rig.server.lines.find((l) => l.msg === msg && l.call === callSid);
+  return line === undefined ? undefined : Number(line.worker);
+}
+
+/** Places a call, answers it and starts its stream; resolves once its greeting is playing. */
+async function liveCall(rig: ServerWithFakes): Promise<LiveCall> {
+  const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
+  const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+  client.start();
+  await waitFor(() => client.framesOf("media").length > 0, "greeting audio", 10_000);
+  await waitFor(() => workerOf(rig, "call session started", callSid) !== undefined, "session log");
+  return {
+    callSid,
+    client,
+    placedBy: workerOf(rig, "call placed", callSid)!,
+    streamedBy: workerOf(rig, "call session started", callSid)!,
+  };
+}
+
+/** Places calls until `enough(calls)` holds; the calls all stay live. */
+async function callsUntil(
+  rig: ServerWithFakes,
+  enough: (calls: LiveCall[]) => boolean,
+): Promise<LiveCall[]> {
+  const calls: LiveCall[] = [];
+  while (!enough(calls)) {
+    assert.ok(calls.length < MAX_CALLS, `no such spread after ${MAX_CALLS} calls`);
+    calls.push(await liveCall(rig));
+  }
+  return calls;
+}
+
+const onBothProcesses = (calls: LiveCall[]) => new Set(calls.map((c) => c.streamedBy)).size === 2;
+
+async function twoProcesses(env: Record<string, string> = {}): Promise<ServerWithFakes> {
+  const rig = await spawnServerWithFakes({
+    WORKERS: "2",
+    FIRST_SPEAKER: "bot",
+    IDLE_TIMEOUT_SECONDS: "60",
+    ...env,
+  });
+  assert.equal(serverPids(rig.server).length, 2);
+  return rig;
+}
+
+/** Polls an asynchronous `check` every 100 ms until it holds; fails after `timeoutMs`. */
+async function eventually(check: () => Promise<boolean>, what: string, timeoutMs: number) {
+  const giveUpAt = performance.now() + timeoutMs;
+  while (!(await check())) {
+    if (performance.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
+    await delay(100);
+  }
+}
+
+async function health(url: string): Promise<Record<string, unknown>> {
+  return await (await fetch(`${url}/health`)).json();
+}
+
+Deno.test("a call placed by one server process is answered and streamed by another", async () => {
+  await using rig = await twoProcesses();
+  const calls = await callsUntil(rig, (calls) => calls.some((c) => c.placedBy !== c.streamedBy));
+  const crossed = calls.find((c) => c.placedBy !== c.streamedBy)!;
+  assert.ok(crossed.client.framesOf("media").length > 0, "the greeting plays on that call");
+  for (const call of calls) call.client.stop();
+  await Promise.all(calls.map((c) => deadline(c.client.closed, 10_000, { what: "call end" })));
+});
+
+Deno.test("/health on any server process counts the calls of all of them", async () => {
+  await using rig = await twoProcesses();
+  const calls = await callsUntil(rig, onBothProcesses);
+  // Other processes' figures are their latest report, at most a report interval old.
+  let seen: Record<string, unknown>[] = [];
+  await eventually(
+    async () => {
+      seen = await Promise.all(Array.from({ length: 4 }, () => health(rig.server.url)));
+      return seen.every((h) => h.active_calls === calls.length);
+    },
+    "every /health to count every call",
+    10_000,
+  );
+  const workers = seen[0].workers as { expected: number; live: number };
+  assert.equal(workers.expected, 2);
+  assert.equal(workers.live, 2);
+  for (const call of calls) call.client.stop();
+  await Promise.all(calls.map((c) => deadline(c.client.closed, 10_000, { what: "call end" })));
+});
+
+Deno.test("SIGTERM to the supervisor drains the calls of every server process and exits 0", async () => {
+  await using rig = await twoProcesses({ SHUTDOWN_GRACE_SECONDS: "1" });
+  const { server, telnyx } = rig;
+  const calls = await callsUntil(rig, onBothProcesses);
+
+  server.process.kill("SIGTERM");
+  const status = await deadline(server.process.status, EXIT_WITHIN_MS, {
+    what: "the supervisor's exit",
+  });
+  await server.done;
+
+  assert.equal(status.code, 0);
+  for (const call of calls) {
+    assert.equal(telnyx.hangupRequests(call.callSid).length, 1, `hang-up of ${call.callSid}`);
+    assert.equal((await call.client.closed).code, 1001);
+  }
+  const shutDowns = server.lines.filter((l) => l.msg === "shut down" && l.worker !== undefined);
+  assert.deepEqual(shutDowns.map((l) => l.worker).sort(), [0, 1]);
+  const hungUp = shutDowns.reduce((n, l) => n + Number(l.hung_up_calls), 0);
+  assert.equal(hungUp, calls.length);
+});
+
+Deno.test("a killed server process is replaced and the other one's calls go on", async () => {
+  await using rig = await twoProcesses();
+  const { server } = rig;
+  const calls = await callsUntil(rig, onBothProcesses);
+  const victim = calls[0].streamedBy;
+  const victimPid = serverPids(server)[victim];
+  const survivors = calls.filter((c) => c.streamedBy !== victim);
+
+  Deno.kill(victimPid, "SIGKILL");
+
+  await waitFor(
+    () => serverPids(server)[victim] !== victimPid,
+    "a new server process in its place",
+    10_000,
+  );
+  await eventually(
+    async () => {
+      const workers = (await health(server.url)).workers as { live: number; restarts: number };
+      return workers.live === 2 && workers.restarts === 1;
+    },
+    "the new process to report",
+    10_000,
+  );
+  // The killed process's calls lost their stream; the others' are still up.
+  for (const call of calls.filter((c) => c.streamedBy === victim)) {
+    await deadline(call.client.closed, 10_000, { what: "the killed process's call to drop" });
+  }
+  const stillOpen = await Promise.all(
+    survivors.map((c) => deadline(c.client.closed, 0).then(() => false, () => true)),
+  );
+  assert.deepEqual(stillOpen, survivors.map(() => true));
+  // They end normally, on the process that held them all along.
+  for (const call of survivors) call.client.stop();
+  await waitFor(
+    () =>
+      survivors.every((c) =>
+        server.lines.some((l) =>
+          l.msg === "call summary" && l.call === c.callSid && l.worker === c.streamedBy
+        )
+      ),
+    "the survivors' call summaries",
+    10_000,
+  );
+  // And the server takes new calls, whichever process they reach.
+  const next = await liveCall(rig);
+  next.client.stop();
+  await deadline(next.client.closed, 10_000, { what: "the new call's end" });
+});
