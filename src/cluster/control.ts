@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { delay } from "../async/deadline.ts";
 import type { Logger } from "../log.ts";
+import { type UrlSignature, UsedSignatures } from "../security/url_signature.ts";
 
 /** Marks a process as one of the supervisor's server processes: its index. */
 export const WORKER_ENV = "TELNYX_OUTBOUND_WORKER";
@@ -40,6 +41,17 @@ export const ClusterStateSchema = z.object({
 });
 export type ClusterState = z.infer<typeof ClusterStateSchema>;
 
+/** A Stream URL's signature, claimed for one socket across every process. */
+export const ClaimSchema = z.object({ sig: z.string().min(1).max(256), exp: z.string().max(32) });
+export const ClaimResultSchema = z.object({ result: z.enum(["fresh", "reused", "full"]) });
+export type ClaimResult = z.infer<typeof ClaimResultSchema>["result"];
+
+/**
+ * Stream URLs remembered as used at once, over every process. Only URLs this server minted
+ * count, each for at most STREAM_URL_TTL_SECONDS, so this holds hundreds of new calls a second.
+ */
+export const USED_STREAM_URLS_CAPACITY = 20_000;
+
 /** Interval between a server process's reports. */
 export const REPORT_INTERVAL_MS = 1_000;
 /** Longest a report (or the `/health` that waits for it) waits for the supervisor. */
@@ -49,6 +61,9 @@ const REPORT_TIMEOUT_MS = 1_000;
 export class ClusterMember {
   readonly #url: string;
   readonly #token: string;
+  /** Used only while the supervisor does not answer: replays still fail on this process. */
+  readonly #localClaims = new UsedSignatures(USED_STREAM_URLS_CAPACITY);
+  #claimsFailing = false;
 
   constructor(readonly worker: number, url: string, token: string) {
     this.#url = url;
@@ -78,6 +93,39 @@ export class ClusterMember {
       throw new Error(`the supervisor answered ${response.status}`);
     }
     return ClusterStateSchema.parse(await response.json());
+  }
+
+  /**
+   * Claims a Stream URL's signature for one socket, whichever process the socket reached: the
+   * supervisor keeps the one set of used signatures. Should it not answer, the claim falls back
+   * to this process's own set (logged once), so calls go on with replays refused here at least.
+   */
+  async claim(signature: UrlSignature, logger: Logger): Promise<ClaimResult> {
+    try {
+      const response = await fetch(`${this.#url}/claim`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+        body: JSON.stringify({ sig: signature.sig, exp: signature.exp }),
+        signal: AbortSignal.timeout(REPORT_TIMEOUT_MS),
+      });
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new Error(`the supervisor answered ${response.status}`);
+      }
+      const { result } = ClaimResultSchema.parse(await response.json());
+      this.#claimsFailing = false;
+      // Remembered here too, for the claims made should the supervisor stop answering.
+      this.#localClaims.claim(signature);
+      return result;
+    } catch (error) {
+      if (!this.#claimsFailing) {
+        logger.warn("cannot claim a stream URL with the supervisor; checking this process only", {
+          error,
+        });
+      }
+      this.#claimsFailing = true;
+      return this.#localClaims.claim(signature);
+    }
   }
 
   /**

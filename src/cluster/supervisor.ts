@@ -10,8 +10,8 @@
  * server does, and the supervisor exits once they are all gone (bounded).
  *
  * Everything a call needs crosses processes: its signed URLs carry the call, records and webhooks
- * live in the one KV store. What is per process is gathered here over the control channel (see
- * `control.ts`): `/health` figures.
+ * live in the one KV store. What is per process is kept here and reached over the control channel
+ * (see `control.ts`): `/health` figures, and the set of Stream URLs already used.
  *
  * @module
  */
@@ -20,10 +20,13 @@ import { delay, settledWithin } from "../async/deadline.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { kvLocation } from "../records/open_kv.ts";
+import { UsedSignatures } from "../security/url_signature.ts";
 import {
+  ClaimSchema,
   type ClusterState,
   CONTROL_TOKEN_ENV,
   CONTROL_URL_ENV,
+  USED_STREAM_URLS_CAPACITY,
   WORKER_ENV,
   type WorkerReport,
   WorkerReportSchema,
@@ -78,6 +81,8 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Super
   // Unhandled until awaited below; a failure after start-up never rejects it.
   ready.promise.catch(() => {});
   let restarts = 0;
+  // One set for every process: a Stream URL opens one socket, whichever process it reaches.
+  const usedStreamUrls = new UsedSignatures(USED_STREAM_URLS_CAPACITY);
   const slots: Slot[] = Array.from(
     { length: count },
     (_, index) => ({ index, startedAt: 0, failures: 0, everReported: false }),
@@ -105,7 +110,13 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Super
     if (request.headers.get("authorization") !== `Bearer ${token}`) {
       return new Response("unauthorized", { status: 401 });
     }
-    if (request.method !== "POST" || new URL(request.url).pathname !== "/report") {
+    const path = new URL(request.url).pathname;
+    if (request.method === "POST" && path === "/claim") {
+      const claim = ClaimSchema.safeParse(await request.json().catch(() => undefined));
+      if (!claim.success) return new Response("bad claim", { status: 400 });
+      return Response.json({ result: usedStreamUrls.claim(claim.data) });
+    }
+    if (request.method !== "POST" || path !== "/report") {
       return new Response("not found", { status: 404 });
     }
     const parsed = WorkerReportSchema.safeParse(await request.json().catch(() => undefined));

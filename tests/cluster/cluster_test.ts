@@ -96,6 +96,34 @@ Deno.test("a call placed by one server process is answered and streamed by anoth
   await Promise.all(calls.map((c) => deadline(c.client.closed, 10_000, { what: "call end" })));
 });
 
+Deno.test("a Stream URL opens one socket, whichever server process the replays reach", async () => {
+  await using rig = await twoProcesses();
+  const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
+  const first = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+  first.start();
+  await waitFor(() => first.framesOf("media").length > 0, "greeting audio", 10_000);
+  // Each replay is a new connection, which the kernel gives to either process: replay until
+  // both have refused one.
+  const refusedBy = () =>
+    new Set(
+      rig.server.lines.filter((l) => l.msg === "refusing media socket").map((l) => l.worker),
+    );
+  for (let i = 0; refusedBy().size < 2; i++) {
+    assert.ok(i < MAX_CALLS, `every replay reached worker ${[...refusedBy()]}`);
+    const replay = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+    const close = await deadline(replay.closed, 10_000, { what: "the replay's refusal" });
+    assert.equal(close.code, 1008);
+    assert.match(close.reason, /already used/);
+    await waitFor(
+      () => rig.server.lines.filter((l) => l.msg === "refusing media socket").length > i,
+      "refusal log",
+    );
+  }
+  assert.ok(first.framesOf("media").length > 0, "the first socket is still the call");
+  first.stop();
+  await deadline(first.closed, 10_000, { what: "call end" });
+});
+
 Deno.test("/health on any server process counts the calls of all of them", async () => {
   await using rig = await twoProcesses();
   const calls = await callsUntil(rig, onBothProcesses);
