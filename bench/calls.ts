@@ -30,7 +30,12 @@ import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
 import { startWebhookReceiver } from "../tests/fakes/webhook_receiver.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
-import { cpuSeconds, residentBytes, spawnServerWithFakes } from "../tests/helpers/child_server.ts";
+import {
+  cpuSeconds,
+  residentBytes,
+  serverPids,
+  spawnServerWithFakes,
+} from "../tests/helpers/child_server.ts";
 import { startVoiceHarness } from "../tests/helpers/voice_harness.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -158,10 +163,35 @@ export interface LoadOptions {
   records?: "memory" | "file";
   /** Posts every call's webhook events to a loopback receiver in this process. */
   webhooks?: boolean;
-  /** `taskset` CPU list for every thread of the server, e.g. "0". */
+  /**
+   * `taskset` CPU list for every thread of the server, e.g. "0" (its server processes too, with
+   * `workers` above 1: they inherit it).
+   */
   pinServerCpus?: string;
   /** Callers hang up one by one over this long instead of all at once (default 0). */
   hangupSpreadMs?: number;
+  /** The server's `WORKERS` (default 1: one process, no supervisor). */
+  workers?: number;
+  /** Filled in by `load`: the figures its rows show, for the capacity search. */
+  result?: Partial<LoadResult>;
+}
+
+/** One load run's figures. */
+export interface LoadResult {
+  calls: number;
+  /** Calls whose summary was logged (the others did not end cleanly). */
+  summaries: number;
+  underruns: number;
+  callsWithUnderrun: number;
+  /** Server CPU seconds (every process of it) per call-minute. */
+  cpuPerCallMinute: number;
+  /** Server CPU seconds per wall second while loaded. */
+  serverCoresBusy: number;
+  /** The same for this process (fakes and callers). */
+  benchCoresBusy: number;
+  benchLagP99Ms: number;
+  /** Peak resident memory above idle, per call, every server process together. */
+  kibPerCall: number;
 }
 
 /** Pins every thread of `pid` (and so the threads it starts later) to `cpus`. */
@@ -199,6 +229,7 @@ export async function load(
     : undefined;
   if (options.marks) options.marks.spawnedAt = performance.now();
   const rig = await spawnServerWithFakes({
+    WORKERS: String(options.workers ?? 1),
     SHUTDOWN_GRACE_SECONDS: "0",
     IDLE_TIMEOUT_SECONDS: "60",
     ...(kvDir ? { KV_PATH: `${kvDir}/calls.sqlite3` } : {}),
@@ -209,15 +240,22 @@ export async function load(
     openai: { whenQueueEmpty: () => ({ kind: "text", text: LONG_ANSWER }) },
     deepgram: { script: caller.segments },
     denoFlags: [...(options.serverDenoFlags ?? []), ...(kvDir ? [`--allow-write=${kvDir}`] : [])],
+    // Pinned from its start, so that the server processes a supervisor starts inherit it.
+    cpuList: options.pinServerCpus,
   });
   const { server } = rig;
-  if (options.pinServerCpus) await pinThreads(server.pid, options.pinServerCpus);
+  // With a supervisor, the server is it and its server processes.
+  const pids = () => [...new Set([server.pid, ...serverPids(server)])];
+  const serverCpu = async () =>
+    (await Promise.all(pids().map(cpuSeconds))).reduce((a, b) => a + b, 0);
+  const serverRss = async () =>
+    (await Promise.all(pids().map(residentBytes))).reduce((a, b) => a + b, 0);
 
   await sleep(500);
-  const idleRss = await residentBytes(server.pid);
+  const idleRss = await serverRss();
   const audio = caller.audio();
   const clients: TelnyxMediaClient[] = [];
-  const cpuBefore = await cpuSeconds(server.pid);
+  const cpuBefore = await serverCpu();
   const ownCpuBefore = await cpuSeconds(Deno.pid);
   const startedAt = performance.now();
   // The fakes (LLM, TTS, STT) and the callers share this process's event loop: when it lags,
@@ -237,10 +275,10 @@ export async function load(
   const rampMs = performance.now() - startedAt;
   if (options.marks) options.marks.loadedAt = performance.now();
   await sleep(Math.max(0, seconds * 1000 - rampMs));
-  const peakRss = await residentBytes(server.pid);
+  const peakRss = await serverRss();
   const benchLag = lag.stop();
   const activeMs = performance.now() - startedAt;
-  const cpuUsed = (await cpuSeconds(server.pid)) - cpuBefore;
+  const cpuUsed = (await serverCpu()) - cpuBefore;
   const ownCpu = (await cpuSeconds(Deno.pid)) - ownCpuBefore;
   if (options.marks) options.marks.stoppedAt = performance.now();
   const stoppingAt = performance.now();
@@ -262,7 +300,7 @@ export async function load(
     performance.now() < endedDue
   ) await sleep(100);
   const windDownMs = performance.now() - stoppingAt;
-  const cpuWithWindDown = (await cpuSeconds(server.pid)) - cpuBefore;
+  const cpuWithWindDown = (await serverCpu()) - cpuBefore;
 
   const summaries = server.lines.filter((l) => l.msg === "call summary");
   const underruns = summaries.reduce((n, l) => n + Number(l.underruns ?? 0), 0);
@@ -303,6 +341,20 @@ export async function load(
   await rig[Symbol.asyncDispose]();
   await receiver?.close();
   if (kvDir) await Deno.remove(kvDir, { recursive: true });
+  Object.assign(
+    options.result ?? {},
+    {
+      calls: count,
+      summaries: summaries.length,
+      underruns,
+      callsWithUnderrun: withUnderrun,
+      cpuPerCallMinute: cpuUsed / callMinutes,
+      serverCoresBusy: cpuUsed / (activeMs / 1000),
+      benchCoresBusy: ownCpu / (activeMs / 1000),
+      benchLagP99Ms: benchLag.p99,
+      kibPerCall: (peakRss - idleRss) / count / 1024,
+    } satisfies LoadResult,
+  );
   return [
     `| records, webhooks | ${options.records ?? "memory"}, ${receiver ? "on" : "off"} |`,
     `| concurrent calls | ${count} (ramp ${(rampMs / 1000).toFixed(1)} s, ${
@@ -330,6 +382,119 @@ export async function load(
   ];
 }
 
+/** True when `taskset` (util-linux) can be run here. */
+async function tasksetAvailable(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("taskset", { args: ["--version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+/** One capacity search: a server layout and the call counts to try, lowest first. */
+interface CapacityPlan {
+  /** How the server ran, e.g. "WORKERS=1 on CPU 0". */
+  label: string;
+  workers: number;
+  /** `taskset` CPU lists for the server and for this process; unpinned when undefined. */
+  serverCpus?: string;
+  benchCpus?: string;
+  /** Cores the server had, for calls per core. */
+  serverCores: number;
+  steps: number[];
+}
+
+/**
+ * Runs the load at each step upward until one has an underrun (or a call that did not end
+ * cleanly); returns its table rows and the last step that had none.
+ */
+async function capacitySearch(
+  plan: CapacityPlan,
+  seconds: number,
+): Promise<{ rows: string[]; best?: LoadResult }> {
+  if (plan.benchCpus) await pinThreads(Deno.pid, plan.benchCpus);
+  const rows: string[] = [];
+  let best: LoadResult | undefined;
+  for (const calls of plan.steps) {
+    const result: Partial<LoadResult> = {};
+    await load(calls, seconds, { workers: plan.workers, pinServerCpus: plan.serverCpus, result });
+    const r = result as LoadResult;
+    rows.push(
+      `| ${plan.label} | ${calls} | ${r.underruns} (${r.callsWithUnderrun}) | ${r.summaries} | ${
+        r.serverCoresBusy.toFixed(2)
+      } | ${r.cpuPerCallMinute.toFixed(3)} | ${r.kibPerCall.toFixed(0)} | ${
+        r.benchCoresBusy.toFixed(2)
+      } | ${r.benchLagP99Ms.toFixed(0)} |`,
+    );
+    if (r.underruns > 0 || r.summaries < calls) break;
+    best = r;
+  }
+  return { rows, best };
+}
+
+/**
+ * The capacity table: WORKERS=1 pinned to CPU 0 with the fakes and callers on the other CPUs,
+ * then (with `scaling`) one server process per core over every CPU, the fakes and callers
+ * competing with it for them, from the first step's best upward.
+ */
+async function capacity(steps: number[], seconds: number, scaling: boolean): Promise<string[]> {
+  const cores = navigator.hardwareConcurrency;
+  const allCpus = `0-${cores - 1}`;
+  const notes: string[] = [];
+  const canPin = cores > 1 && await tasksetAvailable();
+  if (!canPin) {
+    notes.push(
+      cores > 1
+        ? "taskset not found (install util-linux): the server, fakes and callers ran unpinned " +
+          "on the same cores, so underruns may be the fakes' as much as the server's."
+        : "one CPU: the server cannot be kept apart from the fakes and callers; unpinned.",
+    );
+  }
+  const out = [
+    "| server | calls | underruns (calls with any) | ended cleanly | server cores busy | " +
+    "server CPU s per call-minute | KiB per call | fakes + callers cores busy | their lag p99 ms |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ];
+  const summary: string[] = [];
+  const one = await capacitySearch({
+    label: canPin ? "WORKERS=1 on CPU 0" : "WORKERS=1, unpinned",
+    workers: 1,
+    serverCpus: canPin ? "0" : undefined,
+    benchCpus: canPin ? `1-${cores - 1}` : undefined,
+    serverCores: 1,
+    steps,
+  }, seconds);
+  out.push(...one.rows);
+  summary.push(perCore("WORKERS=1", one.best, 1, steps));
+  if (scaling && cores > 1) {
+    const from = one.best?.calls ?? steps[0];
+    const wider = Array.from({ length: 5 }, (_, i) => from + ((i + 1) * from) / 5)
+      .map((n) => Math.round(n / 10) * 10);
+    const many = await capacitySearch({
+      label: `WORKERS=${cores} on CPUs ${allCpus}, shared with the fakes and callers`,
+      workers: cores,
+      serverCpus: canPin ? allCpus : undefined,
+      benchCpus: canPin ? allCpus : undefined,
+      serverCores: cores,
+      steps: wider,
+    }, seconds);
+    out.push(...many.rows);
+    summary.push(perCore(`WORKERS=${cores}`, many.best, cores, wider));
+  }
+  return [...out, "", ...summary, ...notes];
+}
+
+function perCore(label: string, best: LoadResult | undefined, cores: number, steps: number[]) {
+  if (!best) return `${label}: underruns already at ${steps[0]} calls.`;
+  const capped = best.calls === steps.at(-1) ? " (no underrun at the highest step tried)" : "";
+  return `${label}: ${best.calls} calls with no underrun${capped}, ${
+    (best.calls / cores).toFixed(0)
+  } per server core; ${best.cpuPerCallMinute.toFixed(3)} CPU s per call-minute; ${
+    best.kibPerCall.toFixed(0)
+  } KiB per call.`;
+}
+
 function recordsOption(value: string): "memory" | "file" {
   if (value === "memory" || value === "file") return value;
   throw new Error(`--records ${value}: expected memory or file`);
@@ -349,6 +514,10 @@ if (import.meta.main) {
       webhooks: { type: "boolean", default: false },
       "pin-server": { type: "string", default: "" },
       "hangup-spread-seconds": { type: "string", default: "0" },
+      capacity: { type: "boolean", default: false },
+      steps: { type: "string", default: "100,150,200,250,300" },
+      scaling: { type: "boolean", default: false },
+      workers: { type: "string", default: "1" },
     },
   });
   const out: string[] = [];
@@ -357,7 +526,16 @@ if (import.meta.main) {
     out.push(...await turnLatency());
     out.push(...await bargeInLatency());
   }
-  if (!args["skip-load"]) {
+  if (!args["skip-load"] && args.capacity) {
+    out.push("");
+    out.push(
+      ...await capacity(
+        args.steps.split(",").map(Number),
+        Number(args.seconds),
+        args.scaling,
+      ),
+    );
+  } else if (!args["skip-load"]) {
     out.push("", "| load | |", "|---|---|");
     const calls = Number(args.calls);
     const rampSeconds = Number(args["ramp-seconds"] || 0);
@@ -368,6 +546,7 @@ if (import.meta.main) {
         webhooks: args.webhooks,
         pinServerCpus: args["pin-server"] || undefined,
         hangupSpreadMs: Number(args["hangup-spread-seconds"]) * 1000,
+        workers: Number(args.workers),
       }),
     );
   }

@@ -124,6 +124,49 @@ Deno.test("a Stream URL opens one socket, whichever server process the replays r
   await deadline(first.closed, 10_000, { what: "call end" });
 });
 
+Deno.test("POST /calls/:id/hangup on either server process ends a call held by either", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cluster-kv-" });
+  try {
+    // One KV file for both processes: the record of a call is found whichever one is asked.
+    await using rig = await spawnServerWithFakes({
+      WORKERS: "2",
+      FIRST_SPEAKER: "bot",
+      IDLE_TIMEOUT_SECONDS: "60",
+      KV_PATH: `${dir}/calls.sqlite3`,
+    }, { denoFlags: [`--allow-write=${dir}`] });
+    const calls = await callsUntil(rig, onBothProcesses);
+    for (const call of calls) {
+      // A client of its own per request: a new connection, which either process may get.
+      using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+      const res = await fetch(`${rig.server.url}/calls/${call.callSid}/hangup`, {
+        method: "POST",
+        client,
+      });
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { id: call.callSid, status: "hung_up" });
+      assert.equal(rig.telnyx.hangupRequests(call.callSid).length, 1);
+    }
+    const byApi = new Set(
+      rig.server.lines.filter((l) => l.msg === "call hung up through the API").map((l) => l.call),
+    );
+    // Telnyx ends the stream of a call hung up through it; its fake does not, so the caller does.
+    for (const call of calls.filter((c) => byApi.has(c.callSid))) call.client.stop();
+    await Promise.all(calls.map((c) => deadline(c.client.closed, 10_000, { what: "call end" })));
+    for (const call of calls) {
+      await eventually(
+        async () => {
+          const record = await (await fetch(`${rig.server.url}/calls/${call.callSid}`)).json();
+          return record.status === "ended" && record.end_reason === "api_hangup";
+        },
+        `the record of ${call.callSid} to end with api_hangup`,
+        10_000,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("/health on any server process counts the calls of all of them", async () => {
   await using rig = await twoProcesses();
   const calls = await callsUntil(rig, onBothProcesses);
