@@ -18,7 +18,13 @@
  * posted to a loopback receiver in this process, which counts the `call.ended` events), and
  * `--pin-server 0` (the server's threads on these CPUs; run the bench itself under
  * `taskset -c 1` to keep the two apart), `--hangup-spread-seconds 10` (callers hang up one by
- * one over that long rather than all at once).
+ * one over that long rather than all at once), `--workers 2` (the server's WORKERS).
+ *
+ * `--capacity` (what `deno task bench` runs) replaces the single load run by a search: the
+ * server (WORKERS=1) pinned to CPU 0 and this process (fakes and callers) to the other CPUs, at
+ * each of `--steps 100,150,200,250,300` calls until one has an underrun; with `--scaling`, then
+ * one server process per core over every CPU, sharing them with this process, upward from the
+ * first search's best. It prints both sides' CPU, CPU per call-minute and memory per call.
  * Figures depend on the machine; they are reported, never asserted.
  *
  * @module
