@@ -2,7 +2,8 @@
  * The control channel between the supervisor and its server processes: JSON over HTTP on a
  * loopback port only the supervisor listens on, authenticated by a token the children get in
  * their environment. Each child reports its counts; every report is answered with the latest
- * report of every live child, so whichever process `/health` reaches can speak for all of them.
+ * report of every live child, so whichever process `/health` reaches can speak for all of them,
+ * and with the answering-machine results other processes received for calls they do not hold.
  *
  * @module
  */
@@ -10,6 +11,7 @@ import { z } from "zod";
 import { delay } from "../async/deadline.ts";
 import type { Logger } from "../log.ts";
 import { type UrlSignature, UsedSignatures } from "../security/url_signature.ts";
+import { type AnsweredBy, AnsweredBySchema } from "../records/call_events.ts";
 
 /** Marks a process as one of the supervisor's server processes: its index. */
 export const WORKER_ENV = "TELNYX_OUTBOUND_WORKER";
@@ -28,6 +30,22 @@ export const WorkerReportSchema = z.object({
 });
 export type WorkerReport = z.infer<typeof WorkerReportSchema>;
 
+/** A report as sent: with the last shared detection result the process has seen. */
+export const ReportRequestSchema = WorkerReportSchema.extend({
+  answered_by_after: z.number().int().min(0).default(0),
+});
+
+/** An answering-machine result a process received for a call it holds no stream for. */
+export const SharedAnsweredBySchema = z.object({
+  call: z.string().min(1).max(256),
+  answered_by: AnsweredBySchema,
+});
+/** The same as the supervisor hands it on, numbered. */
+const NumberedAnsweredBySchema = SharedAnsweredBySchema.extend({
+  seq: z.number().int(),
+  from: z.number().int(),
+});
+
 /** The supervisor's answer to a report: the whole server. */
 export const ClusterStateSchema = z.object({
   /** Processes asked for (`WORKERS`). */
@@ -38,6 +56,8 @@ export const ClusterStateSchema = z.object({
   restarts: z.number().int(),
   /** The latest report of each live process, with its age. */
   workers: z.array(WorkerReportSchema.extend({ reported_ms_ago: z.number() })),
+  /** Shared detection results after the report's `answered_by_after`, from other processes. */
+  answered_by: z.array(NumberedAnsweredBySchema).default([]),
 });
 export type ClusterState = z.infer<typeof ClusterStateSchema>;
 
@@ -64,6 +84,10 @@ export class ClusterMember {
   /** Used only while the supervisor does not answer: replays still fail on this process. */
   readonly #localClaims = new UsedSignatures(USED_STREAM_URLS_CAPACITY);
   #claimsFailing = false;
+  /** The last shared detection result handed to {@link onAnsweredBy}. */
+  #answeredBySeen = 0;
+  /** Receives the detection results other processes got for calls they do not hold. */
+  onAnsweredBy: (callControlId: string, answeredBy: AnsweredBy) => void = () => {};
 
   constructor(readonly worker: number, url: string, token: string) {
     this.#url = url;
@@ -85,14 +109,46 @@ export class ClusterMember {
     const response = await fetch(`${this.#url}/report`, {
       method: "POST",
       headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
-      body: JSON.stringify(report),
+      body: JSON.stringify({ ...report, answered_by_after: this.#answeredBySeen }),
       signal,
     });
     if (!response.ok) {
       await response.body?.cancel();
       throw new Error(`the supervisor answered ${response.status}`);
     }
-    return ClusterStateSchema.parse(await response.json());
+    const state = ClusterStateSchema.parse(await response.json());
+    for (const shared of state.answered_by) {
+      if (shared.seq <= this.#answeredBySeen) continue;
+      this.#answeredBySeen = shared.seq;
+      if (shared.from !== this.worker) this.onAnsweredBy(shared.call, shared.answered_by);
+    }
+    return state;
+  }
+
+  /**
+   * Hands a detection result for a call whose stream is not on this process to the others,
+   * through the supervisor; they take it with their next report. Failures are logged only.
+   */
+  async shareAnsweredBy(
+    callControlId: string,
+    answeredBy: AnsweredBy,
+    logger: Logger,
+  ): Promise<void> {
+    try {
+      const response = await fetch(`${this.#url}/answered-by`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+        body: JSON.stringify({ call: callControlId, answered_by: answeredBy, from: this.worker }),
+        signal: AbortSignal.timeout(REPORT_TIMEOUT_MS),
+      });
+      await response.body?.cancel();
+      if (!response.ok) throw new Error(`the supervisor answered ${response.status}`);
+    } catch (error) {
+      logger.warn("cannot pass the detection result to the other server processes", {
+        call: callControlId,
+        error,
+      });
+    }
   }
 
   /**

@@ -11,7 +11,8 @@
  *
  * Everything a call needs crosses processes: its signed URLs carry the call, records and webhooks
  * live in the one KV store. What is per process is kept here and reached over the control channel
- * (see `control.ts`): `/health` figures, and the set of Stream URLs already used.
+ * (see `control.ts`): `/health` figures, the set of Stream URLs already used, and answering-machine
+ * results that reached a process not holding their call's stream.
  *
  * @module
  */
@@ -26,10 +27,11 @@ import {
   type ClusterState,
   CONTROL_TOKEN_ENV,
   CONTROL_URL_ENV,
+  ReportRequestSchema,
+  SharedAnsweredBySchema,
   USED_STREAM_URLS_CAPACITY,
   WORKER_ENV,
   type WorkerReport,
-  WorkerReportSchema,
 } from "./control.ts";
 
 /** A process that lived this long had started fine: its next crash restarts it at once. */
@@ -37,6 +39,13 @@ const STABLE_AFTER_MS = 30_000;
 /** Wait before restarting a process that crashed soon after it started, doubling each time. */
 const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
+/**
+ * Detection results kept for the processes' next reports: a result is for a call being set up,
+ * which is long over after this.
+ */
+const SHARED_ANSWERED_BY_MS = 120_000;
+const SHARED_ANSWERED_BY_CAPACITY = 1_000;
+
 /** Beyond the drain grace, the time a process has to finish its shutdown before it is killed. */
 const SHUTDOWN_MARGIN_MS = 30_000;
 
@@ -83,14 +92,23 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Super
   let restarts = 0;
   // One set for every process: a Stream URL opens one socket, whichever process it reaches.
   const usedStreamUrls = new UsedSignatures(USED_STREAM_URLS_CAPACITY);
+  // Detection results for calls whose stream the receiving process did not hold, numbered.
+  const sharedAnsweredBy: (ClusterState["answered_by"][number] & { at: number })[] = [];
+  let answeredBySeq = 0;
   const slots: Slot[] = Array.from(
     { length: count },
     (_, index) => ({ index, startedAt: 0, failures: 0, everReported: false }),
   );
 
-  const state = (): ClusterState => {
+  const state = (answeredByAfter: number): ClusterState => {
     const now = performance.now();
+    while (
+      sharedAnsweredBy.length > SHARED_ANSWERED_BY_CAPACITY ||
+      (sharedAnsweredBy.length > 0 && now - sharedAnsweredBy[0].at > SHARED_ANSWERED_BY_MS)
+    ) sharedAnsweredBy.shift();
     return {
+      answered_by: sharedAnsweredBy.filter((s) => s.seq > answeredByAfter)
+        .map(({ at: _, ...shared }) => shared),
       expected: count,
       stopping: stopping.signal.aborted,
       restarts,
@@ -116,21 +134,32 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Super
       if (!claim.success) return new Response("bad claim", { status: 400 });
       return Response.json({ result: usedStreamUrls.claim(claim.data) });
     }
+    if (request.method === "POST" && path === "/answered-by") {
+      const body = await request.json().catch(() => undefined);
+      const shared = SharedAnsweredBySchema.safeParse(body);
+      const from = Number((body as { from?: unknown } | undefined)?.from);
+      if (!shared.success || !Number.isInteger(from)) {
+        return new Response("bad result", { status: 400 });
+      }
+      sharedAnsweredBy.push({ ...shared.data, seq: ++answeredBySeq, from, at: performance.now() });
+      return new Response(null, { status: 204 });
+    }
     if (request.method !== "POST" || path !== "/report") {
       return new Response("not found", { status: 404 });
     }
-    const parsed = WorkerReportSchema.safeParse(await request.json().catch(() => undefined));
+    const parsed = ReportRequestSchema.safeParse(await request.json().catch(() => undefined));
     if (!parsed.success) return new Response("bad report", { status: 400 });
-    const slot = slots[parsed.data.worker];
+    const { answered_by_after: answeredByAfter, ...report } = parsed.data;
+    const slot = slots[report.worker];
     // A report from a process that has since been replaced says nothing about the new one.
-    if (slot?.child?.pid === parsed.data.pid) {
-      slot.report = { data: parsed.data, at: performance.now() };
+    if (slot?.child?.pid === report.pid) {
+      slot.report = { data: report, at: performance.now() };
       if (!slot.everReported) {
         slot.everReported = true;
         if (slots.every((s) => s.everReported)) ready.resolve();
       }
     }
-    return Response.json(state());
+    return Response.json(state(answeredByAfter));
   });
   const controlUrl = `http://127.0.0.1:${control.addr.port}`;
 

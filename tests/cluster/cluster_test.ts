@@ -33,12 +33,17 @@ function workerOf(rig: ServerWithFakes, msg: string, callSid: string): number | 
   return line === undefined ? undefined : Number(line.worker);
 }
 
-/** Places a call, answers it and starts its stream; resolves once its greeting is playing. */
-async function liveCall(rig: ServerWithFakes): Promise<LiveCall> {
+/**
+ * Places a call, answers it and starts its stream; resolves once its greeting is playing (or,
+ * with `greeting: false`, once its session started).
+ */
+async function liveCall(rig: ServerWithFakes, options = { greeting: true }): Promise<LiveCall> {
   const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
   const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
   client.start();
-  await waitFor(() => client.framesOf("media").length > 0, "greeting audio", 10_000);
+  if (options.greeting) {
+    await waitFor(() => client.framesOf("media").length > 0, "greeting audio", 10_000);
+  }
   await waitFor(() => workerOf(rig, "call session started", callSid) !== undefined, "session log");
   return {
     callSid,
@@ -164,6 +169,35 @@ Deno.test("POST /calls/:id/hangup on either server process ends a call held by e
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an answering-machine result reaches its call from the process that received it", async () => {
+  await using rig = await twoProcesses({ AMD: "on", FIRST_SPEAKER: "callee" });
+  // Each callback goes to whichever process the fake Telnyx's connection reaches: place calls
+  // until one's result lands on the process not holding its stream.
+  for (let i = 0;; i++) {
+    assert.ok(i < MAX_CALLS, "every result reached the process holding its call");
+    const call = await liveCall(rig, { greeting: false });
+    assert.equal((await rig.telnyx.sendAmd(call.callSid, "fax")).status, 200);
+    // A fax is hung up on at once, by the process holding the stream.
+    await waitFor(
+      () => rig.telnyx.hangupRequests(call.callSid).length === 1,
+      "the fax to be hung up on",
+      10_000,
+    );
+    await deadline(call.client.closed, 10_000, { what: "the fax call's end" });
+    const received = rig.server.lines.find((l) =>
+      l.msg === "answering machine detection" && l.call === call.callSid
+    );
+    if (received?.live_here === false) {
+      assert.notEqual(received.worker, call.streamedBy);
+      const ended = rig.server.lines.find((l) =>
+        l.msg === "call summary" && l.call === call.callSid
+      );
+      assert.equal(ended?.worker, call.streamedBy);
+      return;
+    }
   }
 });
 
