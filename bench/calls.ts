@@ -487,6 +487,11 @@ async function capacity(steps: number[], seconds: number, scaling: boolean): Pro
     }, seconds);
     out.push(...many.rows);
     summary.push(perCore(`WORKERS=${cores}`, many.best, cores, wider));
+    notes.push(
+      `WORKERS=${cores} shares its ${cores} CPUs with the fakes and callers (see their cores ` +
+        "busy): its calls per core are a lower bound on what those cores carry with the vendors " +
+        "elsewhere, and its underruns may be the fakes' lateness as much as the server's.",
+    );
   }
   return [...out, "", ...summary, ...notes];
 }
