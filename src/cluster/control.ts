@@ -39,12 +39,11 @@ export const ReportRequestSchema = WorkerReportSchema.extend({
 export const SharedAnsweredBySchema = z.object({
   call: z.string().min(1).max(256),
   answered_by: AnsweredBySchema,
+  /** The process that received it (it has already kept it). */
+  from: z.number().int().min(0),
 });
 /** The same as the supervisor hands it on, numbered. */
-const NumberedAnsweredBySchema = SharedAnsweredBySchema.extend({
-  seq: z.number().int(),
-  from: z.number().int(),
-});
+const NumberedAnsweredBySchema = SharedAnsweredBySchema.extend({ seq: z.number().int() });
 
 /** The supervisor's answer to a report: the whole server. */
 export const ClusterStateSchema = z.object({

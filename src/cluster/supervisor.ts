@@ -135,13 +135,9 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Super
       return Response.json({ result: usedStreamUrls.claim(claim.data) });
     }
     if (request.method === "POST" && path === "/answered-by") {
-      const body = await request.json().catch(() => undefined);
-      const shared = SharedAnsweredBySchema.safeParse(body);
-      const from = Number((body as { from?: unknown } | undefined)?.from);
-      if (!shared.success || !Number.isInteger(from)) {
-        return new Response("bad result", { status: 400 });
-      }
-      sharedAnsweredBy.push({ ...shared.data, seq: ++answeredBySeq, from, at: performance.now() });
+      const shared = SharedAnsweredBySchema.safeParse(await request.json().catch(() => undefined));
+      if (!shared.success) return new Response("bad result", { status: 400 });
+      sharedAnsweredBy.push({ ...shared.data, seq: ++answeredBySeq, at: performance.now() });
       return new Response(null, { status: 204 });
     }
     if (request.method !== "POST" || path !== "/report") {
