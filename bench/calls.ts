@@ -22,9 +22,9 @@
  *
  * `--capacity` (what `deno task bench` runs) replaces the single load run by a search: the
  * server (WORKERS=1) pinned to CPU 0 and this process (fakes and callers) to the other CPUs, at
- * each of `--steps 100,150,200,250,300` calls until one has an underrun; with `--scaling`, then
- * one server process per core over every CPU, sharing them with this process, upward from the
- * first search's best. It prints both sides' CPU, CPU per call-minute and memory per call.
+ * each of `--steps 100,150,200,250,300` calls, reporting the highest with no underrun; with
+ * `--scaling`, then one server process per core over every CPU, sharing them with this process,
+ * at the same counts. It prints both sides' CPU, CPU per call-minute and memory per call.
  * Figures depend on the machine; they are reported, never asserted.
  *
  * @module
@@ -406,14 +406,13 @@ interface CapacityPlan {
   /** `taskset` CPU lists for the server and for this process; unpinned when undefined. */
   serverCpus?: string;
   benchCpus?: string;
-  /** Cores the server had, for calls per core. */
-  serverCores: number;
   steps: number[];
 }
 
 /**
- * Runs the load at each step upward until one has an underrun (or a call that did not end
- * cleanly); returns its table rows and the last step that had none.
+ * Runs the load at each step upward; returns the table rows and the highest step below the first
+ * with an underrun (or a call that did not end cleanly). Steps go on past that one, so that CPU
+ * and memory are seen at every count.
  */
 async function capacitySearch(
   plan: CapacityPlan,
@@ -422,6 +421,7 @@ async function capacitySearch(
   if (plan.benchCpus) await pinThreads(Deno.pid, plan.benchCpus);
   const rows: string[] = [];
   let best: LoadResult | undefined;
+  let clean = true;
   for (const calls of plan.steps) {
     const result: Partial<LoadResult> = {};
     await load(calls, seconds, { workers: plan.workers, pinServerCpus: plan.serverCpus, result });
@@ -433,8 +433,8 @@ async function capacitySearch(
         r.benchCoresBusy.toFixed(2)
       } | ${r.benchLagP99Ms.toFixed(0)} |`,
     );
-    if (r.underruns > 0 || r.summaries < calls) break;
-    best = r;
+    if (r.underruns > 0 || r.summaries < calls) clean = false;
+    if (clean) best = r;
   }
   return { rows, best };
 }
@@ -442,7 +442,7 @@ async function capacitySearch(
 /**
  * The capacity table: WORKERS=1 pinned to CPU 0 with the fakes and callers on the other CPUs,
  * then (with `scaling`) one server process per core over every CPU, the fakes and callers
- * competing with it for them, from the first step's best upward.
+ * competing with it for them, at the same call counts.
  */
 async function capacity(steps: number[], seconds: number, scaling: boolean): Promise<string[]> {
   const cores = navigator.hardwareConcurrency;
@@ -468,25 +468,20 @@ async function capacity(steps: number[], seconds: number, scaling: boolean): Pro
     workers: 1,
     serverCpus: canPin ? "0" : undefined,
     benchCpus: canPin ? `1-${cores - 1}` : undefined,
-    serverCores: 1,
     steps,
   }, seconds);
   out.push(...one.rows);
   summary.push(perCore("WORKERS=1", one.best, 1, steps));
   if (scaling && cores > 1) {
-    const from = one.best?.calls ?? steps[0];
-    const wider = Array.from({ length: 5 }, (_, i) => from + ((i + 1) * from) / 5)
-      .map((n) => Math.round(n / 10) * 10);
     const many = await capacitySearch({
       label: `WORKERS=${cores} on CPUs ${allCpus}, shared with the fakes and callers`,
       workers: cores,
       serverCpus: canPin ? allCpus : undefined,
       benchCpus: canPin ? allCpus : undefined,
-      serverCores: cores,
-      steps: wider,
+      steps,
     }, seconds);
     out.push(...many.rows);
-    summary.push(perCore(`WORKERS=${cores}`, many.best, cores, wider));
+    summary.push(perCore(`WORKERS=${cores}`, many.best, cores, steps));
     notes.push(
       `WORKERS=${cores} shares its ${cores} CPUs with the fakes and callers (see their cores ` +
         "busy): its calls per core are a lower bound on what those cores carry with the vendors " +
