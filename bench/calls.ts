@@ -424,7 +424,14 @@ async function capacitySearch(
   let clean = true;
   for (const calls of plan.steps) {
     const result: Partial<LoadResult> = {};
-    await load(calls, seconds, { workers: plan.workers, pinServerCpus: plan.serverCpus, result });
+    try {
+      await load(calls, seconds, { workers: plan.workers, pinServerCpus: plan.serverCpus, result });
+    } catch (error) {
+      // E.g. the fake Telnyx, starved of CPU, did not answer `/start` in time: no figures.
+      rows.push(`| ${plan.label} | ${calls} | run failed: ${String(error).split("\n")[0]} |`);
+      console.error(rows.at(-1));
+      break;
+    }
     const r = result as LoadResult;
     rows.push(
       `| ${plan.label} | ${calls} | ${r.underruns} (${r.callsWithUnderrun}) | ${r.summaries} | ${
@@ -433,6 +440,8 @@ async function capacitySearch(
         r.benchCoresBusy.toFixed(2)
       } | ${r.benchLagP99Ms.toFixed(0)} |`,
     );
+    // As it goes, so that a run cut short still shows its rows.
+    console.error(rows.at(-1));
     if (r.underruns > 0 || r.summaries < calls) clean = false;
     if (clean) best = r;
   }
