@@ -268,15 +268,25 @@ export async function load(
   // replies stream late and playback underruns that are the bench's, not the server's.
   const lag = watchEventLoopLag();
   // Ramp up in small batches, as real traffic arrives.
-  for (let i = 0; i < count; i += 10) {
-    await Promise.all(Array.from({ length: Math.min(10, count - i) }, async () => {
-      const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
-      const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
-      client.start();
-      client.streamAudio(audio);
-      clients.push(client);
-    }));
-    await sleep(options.rampBatchMs ?? 50);
+  try {
+    for (let i = 0; i < count; i += 10) {
+      await Promise.all(Array.from({ length: Math.min(10, count - i) }, async () => {
+        const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
+        const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+        client.start();
+        client.streamAudio(audio);
+        clients.push(client);
+      }));
+      await sleep(options.rampBatchMs ?? 50);
+    }
+  } catch (error) {
+    // A run that could not place its calls leaves nothing behind for the next one.
+    lag.stop();
+    for (const client of clients) client.stop();
+    await rig[Symbol.asyncDispose]();
+    await receiver?.close();
+    if (kvDir) await Deno.remove(kvDir, { recursive: true });
+    throw error;
   }
   const rampMs = performance.now() - startedAt;
   if (options.marks) options.marks.loadedAt = performance.now();
