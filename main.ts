@@ -1,8 +1,15 @@
 /**
  * Entry point: `deno task start` (or `deno task dev`, which also loads `.env`).
  *
+ * With `WORKERS` above one (`auto`: one per core) this process is the supervisor of that many
+ * server processes on one port (see `src/cluster/supervisor.ts`); they run this file too, marked
+ * as workers in their environment.
+ *
  * @module
  */
+import { ClusterMember, parentGone } from "./src/cluster/control.ts";
+import { serverProcessArgs, startSupervisor } from "./src/cluster/supervisor.ts";
+import { currentPlatform, denoCommand, workerPlan } from "./src/cluster/worker_count.ts";
 import { ConfigError, loadConfig } from "./src/config.ts";
 import { installProcessGuard } from "./src/http/process_guard.ts";
 import { loggerFor, startServer } from "./src/server.ts";
@@ -16,13 +23,54 @@ if (import.meta.main) {
     console.error(error.message);
     Deno.exit(1);
   }
-  const logger = loggerFor(config);
+  const cluster = ClusterMember.fromEnv(Deno.env);
+  const plan = cluster ? { count: 1 } : workerPlan(config.WORKERS, currentPlatform());
+  const logger = cluster ? loggerFor(config).child({ worker: cluster.worker }) : loggerFor(config);
   // Installed before anything runs: one call's bug must not end the others.
   installProcessGuard(logger);
-  const server = await startServer(config, { logger });
-  const stop = () => {
-    server.shutdown().then(() => Deno.exit(0));
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
+  if (plan.limitedBecause) {
+    logger.warn(`WORKERS=${config.WORKERS}: running one process: ${plan.limitedBecause}`);
+  }
+  if (plan.count > 1) {
+    if (config.KV_PATH === ":memory:") {
+      logger.warn(
+        "KV_PATH=:memory: with several server processes: each keeps its own call records, so " +
+          "GET /calls answers only for the calls of the process it reaches; use a file or a " +
+          "denokv URL",
+      );
+    }
+    let supervisor;
+    try {
+      supervisor = await startSupervisor({
+        count: plan.count,
+        config,
+        logger,
+        command: denoCommand()!,
+        args: serverProcessArgs(Deno.mainModule, config.KV_PATH),
+      });
+    } catch (error) {
+      logger.error("the server processes did not start", { error });
+      Deno.exit(1);
+    }
+    const stop = () => {
+      supervisor.stop().then(() => Deno.exit(0));
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  } else {
+    const server = await startServer(config, { logger, cluster });
+    const stop = () => {
+      server.shutdown().then(() => Deno.exit(0));
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+    // A server process whose supervisor is gone (even killed outright) drains and exits rather
+    // than hold the port unsupervised.
+    if (cluster) {
+      parentGone().then(() => {
+        logger.warn("the supervisor is gone; shutting down");
+        stop();
+      });
+    }
+  }
 }

@@ -24,19 +24,31 @@
  * the `call.ended` events are counted and timed), and
  * `--pin-server 0` (the server's threads on these CPUs; run the bench itself under
  * `taskset -c 1` to keep the two apart), `--hangup-spread-seconds 10` (callers hang up one by
- * one over that long rather than all at once).
+ * one over that long rather than all at once), `--workers 2` (the server's WORKERS).
+ *
+ * `--capacity` (what `deno task bench` runs) replaces the single load run by a search: the
+ * server (WORKERS=1) pinned to CPU 0 and this process (fakes and callers) to the other CPUs, at
+ * each of `--steps 100,150,200,250,300` calls, reporting the highest with no underrun; with
+ * `--scaling`, then one server process per core over every CPU, sharing them with this process,
+ * at the same counts. It prints both sides' CPU, CPU per call-minute and memory per call.
  * Figures depend on the machine; they are reported, never asserted.
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { settledWithin } from "../src/async/deadline.ts";
 import { percentile } from "../src/session/call_metrics.ts";
 import type { TurnMetrics } from "../src/session/call_metrics.ts";
 import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
 import { startWebhookReceiverProcess } from "../tests/webhooks/receiver_process.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
-import { cpuSeconds, residentBytes, spawnServerWithFakes } from "../tests/helpers/child_server.ts";
+import {
+  cpuSeconds,
+  residentBytes,
+  serverPids,
+  spawnServerWithFakes,
+} from "../tests/helpers/child_server.ts";
 import {
   REALISTIC_FLOOR_MS,
   REALISTIC_PACE,
@@ -261,10 +273,35 @@ export interface LoadOptions {
   records?: "memory" | "file";
   /** Posts every call's webhook events to a loopback receiver in a process of its own. */
   webhooks?: boolean;
-  /** `taskset` CPU list for every thread of the server, e.g. "0". */
+  /**
+   * `taskset` CPU list for every thread of the server, e.g. "0" (its server processes too, with
+   * `workers` above 1: they inherit it).
+   */
   pinServerCpus?: string;
   /** Callers hang up one by one over this long instead of all at once (default 0). */
   hangupSpreadMs?: number;
+  /** The server's `WORKERS` (default 1: one process, no supervisor). */
+  workers?: number;
+  /** Filled in by `load`: the figures its rows show, for the capacity search. */
+  result?: Partial<LoadResult>;
+}
+
+/** One load run's figures. */
+export interface LoadResult {
+  calls: number;
+  /** Calls whose summary was logged (the others did not end cleanly). */
+  summaries: number;
+  underruns: number;
+  callsWithUnderrun: number;
+  /** Server CPU seconds (every process of it) per call-minute. */
+  cpuPerCallMinute: number;
+  /** Server CPU seconds per wall second while loaded. */
+  serverCoresBusy: number;
+  /** The same for this process (fakes and callers). */
+  benchCoresBusy: number;
+  benchLagP99Ms: number;
+  /** Peak resident memory above idle, per call, every server process together. */
+  kibPerCall: number;
 }
 
 /** Pins every thread of `pid` (and so the threads it starts later) to `cpus`. */
@@ -302,6 +339,7 @@ export async function load(
     : undefined;
   if (options.marks) options.marks.spawnedAt = performance.now();
   const rig = await spawnServerWithFakes({
+    WORKERS: String(options.workers ?? 1),
     SHUTDOWN_GRACE_SECONDS: "0",
     IDLE_TIMEOUT_SECONDS: "60",
     ...(kvDir ? { KV_PATH: `${kvDir}/calls.sqlite3` } : {}),
@@ -312,38 +350,55 @@ export async function load(
     openai: { whenQueueEmpty: () => ({ kind: "text", text: LONG_ANSWER }) },
     deepgram: { script: caller.segments },
     denoFlags: [...(options.serverDenoFlags ?? []), ...(kvDir ? [`--allow-write=${kvDir}`] : [])],
+    // Pinned from its start, so that the server processes a supervisor starts inherit it.
+    cpuList: options.pinServerCpus,
   });
   const { server } = rig;
-  if (options.pinServerCpus) await pinThreads(server.pid, options.pinServerCpus);
+  // With a supervisor, the server is it and its server processes.
+  const pids = () => [...new Set([server.pid, ...serverPids(server)])];
+  const serverCpu = async () =>
+    (await Promise.all(pids().map(cpuSeconds))).reduce((a, b) => a + b, 0);
+  const serverRss = async () =>
+    (await Promise.all(pids().map(residentBytes))).reduce((a, b) => a + b, 0);
 
   await sleep(500);
-  const idleRss = await residentBytes(server.pid);
+  const idleRss = await serverRss();
   const audio = caller.audio();
   const clients: TelnyxMediaClient[] = [];
-  const cpuBefore = await cpuSeconds(server.pid);
+  const cpuBefore = await serverCpu();
   const ownCpuBefore = await cpuSeconds(Deno.pid);
   const startedAt = performance.now();
   // The fakes (LLM, TTS, STT) and the callers share this process's event loop: when it lags,
   // replies stream late and playback underruns that are the bench's, not the server's.
   const lag = watchEventLoopLag();
   // Ramp up in small batches, as real traffic arrives.
-  for (let i = 0; i < count; i += 10) {
-    await Promise.all(Array.from({ length: Math.min(10, count - i) }, async () => {
-      const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
-      const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
-      client.start();
-      client.streamAudio(audio);
-      clients.push(client);
-    }));
-    await sleep(options.rampBatchMs ?? 50);
+  try {
+    for (let i = 0; i < count; i += 10) {
+      await Promise.all(Array.from({ length: Math.min(10, count - i) }, async () => {
+        const { callSid, streamUrl } = await placeAndAnswer(rig, { name: "Zoë" });
+        const client = await TelnyxMediaClient.connect(streamUrl, { callControlId: callSid });
+        client.start();
+        client.streamAudio(audio);
+        clients.push(client);
+      }));
+      await sleep(options.rampBatchMs ?? 50);
+    }
+  } catch (error) {
+    // A run that could not place its calls leaves nothing behind for the next one.
+    lag.stop();
+    for (const client of clients) client.stop();
+    await rig[Symbol.asyncDispose]();
+    await receiver?.close();
+    if (kvDir) await Deno.remove(kvDir, { recursive: true });
+    throw error;
   }
   const rampMs = performance.now() - startedAt;
   if (options.marks) options.marks.loadedAt = performance.now();
   await sleep(Math.max(0, seconds * 1000 - rampMs));
-  const peakRss = await residentBytes(server.pid);
+  const peakRss = await serverRss();
   const benchLag = lag.stop();
   const activeMs = performance.now() - startedAt;
-  const cpuUsed = (await cpuSeconds(server.pid)) - cpuBefore;
+  const cpuUsed = (await serverCpu()) - cpuBefore;
   const ownCpu = (await cpuSeconds(Deno.pid)) - ownCpuBefore;
   if (options.marks) options.marks.stoppedAt = performance.now();
   const stoppingAt = performance.now();
@@ -351,7 +406,8 @@ export async function load(
     client.stop();
     if (options.hangupSpreadMs) await sleep(options.hangupSpreadMs / count);
   }
-  await Promise.all(clients.map((c) => c.closed));
+  // Bounded: a socket the server never closes is seen in the summaries below, not waited for.
+  await settledWithin(Promise.all(clients.map((c) => c.closed)), 30_000);
   // Each call logs its summary once its vendor sockets have closed.
   const summariesDue = performance.now() + 10_000;
   while (
@@ -365,7 +421,7 @@ export async function load(
     performance.now() < endedDue
   ) await sleep(100);
   const windDownMs = performance.now() - stoppingAt;
-  const cpuWithWindDown = (await cpuSeconds(server.pid)) - cpuBefore;
+  const cpuWithWindDown = (await serverCpu()) - cpuBefore;
 
   const summaries = server.lines.filter((l) => l.msg === "call summary");
   const underruns = summaries.reduce((n, l) => n + Number(l.underruns ?? 0), 0);
@@ -406,6 +462,20 @@ export async function load(
   await rig[Symbol.asyncDispose]();
   await receiver?.close();
   if (kvDir) await Deno.remove(kvDir, { recursive: true });
+  Object.assign(
+    options.result ?? {},
+    {
+      calls: count,
+      summaries: summaries.length,
+      underruns,
+      callsWithUnderrun: withUnderrun,
+      cpuPerCallMinute: cpuUsed / callMinutes,
+      serverCoresBusy: cpuUsed / (activeMs / 1000),
+      benchCoresBusy: ownCpu / (activeMs / 1000),
+      benchLagP99Ms: benchLag.p99,
+      kibPerCall: (peakRss - idleRss) / count / 1024,
+    } satisfies LoadResult,
+  );
   return [
     `| records, webhooks | ${options.records ?? "memory"}, ${receiver ? "on" : "off"} |`,
     `| concurrent calls | ${count} (ramp ${(rampMs / 1000).toFixed(1)} s, ${
@@ -433,6 +503,128 @@ export async function load(
   ];
 }
 
+/** True when `taskset` (util-linux) can be run here. */
+async function tasksetAvailable(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("taskset", { args: ["--version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+/** One capacity search: a server layout and the call counts to try, lowest first. */
+interface CapacityPlan {
+  /** How the server ran, e.g. "WORKERS=1 on CPU 0". */
+  label: string;
+  workers: number;
+  /** `taskset` CPU lists for the server and for this process; unpinned when undefined. */
+  serverCpus?: string;
+  benchCpus?: string;
+  steps: number[];
+}
+
+/**
+ * Runs the load at each step upward; returns the table rows and the highest step below the first
+ * with an underrun (or a call that did not end cleanly). Steps go on past that one, so that CPU
+ * and memory are seen at every count.
+ */
+async function capacitySearch(
+  plan: CapacityPlan,
+  seconds: number,
+): Promise<{ rows: string[]; best?: LoadResult }> {
+  if (plan.benchCpus) await pinThreads(Deno.pid, plan.benchCpus);
+  const rows: string[] = [];
+  let best: LoadResult | undefined;
+  let clean = true;
+  for (const calls of plan.steps) {
+    const result: Partial<LoadResult> = {};
+    try {
+      await load(calls, seconds, { workers: plan.workers, pinServerCpus: plan.serverCpus, result });
+    } catch (error) {
+      // E.g. the fake Telnyx, starved of CPU, did not answer `/start` in time: no figures.
+      rows.push(`| ${plan.label} | ${calls} | run failed: ${String(error).split("\n")[0]} |`);
+      console.error(rows.at(-1));
+      break;
+    }
+    const r = result as LoadResult;
+    rows.push(
+      `| ${plan.label} | ${calls} | ${r.underruns} (${r.callsWithUnderrun}) | ${r.summaries} | ${
+        r.serverCoresBusy.toFixed(2)
+      } | ${r.cpuPerCallMinute.toFixed(3)} | ${r.kibPerCall.toFixed(0)} | ${
+        r.benchCoresBusy.toFixed(2)
+      } | ${r.benchLagP99Ms.toFixed(0)} |`,
+    );
+    // As it goes, so that a run cut short still shows its rows.
+    console.error(rows.at(-1));
+    if (r.underruns > 0 || r.summaries < calls) clean = false;
+    if (clean) best = r;
+  }
+  return { rows, best };
+}
+
+/**
+ * The capacity table: WORKERS=1 pinned to CPU 0 with the fakes and callers on the other CPUs,
+ * then (with `scaling`) one server process per core over every CPU, the fakes and callers
+ * competing with it for them, at the same call counts.
+ */
+async function capacity(steps: number[], seconds: number, scaling: boolean): Promise<string[]> {
+  const cores = navigator.hardwareConcurrency;
+  const allCpus = `0-${cores - 1}`;
+  const notes: string[] = [];
+  const canPin = cores > 1 && await tasksetAvailable();
+  if (!canPin) {
+    notes.push(
+      cores > 1
+        ? "taskset not found (install util-linux): the server, fakes and callers ran unpinned " +
+          "on the same cores, so underruns may be the fakes' as much as the server's."
+        : "one CPU: the server cannot be kept apart from the fakes and callers; unpinned.",
+    );
+  }
+  const out = [
+    "| server | calls | underruns (calls with any) | ended cleanly | server cores busy | " +
+    "server CPU s per call-minute | KiB per call | fakes + callers cores busy | their lag p99 ms |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ];
+  const summary: string[] = [];
+  const one = await capacitySearch({
+    label: canPin ? "WORKERS=1 on CPU 0" : "WORKERS=1, unpinned",
+    workers: 1,
+    serverCpus: canPin ? "0" : undefined,
+    benchCpus: canPin ? `1-${cores - 1}` : undefined,
+    steps,
+  }, seconds);
+  out.push(...one.rows);
+  summary.push(perCore("WORKERS=1", one.best, 1, steps));
+  if (scaling && cores > 1) {
+    const many = await capacitySearch({
+      label: `WORKERS=${cores} on CPUs ${allCpus}, shared with the fakes and callers`,
+      workers: cores,
+      serverCpus: canPin ? allCpus : undefined,
+      benchCpus: canPin ? allCpus : undefined,
+      steps,
+    }, seconds);
+    out.push(...many.rows);
+    summary.push(perCore(`WORKERS=${cores}`, many.best, cores, steps));
+    notes.push(
+      `WORKERS=${cores} shares its ${cores} CPUs with the fakes and callers (see their cores ` +
+        "busy): its calls per core are a lower bound on what those cores carry with the vendors " +
+        "elsewhere, and its underruns may be the fakes' lateness as much as the server's.",
+    );
+  }
+  return [...out, "", ...summary, ...notes];
+}
+
+function perCore(label: string, best: LoadResult | undefined, cores: number, steps: number[]) {
+  if (!best) return `${label}: underruns already at ${steps[0]} calls.`;
+  const capped = best.calls === steps.at(-1) ? " (no underrun at the highest step tried)" : "";
+  return `${label}: ${best.calls} calls with no underrun${capped}, ${
+    (best.calls / cores).toFixed(0)
+  } per server core; ${best.cpuPerCallMinute.toFixed(3)} CPU s per call-minute; ${
+    best.kibPerCall.toFixed(0)
+  } KiB per call.`;
+}
+
 function recordsOption(value: string): "memory" | "file" {
   if (value === "memory" || value === "file") return value;
   throw new Error(`--records ${value}: expected memory or file`);
@@ -452,6 +644,10 @@ if (import.meta.main) {
       webhooks: { type: "boolean", default: false },
       "pin-server": { type: "string", default: "" },
       "hangup-spread-seconds": { type: "string", default: "0" },
+      capacity: { type: "boolean", default: false },
+      steps: { type: "string", default: "100,150,200,250,300" },
+      scaling: { type: "boolean", default: false },
+      workers: { type: "string", default: "1" },
     },
   });
   const out: string[] = [];
@@ -463,7 +659,16 @@ if (import.meta.main) {
     out.push(...await turnLatency("flux"));
     out.push(...await bargeInLatency());
   }
-  if (!args["skip-load"]) {
+  if (!args["skip-load"] && args.capacity) {
+    out.push("");
+    out.push(
+      ...await capacity(
+        args.steps.split(",").map(Number),
+        Number(args.seconds),
+        args.scaling,
+      ),
+    );
+  } else if (!args["skip-load"]) {
     out.push("", "| load | |", "|---|---|");
     const calls = Number(args.calls);
     const rampSeconds = Number(args["ramp-seconds"] || 0);
@@ -474,6 +679,7 @@ if (import.meta.main) {
         webhooks: args.webhooks,
         pinServerCpus: args["pin-server"] || undefined,
         hangupSpreadMs: Number(args["hangup-spread-seconds"]) * 1000,
+        workers: Number(args.workers),
       }),
     );
   }

@@ -26,6 +26,7 @@ import { consoleRoute } from "./console/console_route.ts";
 import { playgroundRoute } from "./playground/playground_route.ts";
 import type { Webhooks } from "./webhooks/webhooks.ts";
 import type { CallRecorder } from "./records/call_recorder.ts";
+import type { ClusterMember } from "./cluster/control.ts";
 
 /** Everything the routes depend on; built by `createServer` or by tests. */
 export interface AppDeps {
@@ -55,6 +56,8 @@ export interface AppDeps {
   };
   /** Webhook deliveries; undefined when WEBHOOK_SECRET is unset. */
   webhooks?: Webhooks;
+  /** Set in a server process started by the supervisor (`WORKERS` above 1). */
+  cluster?: ClusterMember;
 }
 
 /** Builds the Hono app. */

@@ -80,6 +80,8 @@ export const PIPECAT_REGIONS = {
 
 const regionNames = Object.keys(PIPECAT_REGIONS) as [keyof typeof PIPECAT_REGIONS];
 
+const WORKERS_ERROR = { error: "must be auto or an integer between 1 and 256" };
+
 /** The environment schema; the README's configuration table mirrors it. */
 export const EnvSchema = z.object({
   PORT: integer(7860, 0, 65535),
@@ -166,6 +168,17 @@ export const EnvSchema = z.object({
    * (EMFILE); 0 disables the reserve.
    */
   DESCRIPTOR_RESERVE: integer(64, 0, 100_000),
+  /**
+   * Server processes sharing the port: `auto` (one per core where processes can be started,
+   * one on Deno Deploy) or a count; 1 runs a single process with no supervisor.
+   */
+  WORKERS: z.preprocess(
+    (v) => (typeof v === "string" ? (v.trim() === "" ? undefined : v.trim().toLowerCase()) : v),
+    z.union([
+      z.literal("auto"),
+      z.coerce.number().int(WORKERS_ERROR).min(1, WORKERS_ERROR).max(256, WORKERS_ERROR),
+    ], WORKERS_ERROR).default("auto"),
+  ),
 
   /**
    * Where call records are kept: unset → ./data/calls.sqlite3 (the attached KV on Deno Deploy),

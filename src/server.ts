@@ -28,6 +28,7 @@ import { openRecordsKv } from "./records/open_kv.ts";
 import { createAnalysisLlm } from "./analysis/analyze_call.ts";
 import { reportCallOutcomes } from "./outcomes/call_outcomes.ts";
 import { webhooksFromConfig } from "./webhooks/webhooks.ts";
+import type { ClusterMember } from "./cluster/control.ts";
 
 /** Longest shutdown waits for webhooks being stored and analyses running. */
 const OUTCOMES_IDLE_MS = 5_000;
@@ -64,6 +65,11 @@ export interface StartServerOptions {
   kv?: RecordsKv;
   /** Also receives every call event (tests watch them here); records get them regardless. */
   events?: CallEventSink;
+  /**
+   * Set when this is one of the supervisor's server processes: it shares the port with the
+   * others and reports its counts to the supervisor.
+   */
+  cluster?: ClusterMember;
 }
 
 /** Per-call changes to the configured agent (the browser playground tries prompts out). */
@@ -247,6 +253,7 @@ export async function startServer(
     events: allOf(records, options.events),
     records,
     webhooks,
+    cluster: options.cluster,
     callExtras: webhooks && {
       webhookDeliveries: (callId) => webhooks.deliveriesFor(callId),
       forget: (callId) => webhooks.forget(callId),
@@ -269,11 +276,37 @@ export async function startServer(
     descriptorReserve: config.DESCRIPTOR_RESERVE,
     // Closing a failed listener's connections also closes its media sockets: only with no call.
     canRetire: () => registry.active === 0,
+    reusePort: options.cluster !== undefined,
   });
   const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host === "0.0.0.0" ? "localhost" : host}:${addr.port}`;
-  logger.info("listening", { url, env: config.ENV, version: VERSION });
+  // Under a supervisor, it says "listening" once every server process does.
+  logger.info(options.cluster ? "server process listening" : "listening", {
+    url,
+    env: config.ENV,
+    version: VERSION,
+  });
+  if (options.cluster) {
+    // A detection result another process received for a call this one may hold, or will.
+    options.cluster.onAnsweredBy = (callControlId, answeredBy) => {
+      const session = registry.byCall(callControlId);
+      if (session) session.deliver({ type: "answered_by", answeredBy });
+      else registry.rememberAnsweredBy(callControlId, answeredBy);
+    };
+  }
+  const reporting = new AbortController();
+  const reported = options.cluster?.reportEvery(
+    () => ({
+      worker: options.cluster!.worker,
+      pid: Deno.pid,
+      active_calls: registry.active,
+      pending_media_sockets: registry.pending,
+      draining,
+    }),
+    reporting.signal,
+    logger,
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
@@ -300,6 +333,8 @@ export async function startServer(
         await records.close();
       }
       closeKv?.();
+      reporting.abort();
+      await reported;
       logger.info("shut down", {
         finished_calls: result.finished,
         hung_up_calls: result.hungUp,

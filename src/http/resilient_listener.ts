@@ -42,6 +42,8 @@ export interface ResilientServeOptions {
    * is live). Without it failed servers are kept until {@link ResilientServer.shutdown}.
    */
   canRetire?: () => boolean;
+  /** Lets other processes listen on the same port, the kernel spreading connections (Linux). */
+  reusePort?: boolean;
 }
 
 /** A server that reopens its listener after descriptor exhaustion. */
@@ -86,6 +88,7 @@ export async function serveResiliently(options: ResilientServeOptions): Promise<
     instance.server = Deno.serve({
       port,
       hostname: options.hostname,
+      reusePort: options.reusePort,
       onListen: (addr) => {
         boundPort = (addr as Deno.NetAddr).port;
         bound.resolve(addr as Deno.NetAddr);

@@ -120,7 +120,7 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
         if (answered.has(callId)) return;
         answered.add(callId);
         return track(callId, "call.answered", () => sendProgress(callId, "call.answered", call));
-      case "ended":
+      case "ended": {
         // Already concluded (its analysis is stored), or being concluded right now.
         if (concluded.has(callId) || call.analysis !== null) return;
         concluded.add(callId);
@@ -132,6 +132,7 @@ export function reportCallOutcomes(deps: CallOutcomeDeps): CallOutcomes {
           "call.ended",
           () => conclude(callId, call, known).finally(() => concluded.delete(callId)),
         );
+      }
     }
   };
 

@@ -34,7 +34,7 @@ export const CALLBACK_PATHS = {
 
 type CallbackDeps = Pick<
   AppDeps,
-  "logger" | "signer" | "webhookVerifier" | "events" | "registry"
+  "logger" | "signer" | "webhookVerifier" | "events" | "registry" | "cluster"
 >;
 
 /** The callback routes. */
@@ -156,7 +156,11 @@ export function callbacksRoute(deps: CallbackDeps): Hono {
       // Through the session's mailbox, in order with the call's audio; a result ahead of the
       // stream waits in the registry for its session.
       if (session) session.deliver({ type: "answered_by", answeredBy: amd.answeredBy });
-      else deps.registry.rememberAnsweredBy(amd.callSid, amd.answeredBy);
+      else {
+        deps.registry.rememberAnsweredBy(amd.callSid, amd.answeredBy);
+        // Its stream may be on another server process (WORKERS): they take it from there.
+        void deps.cluster?.shareAnsweredBy(amd.callSid, amd.answeredBy, log);
+      }
       return c.json({ received: true });
     });
 }

@@ -1,5 +1,7 @@
 /**
- * `GET /health`: whether the process takes calls, and how many it holds.
+ * `GET /health`: whether the server takes calls, and how many it holds. Under a supervisor
+ * (`WORKERS` above 1) the figures are the whole server's: this process's own, fresh, and the
+ * other processes' latest reports, at most a second or so old.
  *
  * @module
  */
@@ -8,15 +10,49 @@ import type { AppDeps } from "../app.ts";
 
 /** The `/health` route. */
 export function healthRoute(
-  deps: Pick<AppDeps, "config" | "registry" | "version" | "isDraining">,
+  deps: Pick<AppDeps, "config" | "registry" | "version" | "isDraining" | "cluster">,
 ): Hono {
-  return new Hono().get("/health", (c) =>
-    c.json({
-      status: deps.isDraining() ? "draining" : "ok",
+  return new Hono().get("/health", async (c) => {
+    const own = {
       active_calls: deps.registry.active,
       // Media sockets that have not sent `start` yet: a high figure means a slow or abusive peer.
       pending_media_sockets: deps.registry.pending,
-      version: deps.version,
-      env: deps.config.ENV,
-    }));
+    };
+    const base = { version: deps.version, env: deps.config.ENV };
+    if (!deps.cluster) {
+      return c.json({ status: deps.isDraining() ? "draining" : "ok", ...own, ...base });
+    }
+    const worker = deps.cluster.worker;
+    const draining = deps.isDraining();
+    let cluster;
+    try {
+      cluster = await deps.cluster.report({ worker, pid: Deno.pid, ...own, draining });
+    } catch {
+      // The calls here go on without the supervisor; say that the figures are this process's.
+      return c.json({
+        status: draining ? "draining" : "ok",
+        ...own,
+        workers: { this: worker },
+        warning: "the supervisor did not answer: the figures are this process's only",
+        ...base,
+      });
+    }
+    const others = cluster.workers.filter((w) => w.worker !== worker);
+    const all = [{ worker, pid: Deno.pid, ...own, draining, reported_ms_ago: 0 }, ...others];
+    const sum = (key: "active_calls" | "pending_media_sockets") =>
+      all.reduce((n, w) => n + w[key], 0);
+    return c.json({
+      status: draining || cluster.stopping ? "draining" : "ok",
+      active_calls: sum("active_calls"),
+      pending_media_sockets: sum("pending_media_sockets"),
+      workers: {
+        expected: cluster.expected,
+        live: all.length,
+        restarts: cluster.restarts,
+        this: worker,
+        processes: all.sort((a, b) => a.worker - b.worker),
+      },
+      ...base,
+    });
+  });
 }

@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import type { AppDeps } from "../app.ts";
 import { ApiError } from "../http/api_error.ts";
 import { clientAddress } from "../http/client_address.ts";
-import { type UrlSigner, UsedSignatures } from "../security/url_signature.ts";
+import { type UrlSignature, type UrlSigner, UsedSignatures } from "../security/url_signature.ts";
 import type { HangupCall } from "../session/call_session.ts";
 import { refuseMediaSocket, serveMediaSocket } from "../session/media_socket.ts";
 import { BodyParamError, type CustomData, decodeBodyParam } from "../telnyx/body_param.ts";
@@ -24,11 +24,15 @@ const USED_STREAM_URLS_CAPACITY = 20_000;
 export function mediaRoute(
   deps: Pick<
     AppDeps,
-    "config" | "logger" | "registry" | "signer" | "calls" | "onSession" | "events"
+    "config" | "logger" | "registry" | "signer" | "calls" | "onSession" | "events" | "cluster"
   >,
 ): Hono {
   const { config, logger, registry } = deps;
-  const usedUrls = new UsedSignatures(USED_STREAM_URLS_CAPACITY);
+  // Under a supervisor every process checks the one set it keeps.
+  const cluster = deps.cluster;
+  const usedUrls: StreamUrlClaims = cluster
+    ? { claim: (signature) => cluster.claim(signature, logger) }
+    : new UsedSignatures(USED_STREAM_URLS_CAPACITY);
   const hangupCall = hangupVia(deps.calls);
 
   return new Hono().get("/ws", async (c) => {
@@ -98,10 +102,17 @@ type SocketUrlCheck =
   | { ok: true; call: string; body: CustomData }
   | { ok: false; reason: string };
 
+/** Where a Stream URL's signature is claimed for its one socket. */
+interface StreamUrlClaims {
+  claim(
+    signature: UrlSignature,
+  ): "fresh" | "reused" | "full" | Promise<"fresh" | "reused" | "full">;
+}
+
 /** Whether a media socket URL is genuine, bound to a call, and used for the first time. */
 async function acceptSocketUrl(
   signer: UrlSigner | undefined,
-  usedUrls: UsedSignatures,
+  usedUrls: StreamUrlClaims,
   url: URL,
 ): Promise<SocketUrlCheck> {
   if (!signer) {
@@ -126,7 +137,7 @@ async function acceptSocketUrl(
     }
   }
   // Claimed only once everything else holds, so a refused attempt does not burn the URL.
-  switch (usedUrls.claim(check.signature)) {
+  switch (await usedUrls.claim(check.signature)) {
     case "reused":
       return { ok: false, reason: "stream URL already used by another socket" };
     case "full":

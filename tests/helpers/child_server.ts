@@ -34,6 +34,11 @@ export interface SpawnServerOptions {
   denoFlags?: string[];
   /** Runs the server under `ulimit -n` of this many descriptors. */
   maxOpenFiles?: number;
+  /**
+   * Runs the server (and, with `WORKERS` above 1, every server process it starts) on these CPUs
+   * only, through `taskset --cpu-list`, e.g. "0" or "0,1".
+   */
+  cpuList?: string;
 }
 
 /** Spawns the server with `env` (JSON logs, an ephemeral port) and waits until it listens. */
@@ -47,23 +52,36 @@ export async function spawnServer(
     "--allow-net",
     "--allow-env",
     "--allow-read",
+    // With WORKERS above 1 the server starts its server processes with this deno.
+    `--allow-run=${Deno.execPath()}`,
     "--cert",
     CA,
     MAIN,
   ];
   // `exec` keeps the pid the server's own, so /proc figures and signals reach it.
+  const pinned = options.cpuList === undefined
+    ? [Deno.execPath(), ...denoArgs]
+    : ["taskset", "--cpu-list", options.cpuList, Deno.execPath(), ...denoArgs];
   const [command, args] = options.maxOpenFiles === undefined
-    ? [Deno.execPath(), denoArgs]
+    ? [pinned[0], pinned.slice(1)]
     : ["bash", [
       "-c",
       'ulimit -n "$0" && exec "$@"',
       String(options.maxOpenFiles),
-      Deno.execPath(),
-      ...denoArgs,
+      ...pinned,
     ]];
   const process = new Deno.Command(command, {
     args,
-    env: { PORT: "0", HOST: "127.0.0.1", LOG_FORMAT: "json", KV_PATH: ":memory:", ...env },
+    env: {
+      PORT: "0",
+      HOST: "127.0.0.1",
+      LOG_FORMAT: "json",
+      KV_PATH: ":memory:",
+      // One process unless a test asks for more; server processes take `--cert` from here.
+      WORKERS: "1",
+      DENO_CERT: CA,
+      ...env,
+    },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -190,6 +208,18 @@ export async function spawnServerWithFakes(
       await closeFakes();
     },
   };
+}
+
+/**
+ * The pids serving `server`'s port: its server processes, latest first started per worker,
+ * when it supervises several; its own pid otherwise.
+ */
+export function serverPids(server: ChildServer): number[] {
+  const byWorker = new Map<number, number>();
+  for (const line of server.lines) {
+    if (line.msg === "server process started") byWorker.set(Number(line.worker), Number(line.pid));
+  }
+  return byWorker.size > 0 ? [...byWorker.values()] : [server.pid];
 }
 
 /** CPU seconds (user + system) a process has used, from /proc. */
