@@ -20,10 +20,32 @@ export function isLoopbackAddress(address: string): boolean {
   return host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-/** True when the request comes straight from this machine, through no proxy. */
+/** True for the names a browser uses for this machine: localhost, 127.x.y.z, [::1]. */
+export function isLoopbackHostName(hostname: string): boolean {
+  const name = hostname.toLowerCase();
+  return name === "localhost" || name === "[::1]" || isLoopbackAddress(name);
+}
+
+/**
+ * True when the request comes straight from this machine, through no proxy, and from a page of
+ * this service. A loopback address alone is not enough: any web site the developer has open can
+ * make the browser send requests (and open WebSockets) to localhost, and a DNS-rebound name can
+ * even read the answers. So the `Host` must name loopback and an `Origin`, when the browser sends
+ * one, must be this same host.
+ */
 export function fromLoopback(c: Context): boolean {
   const forwarded = FORWARDING_HEADERS.some((name) => c.req.header(name) !== undefined);
-  return !forwarded && isLoopbackAddress(clientAddress(c.env));
+  if (forwarded || !isLoopbackAddress(clientAddress(c.env))) return false;
+  // The request URL's host is the `Host` header as the server received it.
+  const url = new URL(c.req.url);
+  if (!isLoopbackHostName(url.hostname)) return false;
+  const origin = c.req.header("origin");
+  if (origin === undefined) return true;
+  try {
+    return new URL(origin).host === url.host;
+  } catch {
+    return false;
+  }
 }
 
 /** The refusal of a page request from elsewhere when no API_TOKEN is configured. */

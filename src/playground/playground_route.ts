@@ -19,7 +19,7 @@ import { ApiError } from "../http/api_error.ts";
 import type { Logger } from "../log.ts";
 import type { CallEvent, CallEventSink } from "../records/call_events.ts";
 import { timingSafeEqual } from "../security/bearer_token.ts";
-import { voiceAgentStarter } from "../server.ts";
+import { voiceAgentStarter } from "../session/voice_agent_starter.ts";
 import type { TranscriptEvent } from "../services/stt.ts";
 import { CallSession } from "../session/call_session.ts";
 import {

@@ -77,6 +77,30 @@ Deno.test("a proxied request from loopback counts as from elsewhere", async () =
   await res.body?.cancel();
 });
 
+Deno.test("another web site's request to loopback needs the token (cross-site request)", async () => {
+  const app = appFor({ token: TOKEN });
+  const res = await app.request("http://127.0.0.1:7860/console/api/calls", {
+    headers: { origin: "https://example.com" },
+  }, from("127.0.0.1"));
+  assert.equal(res.status, 401);
+  await res.body?.cancel();
+  const sameSite = await app.request("http://127.0.0.1:7860/console/api/calls", {
+    headers: { origin: "http://127.0.0.1:7860" },
+  }, from("127.0.0.1"));
+  assert.equal(sameSite.status, 200);
+  await sameSite.body?.cancel();
+});
+
+Deno.test("a name that resolves to loopback but is not loopback needs the token (DNS rebinding)", async () => {
+  const res = await appFor({ token: TOKEN }).request(
+    "http://rebind.example.com:7860/console/api/calls",
+    {},
+    from("127.0.0.1"),
+  );
+  assert.equal(res.status, 401);
+  await res.body?.cancel();
+});
+
 Deno.test("console API from elsewhere with no API_TOKEN configured is refused with 403", async () => {
   const res = await appFor().request("/console/api/calls", {}, from("10.1.2.3"));
   assert.equal(res.status, 403);

@@ -5,7 +5,8 @@
  * @module
  */
 import { type Config, loadConfig } from "../../src/config.ts";
-import { loggerFor, type RunningServer, startServer, voiceAgentStarter } from "../../src/server.ts";
+import { loggerFor, type RunningServer, startServer } from "../../src/server.ts";
+import { voiceAgentStarter } from "../../src/session/voice_agent_starter.ts";
 import type { VoiceAgent } from "../../src/session/voice_agent.ts";
 import type { CallSession } from "../../src/session/call_session.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";

@@ -1,0 +1,117 @@
+/**
+ * What starts a voice agent on each new call: the vendor adapters (Deepgram, OpenAI, Cartesia)
+ * built from the configuration, in the call's audio format, around the call's session. Phone
+ * calls and the browser playground start their agents through it alike.
+ *
+ * @module
+ */
+import { createVad } from "../audio/vad.ts";
+import type { Config } from "../config.ts";
+import { createChatStreamer } from "../services/llm.ts";
+import {
+  type LiveTranscriber,
+  openLiveTranscriber,
+  type TranscriptEvent,
+} from "../services/stt.ts";
+import { CartesiaSpeaker } from "../services/tts.ts";
+import type { CallSession } from "./call_session.ts";
+import { VoiceAgent } from "./voice_agent.ts";
+
+/** Per-call changes to the configured agent (the browser playground tries prompts out). */
+export interface AgentOverrides {
+  systemPrompt?: string;
+  greeting?: string;
+  firstSpeaker?: "callee" | "bot";
+  /** Sees every transcript event the agent gets, e.g. to show interim words. */
+  onTranscript?: (event: TranscriptEvent) => void;
+}
+
+/**
+ * Starts a voice agent on each new call (local mode with the AI keys set). Any failure to start
+ * ends that call, never the process.
+ */
+export function voiceAgentStarter(
+  config: Config,
+  onAgent?: (agent: VoiceAgent) => void,
+  overrides: AgentOverrides = {},
+): ((session: CallSession) => void) | undefined {
+  const { OPENAI_API_KEY, DEEPGRAM_API_KEY, CARTESIA_API_KEY } = config;
+  if (config.ENV === "production" || !OPENAI_API_KEY || !DEEPGRAM_API_KEY || !CARTESIA_API_KEY) {
+    return undefined;
+  }
+  // One HTTP client for all calls: the LLM is stateless per request.
+  const llm = createChatStreamer({
+    apiKey: OPENAI_API_KEY,
+    baseURL: config.OPENAI_BASE_URL,
+    model: config.OPENAI_MODEL,
+    timeoutMs: config.LLM_TIMEOUT_MS,
+  });
+  return (session) => {
+    const log = session.log;
+    const start = async () => {
+      const vad = await createVad();
+      const agent = new VoiceAgent(session, {
+        llm,
+        speaker: new CartesiaSpeaker({
+          apiKey: CARTESIA_API_KEY,
+          baseURL: config.CARTESIA_BASE_URL,
+          model: config.CARTESIA_MODEL,
+          voiceId: config.CARTESIA_VOICE_ID,
+          audioFormat: session.outputFormat,
+          log: (level, msg, fields) => log[level](`tts: ${msg}`, fields),
+        }),
+        openTranscriber: (signal) =>
+          observed(
+            openLiveTranscriber({
+              apiKey: DEEPGRAM_API_KEY,
+              baseUrl: config.DEEPGRAM_BASE_URL,
+              engine: config.STT_ENGINE,
+              audioFormat: session.inputFormat,
+              model: config.DEEPGRAM_MODEL,
+              eagerEotThreshold: config.FLUX_EAGER_EOT_THRESHOLD,
+              signal,
+              log: (level, msg, fields) => log[level](`stt: ${msg}`, fields),
+            }),
+            overrides.onTranscript,
+          ),
+        vad,
+        sttEngine: config.STT_ENGINE,
+        systemPrompt: overrides.systemPrompt ?? config.SYSTEM_PROMPT,
+        greeting: overrides.greeting ?? config.GREETING,
+        firstSpeaker: overrides.firstSpeaker ?? config.FIRST_SPEAKER,
+        maxCallSeconds: config.MAX_CALL_SECONDS,
+        idleTimeoutSeconds: config.IDLE_TIMEOUT_SECONDS,
+        voicemailMessage: config.VOICEMAIL_MESSAGE,
+        voicemailWaitSeconds: config.VOICEMAIL_WAIT_SECONDS,
+      });
+      onAgent?.(agent);
+      agent.start();
+    };
+    start().catch((error) => {
+      log.error("voice agent failed to start; ending the call", { error });
+      void session.hangUp("error");
+    });
+  };
+}
+
+/** `stt` whose events also go to `observe`, when given. */
+function observed(
+  stt: LiveTranscriber,
+  observe: ((event: TranscriptEvent) => void) | undefined,
+): LiveTranscriber {
+  if (!observe) return stt;
+  return {
+    sendAudio: (audio) => stt.sendAudio(audio),
+    finalize: () => stt.finalize(),
+    close: () => stt.close(),
+    get audioSeconds() {
+      return stt.audioSeconds;
+    },
+    async *[Symbol.asyncIterator]() {
+      for await (const event of stt) {
+        observe(event);
+        yield event;
+      }
+    },
+  };
+}
