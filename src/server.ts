@@ -14,7 +14,7 @@ import { WebhookVerifier } from "./security/webhook_signature.ts";
 import { CallRegistry } from "./session/call_registry.ts";
 import type { CallSession } from "./session/call_session.ts";
 import { TelnyxCalls } from "./telnyx/calls.ts";
-import { createVad } from "./audio/vad.ts";
+import { createVad, preloadVad } from "./audio/vad.ts";
 import { createChatStreamer } from "./services/llm.ts";
 import { type LiveTranscriber, openLiveTranscriber, type TranscriptEvent } from "./services/stt.ts";
 import { CartesiaSpeaker } from "./services/tts.ts";
@@ -233,6 +233,13 @@ export async function startServer(
     ? new WebhookVerifier(config.TELNYX_PUBLIC_KEY)
     : undefined;
 
+  const onSession = options.onSession ?? voiceAgentStarter(config);
+  if (onSession !== undefined && options.onSession === undefined) {
+    // The VAD's wasm module once per process, before the first call rather than during it.
+    await preloadVad().catch((error) => {
+      logger.warn("voice activity detector not loaded; the first call will retry", { error });
+    });
+  }
   let draining = false;
   const app = createApp({
     config,
@@ -243,7 +250,7 @@ export async function startServer(
     webhookVerifier,
     calls,
     isDraining: () => draining,
-    onSession: options.onSession ?? voiceAgentStarter(config),
+    onSession,
     events: allOf(records, options.events),
     records,
     webhooks,
