@@ -15,6 +15,7 @@ import { CallRegistry } from "./session/call_registry.ts";
 import { voiceAgentStarter } from "./session/voice_agent_starter.ts";
 import type { CallSession } from "./session/call_session.ts";
 import { TelnyxCalls } from "./telnyx/calls.ts";
+import { preloadVad } from "./audio/vad.ts";
 import { limitRequests } from "./http/connection_limits.ts";
 import { serveResiliently } from "./http/resilient_listener.ts";
 import { settledWithin } from "./async/deadline.ts";
@@ -136,6 +137,13 @@ export async function startServer(
     ? new WebhookVerifier(config.TELNYX_PUBLIC_KEY)
     : undefined;
 
+  const onSession = options.onSession ?? voiceAgentStarter(config);
+  if (onSession !== undefined && options.onSession === undefined) {
+    // The VAD's wasm module once per process, before the first call rather than during it.
+    await preloadVad().catch((error) => {
+      logger.warn("voice activity detector not loaded; the first call will retry", { error });
+    });
+  }
   let draining = false;
   const app = createApp({
     config,
@@ -146,7 +154,7 @@ export async function startServer(
     webhookVerifier,
     calls,
     isDraining: () => draining,
-    onSession: options.onSession ?? voiceAgentStarter(config),
+    onSession,
     events: allOf(records, options.events),
     records,
     webhooks,

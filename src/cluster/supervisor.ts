@@ -259,6 +259,13 @@ function freePort(hostname: string): number {
 }
 
 /**
+ * V8 options of a server process, the same as `deno task start` gives a single one: a young
+ * generation capped small, because V8 grows it with the allocation rate of many calls' audio and
+ * that headroom is most of what a call seems to cost in memory.
+ */
+export const SERVER_V8_FLAGS = "--max-semi-space-size=4";
+
+/**
  * The `deno` arguments that start `mainModule` as a server process with the permissions this
  * process holds: net, env, read and sys when granted in full, and write where the call records
  * live. Other flags cannot be read back from a running Deno; `--cert` passes as `DENO_CERT`.
@@ -269,7 +276,7 @@ export function serverProcessArgs(
   scriptArgs: string[] = Deno.args,
 ): string[] {
   // `reusePort` on `Deno.serve` is still behind --unstable-net.
-  const flags = ["run", "--no-prompt", "--unstable-net"];
+  const flags = ["run", "--no-prompt", "--unstable-net", `--v8-flags=${SERVER_V8_FLAGS}`];
   for (const name of ["net", "env", "read", "sys"] as const) {
     if (Deno.permissions.querySync({ name }).state === "granted") flags.push(`--allow-${name}`);
   }

@@ -58,7 +58,10 @@ export interface SttOptions {
   reconnect?: { attempts: number; backoffMs: number };
   /** Nova: send `KeepAlive` when no audio went out for this long; default 3000 ms. */
   keepAliveMs?: number;
-  /** Audio kept for replay (not yet finalised, or sent during a gap); default 30 s of audio. */
+  /**
+   * Audio kept for replay (not yet finalised, or sent during a gap); default
+   * {@link DEFAULT_MAX_BUFFER_SECONDS} of audio.
+   */
   maxBufferBytes?: number;
   /** How long `close()` waits for the server to flush and close; default 2000 ms. */
   closeTimeoutMs?: number;
@@ -129,6 +132,15 @@ const MAX_QUEUED_EVENTS = 512;
 const MAX_BACKOFF_MS = 4000;
 /** Default {@link SttOptions.connectTimeoutMs}. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+/**
+ * Default bound of the replay log, in seconds of call audio. Finals trim the log as they come
+ * (every Nova `is_final` result, speech or not; Flux at every end of turn), so it only fills
+ * during a long unfinalised turn or a long outage, and then in every call at once. Interim
+ * results never trim it: their audio is transcribed again by the final that follows. Beyond
+ * this bound a replay would restore speech the caller has given up on: the agent has been
+ * silent that long.
+ */
+export const DEFAULT_MAX_BUFFER_SECONDS = 15;
 
 const MessageType = z.object({ type: z.string() });
 const NovaResults = z.object({
@@ -504,7 +516,7 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
 
   /** Drops the oldest audio beyond the bound; only audio never sent to Deepgram is a real loss. */
   private enforceBufferBound(): void {
-    const max = this.opts.maxBufferBytes ?? 30 * this.bytesPerSecond;
+    const max = this.opts.maxBufferBytes ?? DEFAULT_MAX_BUFFER_SECONDS * this.bytesPerSecond;
     while (this.logBytes > max && this.audioLog.length > 1) {
       const dropped = this.audioLog.shift()!;
       this.logBytes -= dropped.length;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { decodeMuLaw } from "../../src/audio/g711.ts";
 import {
   createVad,
+  preloadVad,
   SpeechSegmenter,
   type VadEvent,
   vadInstanceBytes,
@@ -230,6 +231,13 @@ Deno.test("close is idempotent and push afterwards throws; an instance is small"
   vad.reset(); // harmless after close
   const perInstance = await vadInstanceBytes();
   assert.ok(perInstance > 0 && perInstance < 4096, `instance bytes ${perInstance}`);
+});
+
+Deno.test("preloadVad can run any number of times, and detectors made after it detect speech", async () => {
+  await Promise.all([preloadVad(), preloadVad()]);
+  await preloadVad();
+  const events = await eventsFor(SPEECH_CLIPS[0].name);
+  assert.deepEqual(events.map((e) => e.type), ["speech_start", "speech_end"]);
 });
 
 Deno.test("invalid options are refused", async () => {

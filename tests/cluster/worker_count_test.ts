@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { workerPlan, type WorkerPlatform } from "../../src/cluster/worker_count.ts";
 import { ConfigError, loadConfig } from "../../src/config.ts";
-import { serverProcessArgs } from "../../src/cluster/supervisor.ts";
+import { SERVER_V8_FLAGS, serverProcessArgs } from "../../src/cluster/supervisor.ts";
 
 const linux4: WorkerPlatform = { cores: 4, onDenoDeploy: false, canSpawn: true, sharesPorts: true };
 
@@ -45,6 +45,7 @@ Deno.test("an explicit count runs that many, or one with the reason it cannot", 
 Deno.test("server processes are started with this process's permissions and script", () => {
   const args = serverProcessArgs("file:///srv/app/main.ts", "/tmp/kv-folder/calls.sqlite3", ["x"]);
   assert.deepEqual(args.slice(0, 3), ["run", "--no-prompt", "--unstable-net"]);
+  assert.ok(args.includes(`--v8-flags=${SERVER_V8_FLAGS}`), "the V8 options of a single server");
   for (const name of ["net", "env", "read"]) assert.ok(args.includes(`--allow-${name}`), name);
   // The test task grants write on /tmp only: the KV folder inside it is passed on, no more.
   const fullWrite = Deno.permissions.querySync({ name: "write" }).state === "granted";
@@ -63,4 +64,10 @@ Deno.test({
     const args = serverProcessArgs("file:///srv/app/main.ts", ":memory:", []);
     assert.ok(!args.some((a) => a.startsWith("--allow-write")), args.join(" "));
   },
+});
+
+Deno.test("deno task start gives a single server the V8 options server processes get", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+  assert.ok(config.tasks.start.includes(`--v8-flags=${SERVER_V8_FLAGS}`), config.tasks.start);
+  assert.ok(config.tasks.dev.includes(`--v8-flags=${SERVER_V8_FLAGS}`), config.tasks.dev);
 });

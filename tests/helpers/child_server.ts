@@ -17,6 +17,14 @@ import { TEST_ACCOUNT, TEST_API_KEY, TEST_FROM } from "./harness.ts";
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CA = new URL("../fakes/tls/ca.pem", import.meta.url).pathname;
 
+/**
+ * The `--v8-flags` of `deno task start`, so a child server runs as production does; a caller's
+ * own `--v8-flags` in `denoFlags` replaces them.
+ */
+const START_V8_FLAGS: readonly string[] = String(
+  JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url))).tasks.start,
+).split(/\s+/).filter((arg) => arg.startsWith("--v8-flags="));
+
 /** A running child server. */
 export interface ChildServer extends AsyncDisposable {
   url: string;
@@ -46,9 +54,11 @@ export async function spawnServer(
   env: Record<string, string>,
   options: SpawnServerOptions = {},
 ): Promise<ChildServer> {
+  const denoFlags = options.denoFlags ?? [];
   const denoArgs = [
     "run",
-    ...(options.denoFlags ?? []),
+    ...(denoFlags.some((flag) => flag.startsWith("--v8-flags=")) ? [] : START_V8_FLAGS),
+    ...denoFlags,
     "--allow-net",
     "--allow-env",
     "--allow-read",

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  DEFAULT_MAX_BUFFER_SECONDS,
   type LiveTranscriber,
   openLiveTranscriber,
   type SttOptions,
@@ -302,6 +303,28 @@ Deno.test("nova: audio beyond the buffer bound during a long gap drops the oldes
   await h.fake.waitFor(() => h.fake.connections[1]?.bytesReceived === 4000);
   assert.deepEqual(conn(h.fake, 1).audio, gap.subarray(-4000));
   assert.ok(h.logs.some((l) => l.level === "warn" && l.msg.includes("buffer full")));
+});
+
+Deno.test("nova: by default a gap keeps the last DEFAULT_MAX_BUFFER_SECONDS of audio for replay", async () => {
+  await using h = harness({ drops: [{ connection: 0, afterBytes: 1600 }] }, {
+    reconnect: { attempts: 100, backoffMs: 5 },
+  });
+  await h.fake.waitFor(() => h.fake.connections.length === 1);
+  h.fake.refuseConnections(Infinity);
+  feed(h.stt, audio(1600, 5));
+  await h.fake.waitFor(() => h.fake.rejectedUpgrades >= 1);
+  const bound = DEFAULT_MAX_BUFFER_SECONDS * 8000;
+  const gap = audio(bound + 16_000, 6);
+  feed(h.stt, gap);
+  h.fake.refuseConnections(0);
+  const events = await readUntil(h.events, (e) => e.type === "reconnected");
+  assert.deepEqual(events.at(-1), {
+    type: "reconnected",
+    attempt: h.fake.rejectedUpgrades + 1,
+    bufferedBytes: bound,
+  });
+  await h.fake.waitFor(() => h.fake.connections[1]?.bytesReceived === bound);
+  assert.deepEqual(conn(h.fake, 1).audio, gap.subarray(-bound));
 });
 
 Deno.test("nova: close() flushes speech in progress before the stream ends", async () => {

@@ -21,6 +21,7 @@ import {
   OutboundFrameSchema,
   parseInboundFrame,
   parseOutboundFrame,
+  scanInboundMediaFrame,
 } from "../../src/telnyx/media_stream.ts";
 
 /** Mulberry32: tiny seeded PRNG so the random cases are reproducible. */
@@ -515,6 +516,141 @@ Deno.test("the media fast path accepts and returns exactly what the zod schema d
     }
   }
   await t.step(`${cases} frame variants agree`, () => assert.ok(cases > 2000));
+});
+
+/** What the full parse makes of `text`: JSON.parse, then the inbound schema. */
+function referenceParse(text: string): { ok: true; frame: unknown } | { ok: false } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { ok: false };
+  }
+  const parsed = InboundFrameSchema.safeParse(json);
+  return parsed.success ? { ok: true, frame: parsed.data } : { ok: false };
+}
+
+/** A JSON member `"key":value`, the value given as raw JSON text. */
+const member = (key: string, raw: string) => `"${key}":${raw}`;
+
+/**
+ * Media frames as text, random in everything the scanner looks at: key order, duplicates,
+ * missing and extra keys, counters as strings or numbers of every JSON spelling, lengths either
+ * side of each bound, escapes, control characters, whitespace and trailing text.
+ */
+function randomMediaFrameText(random: () => number): string {
+  const pick = <T>(options: readonly T[]): T => options[Math.floor(random() * options.length)];
+  /** Mostly a value the schema takes, sometimes one it refuses or only JSON.parse can read. */
+  const mostly = (good: readonly string[], odd: readonly string[]) =>
+    random() < 0.8 ? pick(good) : pick(odd);
+  const counter = () =>
+    mostly(['"1"', '"0"', "0", "7", "123456789012345", `"${"9".repeat(20)}"`], [
+      "1234567890123456",
+      "9007199254740993",
+      "-1",
+      "1.5",
+      "1e3",
+      "01",
+      "true",
+      "null",
+      `"${"9".repeat(21)}"`,
+      '"\\u0031"',
+      '"a\\"b"',
+    ]);
+  const text = (max: number) =>
+    mostly([`"${"s".repeat(max)}"`, '"inbound"', '""', '"zoë ☎"'], [
+      `"${"s".repeat(max + 1)}"`,
+      '"\\u0041"',
+      '"tab\\there"',
+      `"raw${String.fromCharCode(1)}control"`,
+      "5",
+      "null",
+    ]);
+  const payload = () =>
+    mostly([
+      `"${randomBytes(random, Math.floor(random() * 200)).toBase64()}"`,
+      `"${randomBytes(random, 160).toBase64().replace(/=+$/, "")}"`,
+      `"${"A".repeat(MAX_INBOUND_MEDIA_PAYLOAD_CHARS)}"`,
+    ], [
+      `"${"A".repeat(MAX_INBOUND_MEDIA_PAYLOAD_CHARS + 4)}"`,
+      '"AAAAA"',
+      '"!!"',
+      '"/w\\u003d\\u003d"',
+      "5",
+    ]);
+  const mediaMembers = [
+    random() < 0.8 ? member("track", text(64)) : undefined,
+    random() < 0.8 ? member("chunk", counter()) : undefined,
+    random() < 0.8 ? member("timestamp", counter()) : undefined,
+    random() < 0.97 ? member("payload", payload()) : undefined,
+    random() < 0.03 ? member("junk", "1") : undefined,
+    random() < 0.03 ? member("payload", payload()) : undefined,
+  ].filter((m) => m !== undefined);
+  if (random() < 0.05) mediaMembers.reverse();
+  const media = random() < 0.03 ? pick(["null", "[]", '"x"']) : `{${mediaMembers.join(",")}}`;
+  const top = [
+    random() < 0.8 ? member("sequence_number", counter()) : undefined,
+    random() < 0.8 ? member("stream_id", text(MAX_ID_CHARS)) : undefined,
+    random() < 0.98 ? member("media", media) : undefined,
+    random() < 0.03 ? member("extra", '"x"') : undefined,
+    random() < 0.03 ? member("stream_id", '"again"') : undefined,
+    random() < 0.02 ? member("event", '"mark"') : undefined,
+  ].filter((m) => m !== undefined);
+  for (let i = top.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [top[i], top[j]] = [top[j], top[i]];
+  }
+  const joined = [member("event", '"media"'), ...top].join(random() < 0.03 ? ", " : ",");
+  return `{${joined}}${random() < 0.03 ? pick([" ", "x", "}", "\\n"]) : ""}`;
+}
+
+Deno.test("the media frame scanner accepts Telnyx's and our fake's media frames", () => {
+  const payload = randomBytes(seededRandom(3), 160).toBase64();
+  const documented = JSON.stringify({
+    event: "media",
+    sequence_number: "4",
+    stream_id: "32de0dea-53cb-4b21-89a4-9e1819c043bc",
+    media: { track: "inbound", chunk: "2", timestamp: "5", payload },
+  });
+  const fake = JSON.stringify({
+    event: "media",
+    stream_id: "s-1",
+    media: { track: "inbound", chunk: "3", timestamp: "60", payload },
+  });
+  for (const text of [documented, fake]) {
+    const scanned = scanInboundMediaFrame(text);
+    assert.ok(scanned !== undefined, text);
+    assert.deepEqual(scanned, (referenceParse(text) as { frame: unknown }).frame);
+  }
+});
+
+Deno.test("parseInboundFrame with the scanner agrees with JSON.parse + schema on random media frames", async (t) => {
+  const random = seededRandom(8);
+  let scanned = 0;
+  let accepted = 0;
+  const cases = 20_000;
+  for (let i = 0; i < cases; i++) {
+    const text = randomMediaFrameText(random);
+    const expected = referenceParse(text);
+    const fast = scanInboundMediaFrame(text);
+    if (fast !== undefined) {
+      scanned++;
+      assert.ok(expected.ok, `scanner accepted what the schema refuses: ${text}`);
+      assert.deepEqual(fast, expected.frame, text);
+    }
+    const parsed = parseInboundFrame(text);
+    assert.equal(parsed.ok, expected.ok, text);
+    if (parsed.ok && expected.ok) {
+      accepted++;
+      assert.deepEqual(parsed.frame, expected.frame, text);
+    }
+  }
+  // The mix must exercise both paths, or the agreement above says little.
+  await t.step(`${scanned} of ${cases} scanned, ${accepted} accepted in all`, () => {
+    assert.ok(scanned > cases / 20);
+    assert.ok(accepted > scanned);
+    assert.ok(cases - accepted > cases / 5);
+  });
 });
 
 /** `count` characters of `char`. */
