@@ -1,8 +1,7 @@
 /**
  * Per-frame cost of the Telnyx media socket, 50 frames a second per call in each direction:
- * parsing an inbound `media` frame (by the scanner, or through JSON.parse for a frame it
- * declines) and decoding its payload (into a fresh array, as before, or into the one buffer per
- * socket, as now), and building an outbound `media` frame.
+ * parsing an inbound `media` frame and decoding its payload (into a fresh array, as before, or
+ * into the one buffer per socket, as now), and building an outbound `media` frame.
  *
  * Run: `deno bench bench/media_frame_bench.ts`
  */
@@ -28,17 +27,6 @@ Deno.bench({
   baseline: true,
   fn: () => {
     parseInboundFrame(INBOUND);
-  },
-});
-
-// The same frame with one space after a colon: the scanner leaves it to JSON.parse + checks.
-const INBOUND_SPACED = INBOUND.replace('"event":', '"event": ');
-
-Deno.bench({
-  name: "inbound: parse only, through JSON.parse (scanner declines)",
-  group: "inbound",
-  fn: () => {
-    parseInboundFrame(INBOUND_SPACED);
   },
 });
 
