@@ -11,7 +11,7 @@ import {
   PLAYOUT_MARGIN_MS,
   SPECULATIVE_CONFIRM_MS,
 } from "../../src/session/voice_agent.ts";
-import { type AgentCall, greeted, playMs, startAgentCall } from "../helpers/agent_harness.ts";
+import { greeted, playMs, startAgentCall } from "../helpers/agent_harness.ts";
 import { settle } from "../helpers/manual_clock.ts";
 import { ALAW_8K } from "../../src/transport/call_transport.ts";
 import { decodeALaw } from "../../src/audio/g711.ts";
