@@ -24,6 +24,7 @@ import { callsRoute } from "./routes/calls.ts";
 import { webhooksRoute } from "./routes/webhooks.ts";
 import { consoleRoute } from "./console/console_route.ts";
 import { playgroundRoute } from "./playground/playground_route.ts";
+import { pagesRoute } from "./pages/pages.ts";
 import type { Webhooks } from "./webhooks/webhooks.ts";
 import type { CallRecorder } from "./records/call_recorder.ts";
 import type { ClusterMember } from "./cluster/control.ts";
@@ -105,5 +106,6 @@ export function createApp(deps: AppDeps): Hono {
     .route("/", callsRoute(deps))
     .route("/", webhooksRoute({ config: deps.config, webhooks: deps.webhooks }))
     .route("/", consoleRoute(deps))
-    .route("/", playgroundRoute(deps));
+    .route("/", playgroundRoute(deps))
+    .route("/", pagesRoute());
 }

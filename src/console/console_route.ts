@@ -16,6 +16,7 @@ import { AsyncQueue } from "../async/async_queue.ts";
 import { ApiError } from "../http/api_error.ts";
 import type { CallRecordView, CallSummary } from "../records/call_record.ts";
 import type { CallSession } from "../session/call_session.ts";
+import { PAGE_HEADERS, pageFiles, SCRIPT_HEADERS } from "../pages/pages.ts";
 import { requireLoopbackOrToken } from "./page_access.ts";
 
 /** Recent records the console lists. */
@@ -58,28 +59,10 @@ type Notice =
   | { kind: "call"; id: string; event: string }
   | { kind: "tick" };
 
-const pageFiles = {
+const loadPage = pageFiles({
   html: new URL("./console.html", import.meta.url),
   js: new URL("./console.js", import.meta.url),
-};
-
-/** Read once on first use: the files ship with the service. */
-let page: Promise<{ html: string; js: string }> | undefined;
-function loadPage(): Promise<{ html: string; js: string }> {
-  return page ??= Promise.all([
-    Deno.readTextFile(pageFiles.html),
-    Deno.readTextFile(pageFiles.js),
-  ]).then(([html, js]) => ({ html, js }));
-}
-
-/** Headers of the page and its script: nothing loads from anywhere but this service. */
-export const PAGE_HEADERS = {
-  "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; " +
-    "img-src 'self' data:; frame-ancestors 'none'",
-  "X-Content-Type-Options": "nosniff",
-  "Referrer-Policy": "no-referrer",
-  "Cache-Control": "no-store",
-};
+});
 
 function liveCall(session: CallSession): LiveCall {
   return {
@@ -107,10 +90,7 @@ export function consoleRoute(
       return c.html((await loadPage()).html, 200, PAGE_HEADERS);
     })
     .get("/console/console.js", async (c) => {
-      return c.body((await loadPage()).js, 200, {
-        ...PAGE_HEADERS,
-        "Content-Type": "text/javascript; charset=utf-8",
-      });
+      return c.body((await loadPage()).js, 200, SCRIPT_HEADERS);
     })
     .use("/console/api/*", access)
     .get("/console/api/calls", async (c) => {

@@ -14,7 +14,7 @@ import type { AppDeps } from "../app.ts";
 import { deadline, DeadlineError } from "../async/deadline.ts";
 import { missingFor } from "../config.ts";
 import { fromLoopback, loopbackOnly } from "../console/page_access.ts";
-import { PAGE_HEADERS } from "../console/console_route.ts";
+import { PAGE_HEADERS, pageFiles, SCRIPT_HEADERS } from "../pages/pages.ts";
 import { ApiError } from "../http/api_error.ts";
 import type { Logger } from "../log.ts";
 import type { CallEvent, CallEventSink } from "../records/call_events.ts";
@@ -33,20 +33,11 @@ import {
 /** Longest the page may take to send its start message after the socket opened. */
 const START_TIMEOUT_MS = 10_000;
 
-const files = {
+const loadPage = pageFiles({
   html: new URL("./playground.html", import.meta.url),
   js: new URL("./playground.js", import.meta.url),
   worklet: new URL("./capture_worklet.js", import.meta.url),
-};
-let page: Promise<{ html: string; js: string; worklet: string }> | undefined;
-function loadPage() {
-  return page ??= Promise.all([
-    Deno.readTextFile(files.html),
-    Deno.readTextFile(files.js),
-    Deno.readTextFile(files.worklet),
-  ]).then(([html, js, worklet]) => ({ html, js, worklet }));
-}
-const SCRIPT_HEADERS = { ...PAGE_HEADERS, "Content-Type": "text/javascript; charset=utf-8" };
+});
 
 type PlaygroundDeps = Pick<
   AppDeps,

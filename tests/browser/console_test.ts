@@ -40,6 +40,14 @@ Deno.test({
       await page.locator('#detail .bar[data-latency="voiceToVoiceMs"]').count() > 0,
       "voice-to-voice latency drawn",
     );
+    assert.equal(
+      await page.$eval(
+        '#detail .bar[data-latency="voiceToVoiceMs"]',
+        (bar) => bar.ownerDocument.defaultView!.getComputedStyle(bar).backgroundColor,
+      ),
+      "rgb(39, 174, 96)",
+      "the shared stylesheet (/pages/pages.css) applies under the page's CSP",
+    );
     assert.ok(await page.locator("#hangup").isVisible(), "a live call can be hung up");
     assert.doesNotMatch(await page.locator("#detail").innerText(), /\b(null|undefined)\b/);
 

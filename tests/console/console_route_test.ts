@@ -3,16 +3,16 @@
  * the page which call changed.
  */
 import assert from "node:assert/strict";
-import { Hono } from "hono";
+import type { Hono } from "hono";
 import { deadline } from "../../src/async/deadline.ts";
 import { consoleRoute } from "../../src/console/console_route.ts";
 import { isLoopbackAddress } from "../../src/console/page_access.ts";
-import { ApiError } from "../../src/http/api_error.ts";
 import { Logger } from "../../src/log.ts";
 import { CallRecorder } from "../../src/records/call_recorder.ts";
 import { CallStore } from "../../src/records/call_store.ts";
 import { CallRegistry } from "../../src/session/call_registry.ts";
 import { placed } from "../helpers/records.ts";
+import { from, routeApp } from "../helpers/route_app.ts";
 
 const TOKEN = "console-test-token";
 const READ_WITHIN_MS = 5000;
@@ -20,18 +20,10 @@ const READ_WITHIN_MS = 5000;
 const TICK_MS = 10;
 const logger = new Logger({ sink: () => {}, format: "json", level: "error" });
 
-/** Deno.serve's handler info, as Hono sees it in `c.env`. */
-const from = (hostname: string) => ({ remoteAddr: { transport: "tcp", hostname, port: 40000 } });
-
 function appFor(
   options: { token?: string; records?: CallRecorder; draining?: () => boolean } = {},
 ): Hono {
-  const app = new Hono();
-  app.onError((error, c) =>
-    error instanceof ApiError ? c.json(error.toJSON(), error.status) : c.text(String(error), 500)
-  );
-  return app.route(
-    "/",
+  return routeApp(
     consoleRoute({
       config: { API_TOKEN: options.token } as never,
       logger,
@@ -114,6 +106,7 @@ Deno.test("the console page itself carries no data and loads nothing from elsewh
   assert.match(page.headers.get("content-security-policy")!, /default-src 'self'/);
   const html = await page.text();
   assert.match(html, /<script src="\/console\/console.js"><\/script>/);
+  assert.match(html, /<link rel="stylesheet" href="\/pages\/pages.css">/);
   assert.doesNotMatch(html, /https?:\/\//, "no CDN");
   const script = await app.request("/console/console.js", {}, from("10.1.2.3"));
   assert.equal(script.headers.get("content-type"), "text/javascript; charset=utf-8");

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { abortable } from "../../src/async/deadline.ts";
 import { AsyncQueue } from "../../src/async/async_queue.ts";
 import type { VadEvent, VoiceActivityDetector } from "../../src/audio/vad.ts";
@@ -14,6 +15,7 @@ import type { LiveTranscriber, SttEngine, TranscriptEvent } from "../../src/serv
 import type { PhrasePiece } from "../../src/services/phrases.ts";
 import type { SpeechEvent } from "../../src/services/tts.ts";
 import { CallSession, type HangupCall } from "../../src/session/call_session.ts";
+import { DEFAULT_GREETING } from "../../src/session/conversation.ts";
 import { PlaybackTicker } from "../../src/session/playback.ts";
 import { type Speaker, VoiceAgent } from "../../src/session/voice_agent.ts";
 import { ManualClock, settle } from "./manual_clock.ts";
@@ -306,4 +308,17 @@ export function startAgentCall(options: AgentCallOptions = {}) {
       await settle();
     },
   };
+}
+
+/** ms a default {@link FakeSpeaker} needs to play `text` at 8 kHz (8 bytes per ms). */
+export function playMs(text: string): number {
+  return (text.length * 40) / 8;
+}
+
+/** The callee says hello and the default greeting plays to the end. */
+export async function greeted(call: AgentCall): Promise<void> {
+  call.agent.start();
+  await call.say("Hello?");
+  await call.run(playMs(DEFAULT_GREETING) + 200);
+  assert.deepEqual(call.transcript(), ["callee: Hello?", `bot: ${DEFAULT_GREETING}`]);
 }

@@ -3,9 +3,8 @@
  * its socket, and the 16 kHz microphone audio the VAD hears at 8 kHz.
  */
 import assert from "node:assert/strict";
-import { Hono } from "hono";
+import type { Hono } from "hono";
 import { type Config, loadConfig } from "../../src/config.ts";
-import { ApiError } from "../../src/http/api_error.ts";
 import { Logger } from "../../src/log.ts";
 import {
   BROWSER_INPUT,
@@ -18,9 +17,9 @@ import { CallRegistry } from "../../src/session/call_registry.ts";
 import { pcmDecoderFor } from "../../src/transport/call_transport.ts";
 import { deadline } from "../../src/async/deadline.ts";
 import { startHarness } from "../helpers/harness.ts";
+import { from, routeApp } from "../helpers/route_app.ts";
 
 const logger = new Logger({ sink: () => {}, format: "json", level: "error" });
-const from = (hostname: string) => ({ remoteAddr: { transport: "tcp", hostname, port: 40000 } });
 const UPGRADE = {
   upgrade: "websocket",
   connection: "Upgrade",
@@ -35,12 +34,7 @@ function appFor(env: Record<string, string>): Hono {
     CARTESIA_API_KEY: "sk_car_test",
     ...env,
   });
-  const app = new Hono();
-  app.onError((error, c) =>
-    error instanceof ApiError ? c.json(error.toJSON(), error.status) : c.text(String(error), 500)
-  );
-  return app.route(
-    "/",
+  return routeApp(
     playgroundRoute({
       config,
       logger,
@@ -98,6 +92,7 @@ Deno.test("the playground page loads only its own scripts", async () => {
   assert.equal(page.status, 200);
   const html = await page.text();
   assert.match(html, /<script src="\/playground\/playground.js"><\/script>/);
+  assert.match(html, /<link rel="stylesheet" href="\/pages\/pages.css">/);
   assert.doesNotMatch(html, /https?:\/\//, "no CDN");
   const worklet = await app.request("/playground/capture_worklet.js", {}, from("10.0.0.8"));
   assert.match(await worklet.text(), /registerProcessor\("capture"/);

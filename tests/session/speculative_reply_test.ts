@@ -5,21 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { DEFAULT_GREETING } from "../../src/session/conversation.ts";
-import { type AgentCall, startAgentCall } from "../helpers/agent_harness.ts";
+import { type AgentCall, greeted, playMs, startAgentCall } from "../helpers/agent_harness.ts";
 import { settle } from "../helpers/manual_clock.ts";
-
-/** ms the fake TTS needs to play `text` (40 bytes per character at 8 bytes per ms). */
-function playMs(text: string): number {
-  return (text.length * 40) / 8;
-}
-
-/** The callee says hello and the greeting plays to the end. */
-async function greeted(call: AgentCall): Promise<void> {
-  call.agent.start();
-  await call.say("Hello?");
-  await call.run(playMs(DEFAULT_GREETING) + 200);
-  assert.deepEqual(call.transcript(), ["callee: Hello?", `bot: ${DEFAULT_GREETING}`]);
-}
 
 /** Nova: Deepgram ends the utterance (`speech_final`) while the VAD still hears the callee. */
 async function finalDuringHangover(call: AgentCall, text: string): Promise<void> {

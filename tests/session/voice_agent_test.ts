@@ -11,25 +11,12 @@ import {
   PLAYOUT_MARGIN_MS,
   SPECULATIVE_CONFIRM_MS,
 } from "../../src/session/voice_agent.ts";
-import { type AgentCall, startAgentCall } from "../helpers/agent_harness.ts";
+import { greeted, playMs, startAgentCall } from "../helpers/agent_harness.ts";
 import { settle } from "../helpers/manual_clock.ts";
 import { ALAW_8K } from "../../src/transport/call_transport.ts";
 import { decodeALaw } from "../../src/audio/g711.ts";
 
 const A_LAW_SILENCE = 0xd5;
-
-/** ms the fake TTS needs to play `text` (40 bytes per character at 8 bytes per ms). */
-function playMs(text: string): number {
-  return (text.length * 40) / 8;
-}
-
-/** The callee says hello and the greeting plays to the end. */
-async function greeted(call: AgentCall): Promise<void> {
-  call.agent.start();
-  await call.say("Hello?");
-  await call.run(playMs(DEFAULT_GREETING) + 200);
-  assert.deepEqual(call.transcript(), ["callee: Hello?", `bot: ${DEFAULT_GREETING}`]);
-}
 
 Deno.test("a reply superseded by a newer turn while audible is committed as heard", async () => {
   const first = "Our offer has three parts. ";
