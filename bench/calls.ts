@@ -292,6 +292,8 @@ export interface LoadResult {
   /** Calls whose summary was logged (the others did not end cleanly). */
   summaries: number;
   underruns: number;
+  /** Of `underruns`, those whose audio had not arrived from TTS yet (the rest: sends ran late). */
+  underrunsAwaitingAudio: number;
   callsWithUnderrun: number;
   /** Server CPU seconds (every process of it) per call-minute. */
   cpuPerCallMinute: number;
@@ -426,6 +428,7 @@ export async function load(
   const summaries = server.lines.filter((l) => l.msg === "call summary");
   const underruns = summaries.reduce((n, l) => n + Number(l.underruns ?? 0), 0);
   const withUnderrun = summaries.filter((l) => Number(l.underruns ?? 0) > 0).length;
+  const awaitingAudio = summaries.reduce((n, l) => n + Number(l.underruns_awaiting_audio ?? 0), 0);
   const turns = server.lines.filter((l) => l.msg === "turn" && l.trigger === "callee");
   const replies = turns.map((l) => Number(l.replyMs));
   const callMinutes = (count * activeMs) / 60_000;
@@ -468,6 +471,7 @@ export async function load(
       calls: count,
       summaries: summaries.length,
       underruns,
+      underrunsAwaitingAudio: awaitingAudio,
       callsWithUnderrun: withUnderrun,
       cpuPerCallMinute: cpuUsed / callMinutes,
       serverCoresBusy: cpuUsed / (activeMs / 1000),
@@ -549,7 +553,7 @@ async function capacitySearch(
     }
     const r = result as LoadResult;
     rows.push(
-      `| ${plan.label} | ${calls} | ${r.underruns} (${r.callsWithUnderrun}) | ${r.summaries} | ${
+      `| ${plan.label} | ${calls} | ${r.underruns} (${r.callsWithUnderrun}; ${r.underrunsAwaitingAudio}) | ${r.summaries} | ${
         r.serverCoresBusy.toFixed(2)
       } | ${r.cpuPerCallMinute.toFixed(3)} | ${r.kibPerCall.toFixed(0)} | ${
         r.benchCoresBusy.toFixed(2)
@@ -582,7 +586,7 @@ async function capacity(steps: number[], seconds: number, scaling: boolean): Pro
     );
   }
   const out = [
-    "| server | calls | underruns (calls with any) | ended cleanly | server cores busy | " +
+    "| server | calls | underruns (calls with any; awaiting TTS audio) | ended cleanly | server cores busy | " +
     "server CPU s per call-minute | KiB per call | fakes + callers cores busy | their lag p99 ms |",
     "|---|---|---|---|---|---|---|---|---|",
   ];
