@@ -120,14 +120,8 @@ Deno.test("telnyx transport: sends after the socket closed are dropped", async (
 });
 
 Deno.test("telnyx transport: paced playback, marks and barge-in against the fake Telnyx", async () => {
-  const accepted = Promise.withResolvers<WebSocket>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request);
-    accepted.resolve(socket);
-    return response;
-  });
-  const client = await TelnyxMediaClient.connect(`ws://127.0.0.1:${server.addr.port}/`);
-  const socket = await accepted.promise;
+  const wire = await connectFakeTelnyx();
+  const { socket, client } = wire;
   const echoes: string[] = [];
   const playback = new Playback({ output: new TelnyxMediaTransport(socket, MULAW_8K) });
   socket.addEventListener("message", (event) => {
@@ -175,7 +169,6 @@ Deno.test("telnyx transport: paced playback, marks and barge-in against the fake
     assert.deepEqual(playback.interrupt().heard, ["bye"]);
   } finally {
     playback.close();
-    await client.close();
-    await server.shutdown();
+    await wire.close();
   }
 });
