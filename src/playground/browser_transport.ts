@@ -21,7 +21,7 @@ export const BROWSER_OUTPUT: AudioFormat = Object.freeze({
 });
 
 /** Longest text message accepted from the page (the start message carries prompt and data). */
-export const MAX_CONTROL_CHARS = 64_000;
+const MAX_CONTROL_CHARS = 64_000;
 
 /** What the page sends first. */
 export const StartMessageSchema = z.strictObject({
@@ -43,24 +43,41 @@ const CallMessageSchema = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("stop") }),
 ]);
 
-/** The transport event a text message from the page means, or why it means nothing. */
-export function browserTransportEvent(
+/**
+ * The page's text message as `schema` reads it, or why it is not one; `what` names the message
+ * in the reason.
+ */
+export function parsePageMessage<T>(
   text: string,
-): { ok: true; event: TransportEvent } | { ok: false; reason: string } {
-  if (text.length > MAX_CONTROL_CHARS) return { ok: false, reason: "message too long" };
+  schema: z.ZodType<T>,
+  what: string,
+): { ok: true; message: T } | { ok: false; reason: string } {
+  if (text.length > MAX_CONTROL_CHARS) return { ok: false, reason: `${what} too long` };
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    return { ok: false, reason: "message is not JSON" };
+    return { ok: false, reason: `the ${what} is not JSON` };
   }
-  const parsed = CallMessageSchema.safeParse(json);
+  const parsed = schema.safeParse(json);
   if (!parsed.success) {
-    return { ok: false, reason: `unknown message: ${parsed.error.issues[0]?.message}` };
+    return {
+      ok: false,
+      reason: parsed.error.issues.map((i) => `${i.path.join(".") || "message"}: ${i.message}`)
+        .join("; "),
+    };
   }
-  const message = parsed.data;
-  return message.type === "played"
-    ? { ok: true, event: { type: "mark", name: message.name } }
+  return { ok: true, message: parsed.data };
+}
+
+/** The transport event a text message from the page means, or why it means nothing. */
+export function browserTransportEvent(
+  text: string,
+): { ok: true; event: TransportEvent } | { ok: false; reason: string } {
+  const parsed = parsePageMessage(text, CallMessageSchema, "message");
+  if (!parsed.ok) return parsed;
+  return parsed.message.type === "played"
+    ? { ok: true, event: { type: "mark", name: parsed.message.name } }
     : { ok: true, event: { type: "stop" } };
 }
 

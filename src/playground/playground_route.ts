@@ -25,7 +25,7 @@ import { CallSession } from "../session/call_session.ts";
 import {
   BrowserTransport,
   browserTransportEvent,
-  MAX_CONTROL_CHARS,
+  parsePageMessage,
   type StartMessage,
   StartMessageSchema,
 } from "./browser_transport.ts";
@@ -129,8 +129,8 @@ function servePlaygroundSocket(
 
   deadline(firstMessage.promise, START_TIMEOUT_MS, { what: "the playground start message" })
     .then((text) => {
-      const start = parseStart(text);
-      if (!start.ok) return refuse("bad_start", start.message);
+      const start = parsePageMessage(text, StartMessageSchema, "start message");
+      if (!start.ok) return refuse("bad_start", start.reason);
       if (
         deps.needsToken &&
         !(deps.config.API_TOKEN &&
@@ -149,27 +149,6 @@ function servePlaygroundSocket(
       transport.send({ type: "error", code: "internal_error", message: "See the server logs." });
       transport.close(1011, "internal_error");
     });
-}
-
-function parseStart(
-  text: string,
-): { ok: true; message: StartMessage } | { ok: false; message: string } {
-  if (text.length > MAX_CONTROL_CHARS) return { ok: false, message: "start message too long" };
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { ok: false, message: "the start message is not JSON" };
-  }
-  const parsed = StartMessageSchema.safeParse(json);
-  if (!parsed.success) {
-    return {
-      ok: false,
-      message: parsed.error.issues.map((i) => `${i.path.join(".") || "message"}: ${i.message}`)
-        .join("; "),
-    };
-  }
-  return { ok: true, message: parsed.data };
 }
 
 /** Creates the session and its agent, as the media socket does for a phone call. */
