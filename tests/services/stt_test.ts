@@ -97,6 +97,27 @@ function harness(
   };
 }
 
+/**
+ * A harness whose first connection dropped after 1600 bytes of audio and whose reconnection
+ * attempts are refused until the test allows them: the transcriber is in a gap.
+ */
+async function harnessInGap(sttOptions: Partial<SttOptions> = {}): Promise<Harness> {
+  const h = harness({ drops: [{ connection: 0, afterBytes: 1600 }] }, {
+    reconnect: { attempts: 100, backoffMs: 5 },
+    ...sttOptions,
+  });
+  try {
+    await h.fake.waitFor(() => h.fake.connections.length === 1);
+    h.fake.refuseConnections(Infinity);
+    feed(h.stt, audio(1600, 5));
+    await h.fake.waitFor(() => h.fake.rejectedUpgrades >= 1); // reconnecting, not yet connected
+    return h;
+  } catch (error) {
+    await h[Symbol.asyncDispose]();
+    throw error;
+  }
+}
+
 const conn = (fake: FakeDeepgram, i: number) => {
   const c = fake.connections[i];
   assert.ok(c, `connection ${i} exists`);
@@ -282,15 +303,7 @@ Deno.test("nova: reconnection retries with backoff through refused attempts", as
 });
 
 Deno.test("nova: audio beyond the buffer bound during a long gap drops the oldest", async () => {
-  await using h = harness({ drops: [{ connection: 0, afterBytes: 1600 }] }, {
-    reconnect: { attempts: 100, backoffMs: 5 },
-    maxBufferBytes: 4000,
-  });
-  await h.fake.waitFor(() => h.fake.connections.length === 1);
-  h.fake.refuseConnections(Infinity);
-  const first = audio(1600, 5);
-  feed(h.stt, first);
-  await h.fake.waitFor(() => h.fake.rejectedUpgrades >= 1); // reconnecting, not yet connected
+  await using h = await harnessInGap({ maxBufferBytes: 4000 });
   const gap = audio(8000, 6);
   feed(h.stt, gap);
   h.fake.refuseConnections(0);
@@ -306,13 +319,7 @@ Deno.test("nova: audio beyond the buffer bound during a long gap drops the oldes
 });
 
 Deno.test("nova: by default a gap keeps the last DEFAULT_MAX_BUFFER_SECONDS of audio for replay", async () => {
-  await using h = harness({ drops: [{ connection: 0, afterBytes: 1600 }] }, {
-    reconnect: { attempts: 100, backoffMs: 5 },
-  });
-  await h.fake.waitFor(() => h.fake.connections.length === 1);
-  h.fake.refuseConnections(Infinity);
-  feed(h.stt, audio(1600, 5));
-  await h.fake.waitFor(() => h.fake.rejectedUpgrades >= 1);
+  await using h = await harnessInGap();
   const bound = DEFAULT_MAX_BUFFER_SECONDS * 8000;
   const gap = audio(bound + 16_000, 6);
   feed(h.stt, gap);
