@@ -14,6 +14,13 @@ async function finalDuringHangover(call: AgentCall, text: string): Promise<void>
   await settle();
 }
 
+/** The callee starts speaking at 5 s and Nova finalises `text` 400 ms later, in the hang-over. */
+async function startsSpeakingThenFinal(call: AgentCall, text: string): Promise<void> {
+  await call.hear({ type: "speech_start", atMs: 5000, onsetMs: 4880 });
+  await call.run(400);
+  await finalDuringHangover(call, text);
+}
+
 function mediaFrames(call: AgentCall): number {
   return call.wire.frames.filter((f) => f.event === "media").length;
 }
@@ -23,9 +30,7 @@ Deno.test("Nova: an unchanged transcript reuses the speculative reply, held unti
   await greeted(call);
   const framesBefore = mediaFrames(call);
 
-  await call.hear({ type: "speech_start", atMs: 5000, onsetMs: 4880 });
-  await call.run(400);
-  await finalDuringHangover(call, "Yes it is");
+  await startsSpeakingThenFinal(call, "Yes it is");
   await call.run(200);
   assert.equal(call.llm.requests.length, 1, "asked at the final transcript, not at the silence");
   assert.equal(call.llm.outline(0).at(-1), "user: Yes it is");
@@ -48,9 +53,7 @@ Deno.test("Nova: a continued utterance cancels the speculative reply and none of
   await greeted(call);
   const framesBefore = mediaFrames(call);
 
-  await call.hear({ type: "speech_start", atMs: 5000, onsetMs: 4880 });
-  await call.run(400);
-  await finalDuringHangover(call, "I would like");
+  await startsSpeakingThenFinal(call, "I would like");
   await call.run(100);
   assert.equal(call.llm.requests.length, 1, "the speculative reply started");
   assert.equal(call.speaker.open, 1, "its speech is held");
@@ -86,9 +89,7 @@ Deno.test("Nova: new words change the turn and make one fresh request", async ()
   const call = startAgentCall({ replies: ["Which one?", "Premium, since March."] });
   await greeted(call);
 
-  await call.hear({ type: "speech_start", atMs: 5000, onsetMs: 4880 });
-  await call.run(400);
-  await finalDuringHangover(call, "My account");
+  await startsSpeakingThenFinal(call, "My account");
   await call.run(40);
   // Deepgram finalises more words before the VAD's silence: the turn is not what was answered.
   call.stt.emit({ type: "final", text: "tier, please.", speechFinal: true, fromFinalize: false });
@@ -129,9 +130,7 @@ Deno.test("barge-in during a held speculative reply stops it like any barge-in",
   await greeted(call);
   const framesBefore = mediaFrames(call);
 
-  await call.hear({ type: "speech_start", atMs: 5000, onsetMs: 4880 });
-  await call.run(400);
-  await finalDuringHangover(call, "Can I ask");
+  await startsSpeakingThenFinal(call, "Can I ask");
   await call.run(40);
   assert.equal(call.speaker.open, 1, "held");
 
