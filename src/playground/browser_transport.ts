@@ -15,7 +15,7 @@ export const BROWSER_INPUT: AudioFormat = Object.freeze({
   sampleRate: 16000,
 });
 /** The bot as the page plays it: one AudioContext at the capture rate plays it without effort. */
-export const BROWSER_OUTPUT: AudioFormat = Object.freeze({
+const BROWSER_OUTPUT: AudioFormat = Object.freeze({
   encoding: "linear16",
   sampleRate: 16000,
 });

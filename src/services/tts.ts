@@ -166,7 +166,7 @@ const CARTESIA_SAMPLE_RATES: readonly RawOutputFormat["sample_rate"][] = [
  *
  * @throws {RangeError} for a sample rate Cartesia does not produce.
  */
-export function cartesiaOutputFormat(format: AudioFormat): RawOutputFormat {
+function cartesiaOutputFormat(format: AudioFormat): RawOutputFormat {
   const rate = CARTESIA_SAMPLE_RATES.find((rate) => rate === format.sampleRate);
   if (rate === undefined) {
     throw new RangeError(

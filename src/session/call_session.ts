@@ -40,7 +40,7 @@ export type EndReason =
   | "error";
 
 /** The record's end reason for a session's, when the hang-up did not name a precise one. */
-export const CALL_END_REASON: Record<EndReason, CallEndReason> = {
+const CALL_END_REASON: Record<EndReason, CallEndReason> = {
   callee_hung_up: "callee_hung_up",
   socket_closed: "media_error",
   bot_hung_up: "bot_ended",

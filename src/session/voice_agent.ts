@@ -92,7 +92,7 @@ export const SPECULATIVE_CONFIRM_MS = 5000;
  * Longest leaving a voicemail message may take, synthesis included; then the call is hung up
  * regardless. A message is longer than a goodbye, but a machine records a minute or two at most.
  */
-export const VOICEMAIL_LIMIT_MS = 60_000;
+const VOICEMAIL_LIMIT_MS = 60_000;
 /** Default for {@link VoiceAgentDeps.voicemailWaitSeconds}. */
 const DEFAULT_VOICEMAIL_WAIT_SECONDS = 30;
 /** Longest the agent waits for its STT and TTS sockets to close at the end of a call. */

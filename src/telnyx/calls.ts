@@ -58,7 +58,7 @@ export interface CallCallbacks {
 }
 
 /** Progress events Telnyx is asked to report. */
-export const STATUS_CALLBACK_EVENTS = "initiated ringing answered completed";
+const STATUS_CALLBACK_EVENTS = "initiated ringing answered completed";
 
 /** A call Telnyx accepted. */
 export interface PlacedCall {

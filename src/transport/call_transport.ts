@@ -32,7 +32,7 @@ export const MULAW_8K: AudioFormat = Object.freeze({ encoding: "mulaw", sampleRa
 export const ALAW_8K: AudioFormat = Object.freeze({ encoding: "alaw", sampleRate: 8000 });
 
 /** Bytes per sample of an encoding. */
-export function bytesPerSample(encoding: AudioEncoding): number {
+function bytesPerSample(encoding: AudioEncoding): number {
   return encoding === "linear16" ? 2 : 1;
 }
 
