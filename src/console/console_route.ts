@@ -20,7 +20,7 @@ import { PAGE_HEADERS, pageFiles, SCRIPT_HEADERS } from "../pages/pages.ts";
 import { requireLoopbackOrToken } from "./page_access.ts";
 
 /** Recent records the console lists. */
-export const RECENT_CALLS = 30;
+const RECENT_CALLS = 30;
 /** How often the event stream checks for calls starting or ending, and for shutdown. */
 const TICK_MS = 1_000;
 /** A comment line this often keeps proxies from closing an idle event stream. */

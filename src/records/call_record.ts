@@ -17,7 +17,7 @@ export const CALL_STATUSES = ["initiated", "ringing", "answered", "streaming", "
 export type CallStatus = typeof CALL_STATUSES[number];
 
 /** Most entries kept per list on the record header (a KV value holds at most 64 KiB). */
-export const RECORD_LIMITS = {
+const RECORD_LIMITS = {
   dtmf: 100,
   toolCalls: 20,
   toolArgumentChars: 1000,

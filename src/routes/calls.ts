@@ -18,7 +18,7 @@ import { requireApiToken } from "../http/require_api_token.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
 
 /** Default `limit` of `GET /calls`. */
-export const DEFAULT_PAGE = 20;
+const DEFAULT_PAGE = 20;
 /** Longest call id accepted (Telnyx ids are far shorter; a KV key holds at most 2 KiB). */
 const MAX_ID_CHARS = 256;
 
@@ -66,7 +66,7 @@ const ListQuerySchema = z.strictObject({
 });
 
 /** Parses the `GET /calls` query; a bad filter is a 400 naming the parameter. */
-export function parseListQuery(params: Record<string, string>): ListQuery {
+function parseListQuery(params: Record<string, string>): ListQuery {
   const parsed = ListQuerySchema.safeParse(params);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({
