@@ -10,12 +10,12 @@ import { delay } from "../../src/async/deadline.ts";
  * timing assertion).
  */
 export async function waitFor(
-  condition: () => boolean,
+  condition: () => boolean | Promise<boolean>,
   what: string,
   timeoutMs = 5000,
 ): Promise<void> {
   const giveUpAt = performance.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
     await delay(5);
   }
