@@ -8,6 +8,12 @@ import { waitFor } from "../helpers/wait_for.ts";
 
 export const TEST_WEBHOOK_SECRET = "whsec-test-0123456789abcdef";
 
+/** A fresh KV file under /tmp for a test that restarts or shares a store; removed on dispose. */
+export async function tempKvFile(prefix: string): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempFile({ dir: "/tmp", prefix, suffix: ".kv" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path).catch(() => {}) };
+}
+
 /** A worker and its store; dispose to stop the worker and close the store. */
 export interface RunningWebhooks extends AsyncDisposable {
   webhooks: Webhooks;
