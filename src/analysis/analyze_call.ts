@@ -84,7 +84,7 @@ function embed(value: unknown): string {
 }
 
 /** The wrapped schema: `{summary, result}`, with the caller's `$defs` hoisted to the root. */
-export function wrapSchema(schema: Record<string, unknown>): Record<string, unknown> {
+function wrapSchema(schema: Record<string, unknown>): Record<string, unknown> {
   const { $defs, ...result } = schema;
   return {
     type: "object",

@@ -72,7 +72,7 @@ export type ClaimResult = z.infer<typeof ClaimResultSchema>["result"];
 export const USED_STREAM_URLS_CAPACITY = 20_000;
 
 /** Interval between a server process's reports. */
-export const REPORT_INTERVAL_MS = 1_000;
+const REPORT_INTERVAL_MS = 1_000;
 /** Longest a report (or the `/health` that waits for it) waits for the supervisor. */
 const REPORT_TIMEOUT_MS = 1_000;
 

@@ -14,21 +14,23 @@ import { streamSSE } from "hono/streaming";
 import type { AppDeps } from "../app.ts";
 import { AsyncQueue } from "../async/async_queue.ts";
 import { ApiError } from "../http/api_error.ts";
-import type { CallRecordView, CallSummary } from "../records/call_record.ts";
+import {
+  type CallRecordView,
+  type CallSummary,
+  MAX_CALL_ID_CHARS,
+} from "../records/call_record.ts";
 import type { CallSession } from "../session/call_session.ts";
 import { PAGE_HEADERS, pageFiles, SCRIPT_HEADERS } from "../pages/pages.ts";
 import { requireLoopbackOrToken } from "./page_access.ts";
 
 /** Recent records the console lists. */
-export const RECENT_CALLS = 30;
+const RECENT_CALLS = 30;
 /** How often the event stream checks for calls starting or ending, and for shutdown. */
 const TICK_MS = 1_000;
 /** A comment line this often keeps proxies from closing an idle event stream. */
 const KEEP_ALIVE_TICKS = 15;
 /** Notices queued for one slow page before it misses some (it re-reads everything anyway). */
 const MAX_QUEUED_NOTICES = 1_000;
-/** Longest call id accepted, as on `/calls/:id`. */
-const MAX_ID_CHARS = 256;
 
 /** A live call as the console lists it. */
 export interface LiveCall {
@@ -103,7 +105,7 @@ export function consoleRoute(
     })
     .get("/console/api/calls/:id", async (c) => {
       const id = c.req.param("id");
-      if (id.length > MAX_ID_CHARS) throw unknownCall(id);
+      if (id.length > MAX_CALL_ID_CHARS) throw unknownCall(id);
       const record = (await deps.records?.store.get(id)) ?? null;
       const live = registry.byCall(id) !== undefined;
       if (!record && !live) throw unknownCall(id);

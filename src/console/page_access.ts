@@ -21,7 +21,7 @@ export function isLoopbackAddress(address: string): boolean {
 }
 
 /** True for the names a browser uses for this machine: localhost, 127.x.y.z, [::1]. */
-export function isLoopbackHostName(hostname: string): boolean {
+function isLoopbackHostName(hostname: string): boolean {
   const name = hostname.toLowerCase();
   return name === "localhost" || name === "[::1]" || isLoopbackAddress(name);
 }

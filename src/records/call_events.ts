@@ -31,7 +31,6 @@ export const END_REASONS = [
 ] as const;
 /** One of {@link END_REASONS}. */
 export type EndReason = typeof END_REASONS[number];
-export const EndReasonSchema = z.enum(END_REASONS);
 
 /** Every spelling Telnyx documents for `AnsweredBy` (AMD callbacks and the SDK types differ). */
 export const ANSWERED_BY = [

@@ -16,8 +16,14 @@ import type { CallEvent, EndReason, TurnLatency } from "./call_events.ts";
 export const CALL_STATUSES = ["initiated", "ringing", "answered", "streaming", "ended"] as const;
 export type CallStatus = typeof CALL_STATUSES[number];
 
+/**
+ * Longest call id the routes look up (`/calls/:id`, the console): Telnyx ids are far shorter and a
+ * KV key holds at most 2 KiB, so a longer one names no call.
+ */
+export const MAX_CALL_ID_CHARS = 256;
+
 /** Most entries kept per list on the record header (a KV value holds at most 64 KiB). */
-export const RECORD_LIMITS = {
+const RECORD_LIMITS = {
   dtmf: 100,
   toolCalls: 20,
   toolArgumentChars: 1000,

@@ -25,8 +25,8 @@ export type CallEventListener = (callId: string, event: CallEvent, record: Store
 /** Events committed at most per KV write (the store splits turns over commits as needed). */
 const MAX_BATCH_EVENTS = 200;
 /** Backoff between retries of a failed commit. */
-export const RETRY_FIRST_MS = 50;
-export const RETRY_MAX_MS = 5000;
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 5000;
 
 /** Options for {@link CallRecorder}. */
 export interface CallRecorderOptions {

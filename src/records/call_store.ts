@@ -93,7 +93,7 @@ export class BadCursorError extends Error {
 }
 
 /** Cuts a turn's text until its JSON fits in {@link MAX_TURN_BYTES}. */
-export function fitTurn(turn: StoredTurn): StoredTurn {
+function fitTurn(turn: StoredTurn): StoredTurn {
   let fitted = turn;
   while (bytesOf(fitted) > MAX_TURN_BYTES) {
     const text = fitted.text;

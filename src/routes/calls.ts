@@ -12,15 +12,13 @@ import { z } from "zod";
 import type { AppDeps } from "../app.ts";
 import { missingFor } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
-import { CALL_STATUSES } from "../records/call_record.ts";
+import { CALL_STATUSES, MAX_CALL_ID_CHARS } from "../records/call_record.ts";
 import { BadCursorError, type CallStore, type ListQuery, MAX_PAGE } from "../records/call_store.ts";
 import { requireApiToken } from "../http/require_api_token.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
 
 /** Default `limit` of `GET /calls`. */
-export const DEFAULT_PAGE = 20;
-/** Longest call id accepted (Telnyx ids are far shorter; a KV key holds at most 2 KiB). */
-const MAX_ID_CHARS = 256;
+const DEFAULT_PAGE = 20;
 
 /** A time filter: ISO 8601 or epoch milliseconds. */
 const timeParam = (name: string) =>
@@ -66,7 +64,7 @@ const ListQuerySchema = z.strictObject({
 });
 
 /** Parses the `GET /calls` query; a bad filter is a 400 naming the parameter. */
-export function parseListQuery(params: Record<string, string>): ListQuery {
+function parseListQuery(params: Record<string, string>): ListQuery {
   const parsed = ListQuerySchema.safeParse(params);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({
@@ -106,7 +104,7 @@ export function callsRoute(
   };
 
   const callId = (id: string): string => {
-    if (id.length === 0 || id.length > MAX_ID_CHARS) throw unknownCall(id);
+    if (id.length === 0 || id.length > MAX_CALL_ID_CHARS) throw unknownCall(id);
     return id;
   };
 

@@ -34,7 +34,7 @@ import {
 } from "./target_policy.ts";
 
 /** The events a call produces, in the order they normally happen. */
-export const WEBHOOK_EVENT_TYPES = [
+const WEBHOOK_EVENT_TYPES = [
   "call.initiated",
   "call.answered",
   "call.ended",

@@ -8,7 +8,7 @@
  * assertions.
  */
 import assert from "node:assert/strict";
-import { deadline, delay } from "../../src/async/deadline.ts";
+import { deadline } from "../../src/async/deadline.ts";
 import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { placeAndAnswer } from "../helpers/call_driver.ts";
 import { serverPids, type ServerWithFakes, spawnServerWithFakes } from "../helpers/child_server.ts";
@@ -79,14 +79,8 @@ async function twoProcesses(env: Record<string, string> = {}): Promise<ServerWit
   return rig;
 }
 
-/** Polls an asynchronous `check` every 100 ms until it holds; fails after `timeoutMs`. */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs: number) {
-  const giveUpAt = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
-    await delay(100);
-  }
-}
+/** Checks below ask the server processes over HTTP: polled gently. */
+const POLL_MS = 100;
 
 async function health(url: string): Promise<Record<string, unknown>> {
   return await (await fetch(`${url}/health`)).json();
@@ -158,13 +152,14 @@ Deno.test("POST /calls/:id/hangup on either server process ends a call held by e
     for (const call of calls.filter((c) => byApi.has(c.callSid))) call.client.stop();
     await Promise.all(calls.map((c) => deadline(c.client.closed, 10_000, { what: "call end" })));
     for (const call of calls) {
-      await eventually(
+      await waitFor(
         async () => {
           const record = await (await fetch(`${rig.server.url}/calls/${call.callSid}`)).json();
           return record.status === "ended" && record.end_reason === "api_hangup";
         },
         `the record of ${call.callSid} to end with api_hangup`,
         10_000,
+        POLL_MS,
       );
     }
   } finally {
@@ -206,13 +201,14 @@ Deno.test("/health on any server process counts the calls of all of them", async
   const calls = await callsUntil(rig, onBothProcesses);
   // Other processes' figures are their latest report, at most a report interval old.
   let seen: Record<string, unknown>[] = [];
-  await eventually(
+  await waitFor(
     async () => {
       seen = await Promise.all(Array.from({ length: 4 }, () => health(rig.server.url)));
       return seen.every((h) => h.active_calls === calls.length);
     },
     "every /health to count every call",
     10_000,
+    POLL_MS,
   );
   const workers = seen[0].workers as { expected: number; live: number };
   assert.equal(workers.expected, 2);
@@ -258,13 +254,14 @@ Deno.test("a killed server process is replaced and the other one's calls go on",
     "a new server process in its place",
     10_000,
   );
-  await eventually(
+  await waitFor(
     async () => {
       const workers = (await health(server.url)).workers as { live: number; restarts: number };
       return workers.live === 2 && workers.restarts === 1;
     },
     "the new process to report",
     10_000,
+    POLL_MS,
   );
   // The killed process's calls lost their stream; the others' are still up.
   for (const call of calls.filter((c) => c.streamedBy === victim)) {

@@ -6,17 +6,18 @@
 import { delay } from "../../src/async/deadline.ts";
 
 /**
- * Polls `condition` every 5 ms until it holds; fails after `timeoutMs` (a hang guard, not a
- * timing assertion).
+ * Polls `condition` every `intervalMs` until it holds; fails after `timeoutMs` (a hang guard, not
+ * a timing assertion).
  */
 export async function waitFor(
-  condition: () => boolean,
+  condition: () => boolean | Promise<boolean>,
   what: string,
   timeoutMs = 5000,
+  intervalMs = 5,
 ): Promise<void> {
   const giveUpAt = performance.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
-    await delay(5);
+    await delay(intervalMs);
   }
 }

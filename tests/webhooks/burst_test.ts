@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { deadline, delay } from "../../src/async/deadline.ts";
 import { startWebhookReceiver } from "../fakes/webhook_receiver.ts";
-import { startWebhooks, waitForDeliveries } from "./webhook_harness.ts";
+import { startWebhooks, tempKvFile, waitForDeliveries } from "./webhook_harness.ts";
 
 /** A receiver that takes `holdMs` over each answer and counts the requests open at once. */
 function slowReceiver(holdMs: number) {
@@ -38,31 +38,28 @@ Deno.test("a burst of events (many calls ending at once) is sent with bounded co
 });
 
 Deno.test("events still waiting for a slot when the worker stops are handed back, not held for their lease", async () => {
-  const path = await Deno.makeTempFile({ dir: "/tmp", prefix: "webhooks_burst_", suffix: ".kv" });
-  try {
-    await using receiver = startWebhookReceiver(["hang"]);
-    const first = await startWebhooks({
-      path,
-      defaultUrl: receiver.url,
-      concurrency: 1,
-      leaseMs: 60_000,
-    });
-    await first.webhooks.emit("v3:a", "call.ended", {});
-    await first.webhooks.emit("v3:b", "call.ended", {});
-    await deadline(receiver.waitFor(1), 5_000, { what: "the first, hanging attempt" });
-    await first.stop();
+  await using file = await tempKvFile("webhooks_burst_");
+  const path = file.path;
+  await using receiver = startWebhookReceiver(["hang"]);
+  const first = await startWebhooks({
+    path,
+    defaultUrl: receiver.url,
+    concurrency: 1,
+    leaseMs: 60_000,
+  });
+  await first.webhooks.emit("v3:a", "call.ended", {});
+  await first.webhooks.emit("v3:b", "call.ended", {});
+  await deadline(receiver.waitFor(1), 5_000, { what: "the first, hanging attempt" });
+  await first.stop();
 
-    await using second = await startWebhooks({ path, defaultUrl: receiver.url });
-    for (const call of ["v3:a", "v3:b"]) {
-      const views = await waitForDeliveries(
-        second.webhooks,
-        call,
-        (v) => v[0]?.state === "delivered",
-        `${call} delivered after the restart, well before the 60 s lease`,
-      );
-      assert.equal(views[0].attempts.length, 1);
-    }
-  } finally {
-    await Deno.remove(path).catch(() => {});
+  await using second = await startWebhooks({ path, defaultUrl: receiver.url });
+  for (const call of ["v3:a", "v3:b"]) {
+    const views = await waitForDeliveries(
+      second.webhooks,
+      call,
+      (v) => v[0]?.state === "delivered",
+      `${call} delivered after the restart, well before the 60 s lease`,
+    );
+    assert.equal(views[0].attempts.length, 1);
   }
 });

@@ -3,7 +3,12 @@ import { deadline } from "../../src/async/deadline.ts";
 import { webhookEventId, Webhooks } from "../../src/webhooks/webhooks.ts";
 import { startWebhookReceiver } from "../fakes/webhook_receiver.ts";
 import { loadReadmeVerifier } from "../helpers/readme_webhook_verifier.ts";
-import { startWebhooks, TEST_WEBHOOK_SECRET, waitForDeliveries } from "./webhook_harness.ts";
+import {
+  startWebhooks,
+  tempKvFile,
+  TEST_WEBHOOK_SECRET,
+  waitForDeliveries,
+} from "./webhook_harness.ts";
 
 const CALL = "v3:test-call-1";
 
@@ -61,39 +66,36 @@ Deno.test("the README verifier refuses a changed body, a wrong secret and a stal
 });
 
 Deno.test("a delivery interrupted by a restart resumes from the same KV file", async () => {
-  const path = await Deno.makeTempFile({ dir: "/tmp", prefix: "webhooks_restart_", suffix: ".kv" });
-  try {
-    await using receiver = startWebhookReceiver([503]);
-    // The first server gets a 503 and schedules its retry far out, then stops.
-    const first = await startWebhooks({
-      path,
-      defaultUrl: receiver.url,
-      retry: { baseDelayMs: 300, maxDelayMs: 300 },
-      random: () => 1,
-    });
-    await first.webhooks.emit(CALL, "call.ended", { end_reason: "callee_hung_up" });
-    await waitForDeliveries(
-      first.webhooks,
-      CALL,
-      (v) => v[0]?.attempts.length === 1,
-      "the first attempt",
-    );
-    await first.stop();
-    assert.equal(receiver.received.length, 1);
+  await using file = await tempKvFile("webhooks_restart_");
+  const path = file.path;
+  await using receiver = startWebhookReceiver([503]);
+  // The first server gets a 503 and schedules its retry far out, then stops.
+  const first = await startWebhooks({
+    path,
+    defaultUrl: receiver.url,
+    retry: { baseDelayMs: 300, maxDelayMs: 300 },
+    random: () => 1,
+  });
+  await first.webhooks.emit(CALL, "call.ended", { end_reason: "callee_hung_up" });
+  await waitForDeliveries(
+    first.webhooks,
+    CALL,
+    (v) => v[0]?.attempts.length === 1,
+    "the first attempt",
+  );
+  await first.stop();
+  assert.equal(receiver.received.length, 1);
 
-    await using second = await startWebhooks({ path, defaultUrl: receiver.url });
-    const views = await waitForDeliveries(
-      second.webhooks,
-      CALL,
-      (v) => v[0]?.state === "delivered",
-      "the delivery after the restart",
-    );
-    assert.equal(receiver.received.length, 2);
-    assert.equal(receiver.received[1].body, receiver.received[0].body);
-    assert.deepEqual(views[0].attempts.map((a) => a.status_code), [503, 200]);
-  } finally {
-    await Deno.remove(path).catch(() => {});
-  }
+  await using second = await startWebhooks({ path, defaultUrl: receiver.url });
+  const views = await waitForDeliveries(
+    second.webhooks,
+    CALL,
+    (v) => v[0]?.state === "delivered",
+    "the delivery after the restart",
+  );
+  assert.equal(receiver.received.length, 2);
+  assert.equal(receiver.received[1].body, receiver.received[0].body);
+  assert.deepEqual(views[0].attempts.map((a) => a.status_code), [503, 200]);
 });
 
 Deno.test("410 Gone stops the retries", async () => {
@@ -214,23 +216,20 @@ Deno.test("a claim whose lease ran out (its worker stuck or dead) is taken over 
 });
 
 Deno.test("stopping a worker mid-attempt hands the delivery back at once, not after its lease", async () => {
-  const path = await Deno.makeTempFile({ dir: "/tmp", prefix: "webhooks_stop_", suffix: ".kv" });
-  try {
-    await using receiver = startWebhookReceiver(["hang"]);
-    const first = await startWebhooks({ path, defaultUrl: receiver.url, leaseMs: 60_000 });
-    await first.webhooks.emit(CALL, "call.ended", {});
-    await deadline(receiver.waitFor(1), 5_000, { what: "the hanging attempt" });
-    await first.stop();
+  await using file = await tempKvFile("webhooks_stop_");
+  const path = file.path;
+  await using receiver = startWebhookReceiver(["hang"]);
+  const first = await startWebhooks({ path, defaultUrl: receiver.url, leaseMs: 60_000 });
+  await first.webhooks.emit(CALL, "call.ended", {});
+  await deadline(receiver.waitFor(1), 5_000, { what: "the hanging attempt" });
+  await first.stop();
 
-    await using second = await startWebhooks({ path, defaultUrl: receiver.url });
-    const views = await waitForDeliveries(
-      second.webhooks,
-      CALL,
-      (v) => v[0]?.state === "delivered",
-      "delivery after the restart, well before the 60 s lease",
-    );
-    assert.equal(views[0].attempts.length, 1, "the interrupted attempt does not count");
-  } finally {
-    await Deno.remove(path).catch(() => {});
-  }
+  await using second = await startWebhooks({ path, defaultUrl: receiver.url });
+  const views = await waitForDeliveries(
+    second.webhooks,
+    CALL,
+    (v) => v[0]?.state === "delivered",
+    "delivery after the restart, well before the 60 s lease",
+  );
+  assert.equal(views[0].attempts.length, 1, "the interrupted attempt does not count");
 });

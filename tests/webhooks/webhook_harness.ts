@@ -3,10 +3,16 @@
  *
  * @module
  */
-import { delay } from "../../src/async/deadline.ts";
 import { type DeliveryView, Webhooks, type WebhooksOptions } from "../../src/webhooks/webhooks.ts";
+import { waitFor } from "../helpers/wait_for.ts";
 
 export const TEST_WEBHOOK_SECRET = "whsec-test-0123456789abcdef";
+
+/** A fresh KV file under /tmp for a test that restarts or shares a store; removed on dispose. */
+export async function tempKvFile(prefix: string): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempFile({ dir: "/tmp", prefix, suffix: ".kv" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path).catch(() => {}) };
+}
 
 /** A worker and its store; dispose to stop the worker and close the store. */
 export interface RunningWebhooks extends AsyncDisposable {
@@ -52,13 +58,12 @@ export async function waitForDeliveries(
   what: string,
   timeoutMs = 5_000,
 ): Promise<DeliveryView[]> {
-  const giveUpAt = performance.now() + timeoutMs;
-  for (;;) {
-    const views = await webhooks.deliveriesFor(callId);
-    if (done(views)) return views;
-    if (performance.now() > giveUpAt) {
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(views)}`);
-    }
-    await delay(10);
+  let views: DeliveryView[] = [];
+  try {
+    await waitFor(async () => done(views = await webhooks.deliveriesFor(callId)), what, timeoutMs);
+  } catch (error) {
+    // The deliveries as last seen say which attempt went wrong.
+    throw new Error(`${(error as Error).message}: ${JSON.stringify(views)}`, { cause: error });
   }
+  return views;
 }
