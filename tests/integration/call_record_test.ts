@@ -13,6 +13,7 @@ import { FlakyKv } from "../helpers/records.ts";
 import {
   LONG_ANSWER,
   startBargeInHarness,
+  startGoodbyeHarness,
   startVoiceHarness,
   type VoiceHarness,
 } from "../helpers/voice_harness.ts";
@@ -32,18 +33,7 @@ async function recordOf(v: VoiceHarness, callSid: string): Promise<CallRecordVie
 Deno.test({
   name: "record of a call the bot ends: transcript as heard, end_call, usage, timeline",
   async fn() {
-    const caller = CallerTimeline.answeredWithHello(2500)
-      .say("goodbye", "Thank you, goodbye.")
-      .pause(6000);
-    await using v = await startVoiceHarness({
-      caller,
-      replies: [{
-        kind: "tool_call",
-        name: "end_call",
-        text: "Thank you for your time, Zoë. Goodbye!",
-        arguments: '{"reason":"callee said goodbye"}',
-      }],
-    });
+    await using v = await startGoodbyeHarness();
     const { session, callSid } = await v.call({ name: "Zoë" });
     await deadline(session.ended, 20_000, { what: "the call to end" });
     const record = await recordOf(v, callSid);
