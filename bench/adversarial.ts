@@ -155,14 +155,23 @@ async function endCall(call: Call): Promise<void> {
 
 type Row = [finding: string, before: string, now: string];
 
-/** 1. 150 DTMF "digits" of 64 KiB, then a burst of 150 valid key presses. */
-async function oversizedDtmf(): Promise<Row[]> {
-  await using rig = await startRig();
+/**
+ * A live call and an abusive one on `rig`, settled for a second; the server's RSS then, and its
+ * peak from then on.
+ */
+async function abuseAlongsideLiveCall(rig: Rig) {
   const live = await liveCall(rig);
   const abuser = await startCall(rig);
   await delay(1000);
   const rssBefore = await residentBytes(rig.server.pid);
   const peak = watchPeakRss(rig.server.pid);
+  return { live, abuser, rssBefore, peak };
+}
+
+/** 1. 150 DTMF "digits" of 64 KiB, then a burst of 150 valid key presses. */
+async function oversizedDtmf(): Promise<Row[]> {
+  await using rig = await startRig();
+  const { live, abuser, rssBefore, peak } = await abuseAlongsideLiveCall(rig);
   const firstRequest = rig.openai.requests.length;
   const huge = JSON.stringify({
     event: "dtmf",
@@ -196,11 +205,7 @@ async function oversizedDtmf(): Promise<Row[]> {
 /** 2. 300 `mark` frames with 1 MB names. */
 async function oversizedMarks(): Promise<Row[]> {
   await using rig = await startRig();
-  const live = await liveCall(rig);
-  const abuser = await startCall(rig);
-  await delay(1000);
-  const rssBefore = await residentBytes(rig.server.pid);
-  const peak = watchPeakRss(rig.server.pid);
+  const { live, abuser, rssBefore, peak } = await abuseAlongsideLiveCall(rig);
   const frame = JSON.stringify({
     event: "mark",
     stream_id: abuser.client.streamId,

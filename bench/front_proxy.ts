@@ -23,7 +23,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { deadline } from "../src/async/deadline.ts";
+import { deadline, delay } from "../src/async/deadline.ts";
 import { percentile } from "../src/session/call_metrics.ts";
 import { cpuSeconds } from "../tests/helpers/child_server.ts";
 
@@ -35,7 +35,6 @@ const MAX_CONNECTIONS_PER_CLIENT = 1_000;
 const HEAD_END = new Uint8Array([13, 10, 13, 10]);
 
 const SENT_AT_OFFSET = (frame: string) => frame.lastIndexOf(":") + 1;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Index just past the first CRLFCRLF in `bytes[0, length)`, or -1. */
 function headEnd(bytes: Uint8Array, length: number): number {
@@ -280,11 +279,11 @@ async function measure(
       timers.push(setInterval(() => socket.send(mediaFrame(++sequence, performance.now())), 20));
     }, (i * FRAME_MS) / sockets);
   });
-  await sleep(3000); // warm-up
+  await delay(3000); // warm-up
   recording = true;
   const cpuBefore = await cpuSeconds(child.pid);
   const startedAt = performance.now();
-  await sleep(seconds * 1000);
+  await delay(seconds * 1000);
   const cpuAfter = await cpuSeconds(child.pid);
   const elapsed = (performance.now() - startedAt) / 1000;
   recording = false;

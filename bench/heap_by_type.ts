@@ -12,6 +12,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { delay } from "../src/async/deadline.ts";
 import { load, type LoadOptions } from "./calls.ts";
 
 const { values: args } = parseArgs({
@@ -86,9 +87,9 @@ function byType(snapshot: HeapSnapshot): { key: string; count: number; bytes: nu
 const marks: NonNullable<LoadOptions["marks"]> = {};
 let snapshotText: Promise<string> | undefined;
 const watcher = (async () => {
-  while (marks.loadedAt === undefined) await new Promise((r) => setTimeout(r, 200));
+  while (marks.loadedAt === undefined) await delay(200);
   // Let every call reach its steady state (greeting played, first turns taken) first.
-  await new Promise((r) => setTimeout(r, 5000));
+  await delay(5000);
   snapshotText = takeSnapshot(args.port);
   await snapshotText;
 })();

@@ -22,7 +22,7 @@ import { load, type LoadOptions } from "./calls.ts";
 const MIN_LOADED_WINDOW_MS = 5000;
 
 /** The parts of a V8 `.cpuprofile` (DevTools `Profiler.Profile`) this tool reads. */
-export interface CpuProfile {
+interface CpuProfile {
   nodes: {
     id: number;
     callFrame: { functionName: string; url: string; lineNumber: number };
@@ -37,7 +37,7 @@ export interface CpuProfile {
 }
 
 /** One row of {@link selfTimes}. */
-export interface SelfTime {
+interface SelfTime {
   /** Function name, file (shortened) and line. */
   name: string;
   ms: number;
@@ -49,7 +49,7 @@ export interface SelfTime {
  * Self time per function (name + file + line) for the samples taken between `fromMs` and `toMs`
  * after the profile started.
  */
-export function selfTimes(
+function selfTimes(
   profile: CpuProfile,
   fromMs = 0,
   toMs = Infinity,

@@ -16,6 +16,7 @@
  */
 import { DeepgramClient } from "@deepgram/sdk";
 import { parseArgs } from "node:util";
+import { delay } from "../src/async/deadline.ts";
 import { NativeDeepgramSocket } from "../src/services/deepgram_native_socket.ts";
 
 const CHUNK = new Uint8Array(320).fill(0xff);
@@ -82,12 +83,12 @@ async function measure(native: boolean, baseUrl: string, connections: number, se
   const timer = setInterval(() => {
     for (const socket of sockets) socket.sendMedia(CHUNK);
   }, CHUNK_MS);
-  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  await delay(seconds * 1000);
   clearInterval(timer);
   const cpuMs = (await mainThreadCpuMs()) - before;
   const minutes = connections * (performance.now() - startedAt) / 60_000;
   for (const socket of sockets) socket.close();
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await delay(200);
   return cpuMs / minutes;
 }
 

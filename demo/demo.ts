@@ -13,8 +13,10 @@ import type { CallRecordView } from "../src/records/call_record.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
 import { startVoiceHarness } from "../tests/helpers/voice_harness.ts";
 
-/** The bot's first answer: long enough for the callee to cut in. */
-// Long enough that the callee's interruption lands in its middle, however fast the reply starts.
+/**
+ * The bot's first answer: long enough that the callee's interruption lands in its middle, however
+ * fast the reply starts.
+ */
 const LONG_ANSWER = "It is about your premium account, Zoë. We have added several features " +
   "this month: a new mobile app, support on weekends, and a loyalty programme with rewards " +
   "you can start using today. There is also a new family plan, and a discount for paying " +

@@ -8,6 +8,7 @@
  * consumes the next scripted {@link OpenAiReply} from a queue. A request without `stream: true`
  * (structured outputs, as post-call analysis sends) gets one `chat.completion` JSON object.
  */
+import { CountWaiters } from "./count_waiters.ts";
 
 /** A reply the fake gives to one chat-completion request. */
 export type OpenAiReply =
@@ -137,7 +138,7 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
   const apiKey = options.apiKey ?? "sk-test-fake";
   const queue: OpenAiReply[] = [];
   const requests: RecordedRequest[] = [];
-  const waiters: { count: number; resolve: () => void }[] = [];
+  const waiters = new CountWaiters(() => requests.length);
   // Aborted by close() so hanging streams and delays stop and shutdown() can complete.
   const closing = new AbortController();
 
@@ -150,10 +151,7 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
       const outcome = new Promise<ResponseOutcome>((resolve) => settle = resolve);
       const body = await request.json().catch(() => ({}));
       requests.push({ body, headers: request.headers, outcome });
-      for (const waiter of waiters.filter((w) => w.count <= requests.length)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve();
-      }
+      waiters.notify();
 
       const url = new URL(request.url);
       if (request.method !== "POST" || url.pathname !== "/v1/chat/completions") {
@@ -214,10 +212,7 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
     baseURL: `http://127.0.0.1:${server.addr.port}/v1`,
     apiKey,
     requests,
-    waitForRequests: (count) =>
-      count <= requests.length
-        ? Promise.resolve()
-        : new Promise((resolve) => waiters.push({ count, resolve })),
+    waitForRequests: (count) => waiters.waitFor(count),
     enqueue: (...replies) => void queue.push(...replies),
     close,
     [Symbol.asyncDispose]: close,

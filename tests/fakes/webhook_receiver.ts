@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { CountWaiters } from "./count_waiters.ts";
 
 /**
  * One scripted answer: an HTTP status, `drop` (headers sent, then the connection breaks), or
@@ -35,7 +36,7 @@ export interface WebhookReceiver extends AsyncDisposable {
 export function startWebhookReceiver(script: ReceiverReply[] = []): WebhookReceiver {
   const replies = [...script];
   const received: ReceivedWebhook[] = [];
-  const waiters: { count: number; resolve: () => void }[] = [];
+  const waiters = new CountWaiters(() => received.length);
   const closing = new AbortController();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -43,10 +44,7 @@ export function startWebhookReceiver(script: ReceiverReply[] = []): WebhookRecei
       const body = await request.text();
       const reply = replies.shift() ?? 200;
       received.push({ body, headers: request.headers, receivedAt: performance.now(), reply });
-      for (const waiter of waiters.filter((w) => w.count <= received.length)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve();
-      }
+      waiters.notify();
       if (reply === "hang") {
         const released = Promise.withResolvers<void>();
         for (const signal of [closing.signal, request.signal]) {
@@ -70,10 +68,7 @@ export function startWebhookReceiver(script: ReceiverReply[] = []): WebhookRecei
   return {
     url: `http://127.0.0.1:${server.addr.port}/hooks`,
     received,
-    waitFor: (count) =>
-      count <= received.length
-        ? Promise.resolve()
-        : new Promise((resolve) => waiters.push({ count, resolve })),
+    waitFor: (count) => waiters.waitFor(count),
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -162,3 +162,19 @@ export async function startBargeInHarness(): Promise<VoiceHarness> {
   v.cartesia.chunkDelayMs = 60;
   return v;
 }
+
+/** A callee who says hello and then goodbye; the bot answers the goodbye with `end_call`. */
+export function startGoodbyeHarness(): Promise<VoiceHarness> {
+  const caller = CallerTimeline.answeredWithHello(2500)
+    .say("goodbye", "Thank you, goodbye.")
+    .pause(6000);
+  return startVoiceHarness({
+    caller,
+    replies: [{
+      kind: "tool_call",
+      name: "end_call",
+      text: "Thank you for your time, Zoë. Goodbye!",
+      arguments: '{"reason":"callee said goodbye"}',
+    }],
+  });
+}

@@ -13,6 +13,7 @@ import { FlakyKv } from "../helpers/records.ts";
 import {
   LONG_ANSWER,
   startBargeInHarness,
+  startGoodbyeHarness,
   startVoiceHarness,
   type VoiceHarness,
 } from "../helpers/voice_harness.ts";
@@ -29,21 +30,19 @@ async function recordOf(v: VoiceHarness, callSid: string): Promise<CallRecordVie
   return await res.json();
 }
 
+type PlacedCall = Awaited<ReturnType<VoiceHarness["call"]>>;
+
+/** The callee hangs up; returns the call's record once stored. */
+async function hangUpAndRecord(v: VoiceHarness, call: PlacedCall): Promise<CallRecordView> {
+  call.client.stop();
+  await deadline(call.session.ended, FLUSH_WITHIN_MS, { what: "the call to end" });
+  return await recordOf(v, call.callSid);
+}
+
 Deno.test({
   name: "record of a call the bot ends: transcript as heard, end_call, usage, timeline",
   async fn() {
-    const caller = CallerTimeline.answeredWithHello(2500)
-      .say("goodbye", "Thank you, goodbye.")
-      .pause(6000);
-    await using v = await startVoiceHarness({
-      caller,
-      replies: [{
-        kind: "tool_call",
-        name: "end_call",
-        text: "Thank you for your time, Zoë. Goodbye!",
-        arguments: '{"reason":"callee said goodbye"}',
-      }],
-    });
+    await using v = await startGoodbyeHarness();
     const { session, callSid } = await v.call({ name: "Zoë" });
     await deadline(session.ended, 20_000, { what: "the call to end" });
     const record = await recordOf(v, callSid);
@@ -80,15 +79,14 @@ Deno.test({
   name: "record of a barge-in: the cut reply is stored as heard and marked interrupted",
   async fn() {
     await using v = await startBargeInHarness();
-    const { client, session, agent, callSid } = await v.call();
+    const call = await v.call();
+    const { agent } = call;
     await waitFor(
       () => agent.conversation.transcript().length >= 6,
       "answer after barge-in",
       20000,
     );
-    client.stop();
-    await deadline(session.ended, FLUSH_WITHIN_MS, { what: "the call to end" });
-    const record = await recordOf(v, callSid);
+    const record = await hangUpAndRecord(v, call);
 
     const cut = record.transcript![3];
     assert.equal(cut.role, "assistant");
@@ -110,11 +108,9 @@ Deno.test({
   async fn() {
     const caller = new CallerTimeline().pause(3000);
     await using v = await startVoiceHarness({ caller, env: { FIRST_SPEAKER: "bot" } });
-    const { client, session, callSid } = await v.call();
-    await waitFor(() => client.framesOf("media").length > 2, "greeting playing", 5000);
-    client.stop();
-    await deadline(session.ended, FLUSH_WITHIN_MS, { what: "the call to end" });
-    const record = await recordOf(v, callSid);
+    const call = await v.call();
+    await waitFor(() => call.client.framesOf("media").length > 2, "greeting playing", 5000);
+    const record = await hangUpAndRecord(v, call);
     assert.equal(record.end_reason, "callee_hung_up");
     assert.equal(record.status, "ended");
   },
@@ -189,14 +185,13 @@ Deno.test({
       env: { FIRST_SPEAKER: "bot" },
       replies: [{ kind: "text", text: "You pressed one two, thank you." }],
     });
-    const { client, session, agent, callSid } = await v.call();
+    const call = await v.call();
+    const { client, agent } = call;
     await waitFor(() => agent.conversation.transcript().length === 1, "greeting", 8000);
     client.dtmf("1");
     client.dtmf("2");
     await v.openai.waitForRequests(1);
-    client.stop();
-    await deadline(session.ended, FLUSH_WITHIN_MS, { what: "the call to end" });
-    const record = await recordOf(v, callSid);
+    const record = await hangUpAndRecord(v, call);
     assert.deepEqual(record.dtmf.map((d) => d.digits), ["12"]);
   },
 });

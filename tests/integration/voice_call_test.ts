@@ -9,7 +9,12 @@ import assert from "node:assert/strict";
 import { CANNED } from "../../src/session/voice_agent.ts";
 import { CallerTimeline } from "../helpers/caller_timeline.ts";
 import { waitFor } from "../helpers/harness.ts";
-import { LONG_ANSWER, startBargeInHarness, startVoiceHarness } from "../helpers/voice_harness.ts";
+import {
+  LONG_ANSWER,
+  startBargeInHarness,
+  startGoodbyeHarness,
+  startVoiceHarness,
+} from "../helpers/voice_harness.ts";
 import type { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import type { CartesiaFake } from "../fakes/cartesia.ts";
 
@@ -162,18 +167,7 @@ Deno.test({
 Deno.test({
   name: "end_call: the goodbye plays to the end, then the bot hangs up",
   async fn() {
-    const caller = CallerTimeline.answeredWithHello(2500)
-      .say("goodbye", "Thank you, goodbye.")
-      .pause(6000);
-    await using v = await startVoiceHarness({
-      caller,
-      replies: [{
-        kind: "tool_call",
-        name: "end_call",
-        text: "Thank you for your time, Zoë. Goodbye!",
-        arguments: '{"reason":"callee said goodbye"}',
-      }],
-    });
+    await using v = await startGoodbyeHarness();
     const { client, session, callSid } = await v.call();
     await session.ended;
     assert.equal(session.endReason, "bot_hung_up");
