@@ -71,6 +71,11 @@ export interface VoiceActivityDetector {
   push(pcm: Int16Array): readonly VadEvent[];
   /** True between a speech_start and the following speech_end. */
   readonly speaking: boolean;
+  /**
+   * Speaking, but the last frame was unvoiced: the callee may just have stopped, and the
+   * speech_end (and the transcript's end) may be due.
+   */
+  readonly pausing: boolean;
   /** Audio time fed so far, in ms (samples / 8). */
   readonly audioMs: number;
   /** Forgets all audio and state (the adaptive noise model too); audio time restarts at 0. */
@@ -116,6 +121,11 @@ export class SpeechSegmenter {
   /** True between a speech_start and the following speech_end. */
   get speaking(): boolean {
     return this.#speaking;
+  }
+
+  /** Speaking, with the last frame unvoiced. */
+  get pausing(): boolean {
+    return this.#speaking && this.#unvoicedRunMs > 0;
   }
 
   /** Takes one frame's decision; `frameEndMs` is the audio time at the end of the frame.
@@ -246,6 +256,10 @@ class WebRtcVad implements VoiceActivityDetector {
 
   get speaking(): boolean {
     return this.#segmenter.speaking;
+  }
+
+  get pausing(): boolean {
+    return this.#segmenter.pausing;
   }
 
   get audioMs(): number {

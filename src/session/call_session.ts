@@ -10,11 +10,12 @@
  */
 import type { CustomData } from "../telnyx/body_param.ts";
 import type { Logger } from "../log.ts";
-import type {
-  AudioFormat,
-  AudioOutput,
-  CallTransport,
-  TransportEvent,
+import {
+  type AudioFormat,
+  type AudioOutput,
+  bytesFor,
+  type CallTransport,
+  type TransportEvent,
 } from "../transport/call_transport.ts";
 import { deadline, settledWithin } from "../async/deadline.ts";
 import {
@@ -99,6 +100,13 @@ export interface SessionStats {
   ignoredEvents: number;
 }
 
+/**
+ * Callee audio kept while the agent is still starting, replayed to it once it attaches: a
+ * callee who says "Hello?" the instant they pick up is heard whole. The most recent audio is
+ * kept when more arrives.
+ */
+const AUDIO_BEFORE_AGENT_MS = 2000;
+
 /** Default bound on the Telnyx hang-up request seen from the session. */
 const HANGUP_TIMEOUT_MS = 5000;
 /** Default bound on the agent releasing its sockets when the call ends. */
@@ -149,6 +157,9 @@ export class CallSession {
   /** The latest answering-machine detection result, kept for an agent that attaches later. */
   #answeredBy: AnsweredBy | undefined;
   #agent: CallAgent | undefined;
+  /** Callee audio that arrived before the agent attached ({@link AUDIO_BEFORE_AGENT_MS}). */
+  readonly #audioBeforeAgent: Uint8Array[] = [];
+  #audioBeforeAgentBytes = 0;
   readonly #ended: PromiseWithResolvers<void> = Promise.withResolvers();
   readonly #deps: CallSessionDeps;
   readonly #log: Logger;
@@ -229,6 +240,8 @@ export class CallSession {
     // the agent's own start-up has run (attach is its first step).
     const answeredBy = this.#answeredBy;
     if (answeredBy) queueMicrotask(() => this.deliver({ type: "answered_by", answeredBy }));
+    // Replayed once the agent's start-up has run (its transcriber exists by then).
+    if (this.#audioBeforeAgent.length > 0) queueMicrotask(() => this.#replayAudioBeforeAgent());
   }
 
   /** Runs the mailbox until the call ends. */
@@ -355,6 +368,27 @@ export class CallSession {
     this.#draining = false;
   }
 
+  #keepUntilAgent(payload: Uint8Array): void {
+    // Lent by the transport: copied to be kept.
+    this.#audioBeforeAgent.push(payload.slice());
+    this.#audioBeforeAgentBytes += payload.length;
+    const limit = bytesFor(this.inputFormat, AUDIO_BEFORE_AGENT_MS);
+    while (this.#audioBeforeAgentBytes > limit) {
+      this.#audioBeforeAgentBytes -= this.#audioBeforeAgent.shift()!.length;
+    }
+  }
+
+  #replayAudioBeforeAgent(): void {
+    const held = this.#audioBeforeAgent.splice(0);
+    this.#audioBeforeAgentBytes = 0;
+    const agent = this.#agent;
+    if (this.#state !== "active" || !agent) return;
+    this.#log.debug("audio from before the agent started", { frames: held.length });
+    // Older than anything still in the mailbox, and audio is handled synchronously, so handing
+    // it over here keeps the order.
+    for (const payload of held) agent.onAudio(payload);
+  }
+
   #resume(): void {
     this.#draining = false;
     this.#drain();
@@ -373,7 +407,8 @@ export class CallSession {
       case "media":
         this.stats.mediaFrames++;
         this.stats.mediaBytes += event.payload.length;
-        this.#agent?.onAudio(event.payload);
+        if (this.#agent) this.#agent.onAudio(event.payload);
+        else this.#keepUntilAgent(event.payload);
         return;
       case "dtmf":
         this.stats.dtmfPresses++;

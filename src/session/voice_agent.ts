@@ -286,6 +286,10 @@ export class VoiceAgent {
    * Forwards callee audio to STT in 40 ms chunks: every chunk is a socket write, the largest
    * single cost per call in profiles, and Deepgram recommends 20–100 ms chunks. The local VAD,
    * which drives barge-in and turn ends, still sees every 20 ms frame at once.
+   *
+   * Except while the callee pauses mid-speech: Deepgram's end of utterance (or of turn) is
+   * decided on the silence it has received, so a frame held back for its chunk would delay
+   * the answer by a frame. There every frame goes out at once.
    */
   #sendToStt(payload: Uint8Array): void {
     const stt = this.#stt;
@@ -304,7 +308,7 @@ export class VoiceAgent {
     }
     this.#sttSlab.set(payload, this.#sttSlabUsed + this.#sttFill);
     this.#sttFill += payload.length;
-    if (this.#sttFill === chunkBytes) this.#flushStt();
+    if (this.#sttFill === chunkBytes || this.#deps.vad.pausing) this.#flushStt();
   }
 
   #flushStt(): void {

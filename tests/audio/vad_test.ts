@@ -281,6 +281,24 @@ Deno.test("SpeechSegmenter: hysteresis on per-frame decisions", async (t) => {
     assert.deepEqual(step(false), { type: "speech_end", atMs: 1100, offsetMs: 800 });
     assert.equal(segmenter.speaking, false);
   });
+  await t.step("pausing: speaking with the last frame unvoiced, until speech_end", () => {
+    const segmenter = new SpeechSegmenter(40, 60);
+    let at = 0;
+    const step = (voiced: boolean) => segmenter.frame(voiced, at += 20, 20);
+    step(false);
+    assert.equal(segmenter.pausing, false, "silence before speech is no pause");
+    step(true);
+    step(true);
+    assert.equal(segmenter.pausing, false);
+    step(false);
+    assert.equal(segmenter.pausing, true);
+    step(true);
+    assert.equal(segmenter.pausing, false, "voiced again");
+    step(false);
+    step(false);
+    assert.equal(step(false)?.type, "speech_end");
+    assert.equal(segmenter.pausing, false);
+  });
   await t.step("reset returns to not speaking", () => {
     const segmenter = new SpeechSegmenter(20, 20);
     assert.equal(segmenter.frame(true, 20, 20)?.type, "speech_start");

@@ -140,6 +140,7 @@ export class FakeTranscriber implements LiveTranscriber {
 export class FakeVad implements VoiceActivityDetector {
   #next: VadEvent[] = [];
   speaking = false;
+  pausing = false;
   audioMs = 0;
   /** A copy of the samples of the last frame pushed. */
   lastFrame: Int16Array | undefined;

@@ -230,6 +230,21 @@ Deno.test("a failure nobody awaited is logged with its call and ends only that c
   assert.ok(line?.includes("bug in the speaker"));
 });
 
+Deno.test("while the callee pauses mid-speech, every frame goes to STT at once", async () => {
+  const call = startAgentCall({ firstSpeaker: "bot" });
+  call.agent.start();
+  const frame = new Uint8Array(160).fill(0xff);
+  call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, 0, "speaking or silent: the frame waits for its chunk");
+  call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.lastChunkBytes, 320);
+  call.vad.pausing = true;
+  call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, 480, "sent without waiting");
+  assert.equal(call.stt.lastChunkBytes, 160);
+  await call.hangUp();
+});
+
 Deno.test("on an A-law transport the agent decodes, transcribes and pads as A-law", async () => {
   const call = startAgentCall({ firstSpeaker: "bot", audioFormat: ALAW_8K });
   call.agent.start();
