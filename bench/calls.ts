@@ -61,6 +61,16 @@ const LONG_ANSWER = "Well, there is quite a lot to say about that. " +
   "Second, we have a new offer this month that could save you money. " +
   "Third, there is our new mobile app, which makes everything a little easier.";
 
+/** The answer of every turn in {@link load}: two sentences, about six seconds of speech. */
+const LOAD_ANSWER = "Well, there is quite a lot to say about that. " +
+  "First of all, your account has several features.";
+/**
+ * Audio per character of text in {@link load}: 65 ms at 8 kHz, about 15 characters a second,
+ * the pace of conversational speech (the fake's default is far shorter, which makes a first
+ * clause like "Well," last 50 ms and turns any later continuation into a gap).
+ */
+const SPEECH_BYTES_PER_CHAR = 520;
+
 /**
  * Starts `count` calls 137 ms apart, so their turns do not all hit the fakes in the same
  * millisecond (which would measure the fakes' queueing, not a turn).
@@ -282,6 +292,11 @@ export interface LoadOptions {
   hangupSpreadMs?: number;
   /** The server's `WORKERS` (default 1: one process, no supervisor). */
   workers?: number;
+  /**
+   * `realistic` (default): the vendors at {@link REALISTIC_PACE} and speech at the pace of
+   * speech. `instant`: tokens and audio as fast as the fakes can, text spoken ~7x too fast.
+   */
+  vendors?: "realistic" | "instant";
   /** Filled in by `load`: the figures its rows show, for the capacity search. */
   result?: Partial<LoadResult>;
 }
@@ -332,9 +347,13 @@ export async function load(
   seconds: number,
   options: LoadOptions = {},
 ): Promise<string[]> {
-  const caller = CallerTimeline.answeredWithHello(5000)
-    .say("account_tier", "Can you tell me my account tier?").pause(6000)
-    .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(6000);
+  const instant = options.vendors === "instant";
+  // Pauses long enough for the greeting and each answer to end before the callee speaks again,
+  // at the pace of speech: the load has no barge-ins.
+  const pauseMs = instant ? 6000 : 8000;
+  const caller = CallerTimeline.answeredWithHello(pauseMs - 1000)
+    .say("account_tier", "Can you tell me my account tier?").pause(pauseMs)
+    .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(pauseMs);
   const receiver = options.webhooks ? await startWebhookReceiverProcess() : undefined;
   const kvDir = options.records === "file"
     ? await Deno.makeTempDir({ prefix: "calls-bench-kv-" })
@@ -349,8 +368,19 @@ export async function load(
       ? { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: "bench-webhook-secret-0123456789" }
       : {}),
   }, {
-    openai: { whenQueueEmpty: () => ({ kind: "text", text: LONG_ANSWER }) },
-    deepgram: { script: caller.segments },
+    ...(instant
+      ? {
+        openai: { whenQueueEmpty: () => ({ kind: "text", text: LONG_ANSWER }) },
+        deepgram: { script: caller.segments },
+      }
+      : {
+        openai: {
+          whenQueueEmpty: () => ({ kind: "text", text: LOAD_ANSWER }),
+          pace: REALISTIC_PACE.llm,
+        },
+        deepgram: { script: caller.segments, finalDelayMs: REALISTIC_PACE.sttFinalMs },
+        cartesia: { pace: REALISTIC_PACE.tts, bytesPerChar: SPEECH_BYTES_PER_CHAR },
+      }),
     denoFlags: [...(options.serverDenoFlags ?? []), ...(kvDir ? [`--allow-write=${kvDir}`] : [])],
     // Pinned from its start, so that the server processes a supervisor starts inherit it.
     cpuList: options.pinServerCpus,
@@ -526,6 +556,7 @@ interface CapacityPlan {
   serverCpus?: string;
   benchCpus?: string;
   steps: number[];
+  vendors: LoadOptions["vendors"];
 }
 
 /**
@@ -544,7 +575,12 @@ async function capacitySearch(
   for (const calls of plan.steps) {
     const result: Partial<LoadResult> = {};
     try {
-      await load(calls, seconds, { workers: plan.workers, pinServerCpus: plan.serverCpus, result });
+      await load(calls, seconds, {
+        workers: plan.workers,
+        pinServerCpus: plan.serverCpus,
+        vendors: plan.vendors,
+        result,
+      });
     } catch (error) {
       // E.g. the fake Telnyx, starved of CPU, did not answer `/start` in time: no figures.
       rows.push(`| ${plan.label} | ${calls} | run failed: ${String(error).split("\n")[0]} |`);
@@ -572,7 +608,12 @@ async function capacitySearch(
  * then (with `scaling`) one server process per core over every CPU, the fakes and callers
  * competing with it for them, at the same call counts.
  */
-async function capacity(steps: number[], seconds: number, scaling: boolean): Promise<string[]> {
+async function capacity(
+  steps: number[],
+  seconds: number,
+  scaling: boolean,
+  vendors: LoadOptions["vendors"],
+): Promise<string[]> {
   const cores = navigator.hardwareConcurrency;
   const allCpus = `0-${cores - 1}`;
   const notes: string[] = [];
@@ -597,6 +638,7 @@ async function capacity(steps: number[], seconds: number, scaling: boolean): Pro
     serverCpus: canPin ? "0" : undefined,
     benchCpus: canPin ? `1-${cores - 1}` : undefined,
     steps,
+    vendors,
   }, seconds);
   out.push(...one.rows);
   summary.push(perCore("WORKERS=1", one.best, 1, steps));
@@ -607,6 +649,7 @@ async function capacity(steps: number[], seconds: number, scaling: boolean): Pro
       serverCpus: canPin ? allCpus : undefined,
       benchCpus: canPin ? allCpus : undefined,
       steps,
+      vendors,
     }, seconds);
     out.push(...many.rows);
     summary.push(perCore(`WORKERS=${cores}`, many.best, cores, steps));
@@ -652,6 +695,7 @@ if (import.meta.main) {
       steps: { type: "string", default: "100,150,200,250,300" },
       scaling: { type: "boolean", default: false },
       workers: { type: "string", default: "1" },
+      "instant-vendors": { type: "boolean", default: false },
     },
   });
   const out: string[] = [];
@@ -670,6 +714,7 @@ if (import.meta.main) {
         args.steps.split(",").map(Number),
         Number(args.seconds),
         args.scaling,
+        args["instant-vendors"] ? "instant" : "realistic",
       ),
     );
   } else if (!args["skip-load"]) {
@@ -684,6 +729,7 @@ if (import.meta.main) {
         pinServerCpus: args["pin-server"] || undefined,
         hangupSpreadMs: Number(args["hangup-spread-seconds"]) * 1000,
         workers: Number(args.workers),
+        vendors: args["instant-vendors"] ? "instant" : "realistic",
       }),
     );
   }
