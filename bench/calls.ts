@@ -378,7 +378,13 @@ export async function load(
           whenQueueEmpty: () => ({ kind: "text", text: LOAD_ANSWER }),
           pace: REALISTIC_PACE.llm,
         },
-        deepgram: { script: caller.segments, finalDelayMs: REALISTIC_PACE.sttFinalMs },
+        // Straight to the fake, as to the real Deepgram: its relay (for cut-connection tests)
+        // copies every chunk through this process's event loop.
+        deepgram: {
+          script: caller.segments,
+          finalDelayMs: REALISTIC_PACE.sttFinalMs,
+          relay: false,
+        },
         cartesia: { pace: REALISTIC_PACE.tts, bytesPerChar: SPEECH_BYTES_PER_CHAR },
       }),
     denoFlags: [...(options.serverDenoFlags ?? []), ...(kvDir ? [`--allow-write=${kvDir}`] : [])],
@@ -559,6 +565,9 @@ interface CapacityPlan {
   vendors: LoadOptions["vendors"];
 }
 
+/** Over how long the callers of a capacity step hang up. */
+const CAPACITY_HANGUP_SPREAD_MS = 10_000;
+
 /**
  * Runs the load at each step upward; returns the table rows and the highest step below the first
  * with an underrun (or a call that did not end cleanly). Steps go on past that one, so that CPU
@@ -579,6 +588,9 @@ async function capacitySearch(
         workers: plan.workers,
         pinServerCpus: plan.serverCpus,
         vendors: plan.vendors,
+        // Calls end one by one, as they do in production: the same instant for all would make
+        // the last frames of every call wait behind the teardown of the others.
+        hangupSpreadMs: CAPACITY_HANGUP_SPREAD_MS,
         result,
       });
     } catch (error) {

@@ -80,8 +80,18 @@ export function abortable<T>(promise: PromiseLike<T>, signal: AbortSignal): Prom
 
 /** Resolves after `ms`, or rejects with `signal.reason` when it aborts first. */
 export function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return deadline(new Promise<void>(() => {}), ms, { signal }).catch((error) => {
-    if (error instanceof DeadlineError) return;
-    throw error;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  // Not a `deadline` on a promise that never settles: that would build (and throw away) a
+  // DeadlineError, stack trace and all, every time a pause simply ends.
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
 }

@@ -461,7 +461,7 @@ export class CartesiaFake {
             context_id: record.id,
             status_code: 206,
             done: false,
-            data: encodeBase64(item.bytes),
+            data: item.bytes.toBase64(),
             step_time: 1,
             flush_id: item.flushId,
           });
@@ -524,13 +524,13 @@ export class CartesiaFake {
       runtime.samplesGenerated += samples;
       return new Uint8Array(pcm.buffer);
     }
-    const encode = runtime.record.request.output_format.encoding === "pcm_alaw"
-      ? encodeAlaw
-      : encodeMulaw;
+    const tone = g711Tone(hz, format.encoding === "pcm_alaw" ? "alaw" : "mulaw");
     const bytes = new Uint8Array(length);
-    for (let i = 0; i < length; i++) {
-      const t = (runtime.samplesGenerated + i) / MULAW_SAMPLE_RATE;
-      bytes[i] = encode(Math.round(8000 * Math.sin(2 * Math.PI * hz * t)));
+    for (let filled = 0; filled < length;) {
+      const from = (runtime.samplesGenerated + filled) % tone.length;
+      const piece = tone.subarray(from, from + length - filled);
+      bytes.set(piece, filled);
+      filled += piece.length;
     }
     runtime.samplesGenerated += length;
     return bytes;
@@ -582,6 +582,26 @@ function closeQuietly(socket: WebSocket, code: number, reason: string): void {
   }
 }
 
+const g711Tones = new Map<string, Uint8Array>();
+
+/**
+ * One second of a whole-hertz tone in G.711, which repeats exactly every second: computed once,
+ * so a load of many calls does not spend the fake's time on sines.
+ */
+function g711Tone(hz: number, law: "mulaw" | "alaw"): Uint8Array {
+  const key = `${hz}/${law}`;
+  let tone = g711Tones.get(key);
+  if (!tone) {
+    const encode = law === "alaw" ? encodeAlaw : encodeMulaw;
+    tone = new Uint8Array(MULAW_SAMPLE_RATE);
+    for (let i = 0; i < tone.length; i++) {
+      tone[i] = encode(Math.round(8000 * Math.sin(2 * Math.PI * hz * i / MULAW_SAMPLE_RATE)));
+    }
+    g711Tones.set(key, tone);
+  }
+  return tone;
+}
+
 /** G.711 mu-law encoding of one 16-bit linear sample. */
 function encodeMulaw(sample: number): number {
   const BIAS = 0x84;
@@ -615,12 +635,4 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
     at += part.length;
   }
   return out;
-}
-
-function encodeBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
 }
