@@ -7,8 +7,9 @@
  *
  * With `startEarly`, the first phrase of an answer does not wait for its end: its first clause
  * (or first few words) goes out at once as a {@link PhraseStart}, and the rest of the phrase
- * continues it in the same TTS context, so the first word is heard sooner and the sentence still
- * has one prosody.
+ * follows clause by clause (or a few words at a time) in the same TTS context, so the first word
+ * is heard sooner, the sentence still has one prosody, and the audio of that short first clause
+ * never runs out while the sentence is still being generated.
  *
  * @module
  */
@@ -34,11 +35,11 @@ export interface PhraseChunkerOptions {
   /** A phrase without any boundary is cut at its last space once it grows past this. */
   maxChars?: number;
   /**
-   * Release the start of the first phrase as soon as it is speakable: its first clause, or its
-   * first {@link leadWords} words, whichever is complete first. Default false.
+   * Release the first phrase in speakable pieces as it is generated: each clause, or each
+   * {@link leadWords} words, whichever is complete first. Default false.
    */
   startEarly?: boolean;
-  /** Words that make a speakable start without a clause mark; default 4. */
+  /** Words that make a speakable piece without a clause mark; default 4. */
   leadWords?: number;
 }
 
@@ -55,8 +56,8 @@ export class PhraseChunker {
   readonly #maxChars: number;
   readonly #leadWords: RegExp | undefined;
   #buffer = "";
-  /** Something of the answer has been released: only the first phrase starts early. */
-  #released = false;
+  /** No whole phrase has been released yet: only the first phrase goes out in pieces. */
+  #inFirstPhrase = true;
 
   /** Creates an empty chunker. */
   constructor(options: PhraseChunkerOptions = {}) {
@@ -71,20 +72,19 @@ export class PhraseChunker {
   push(delta: string): PhrasePiece[] {
     this.#buffer += delta;
     const phrases: PhrasePiece[] = [];
-    if (this.#leadWords && !this.#released && this.#nextPhraseEnd() === undefined) {
+    while (this.#leadWords && this.#inFirstPhrase && this.#nextPhraseEnd() === undefined) {
       const lead = this.#leadEnd(this.#leadWords);
-      if (lead !== undefined) {
-        phrases.push({ start: this.#buffer.slice(0, lead) });
-        this.#buffer = this.#buffer.slice(lead);
-      }
+      if (lead === undefined) break;
+      phrases.push({ start: this.#buffer.slice(0, lead) });
+      this.#buffer = this.#buffer.slice(lead);
     }
     for (;;) {
       const end = this.#nextPhraseEnd();
       if (end === undefined) break;
       phrases.push(this.#buffer.slice(0, end));
       this.#buffer = this.#buffer.slice(end);
+      this.#inFirstPhrase = false;
     }
-    if (phrases.length > 0) this.#released = true;
     return phrases;
   }
 
@@ -95,7 +95,7 @@ export class PhraseChunker {
     return rest.trim() === "" ? "" : rest;
   }
 
-  /** End of the first speakable start of the text so far: a clause, or enough whole words. */
+  /** End of the first speakable piece of the text so far: a clause, or enough whole words. */
   #leadEnd(leadWords: RegExp): number | undefined {
     if (this.#buffer.trim() === "") return undefined;
     const clause = LEAD_CLAUSE.exec(this.#buffer);

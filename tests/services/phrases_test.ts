@@ -51,6 +51,23 @@ Deno.test("phrase chunker with startEarly", async (t) => {
     assert.equal(chunker.flush(), "is premium");
   });
 
+  await t.step(
+    "the rest of the first phrase follows clause by clause or a few words at a time",
+    () => {
+      const chunker = new PhraseChunker({ startEarly: true });
+      assert.deepEqual(chunker.push("Well,"), [{ start: "Well," }]);
+      assert.deepEqual(chunker.push(" there is quite"), [], "fewer than four whole words");
+      assert.deepEqual(chunker.push(" a lot"), [{ start: " there is quite a " }]);
+      assert.deepEqual(chunker.push(" to say, about"), [{ start: "lot to say, " }]);
+      assert.deepEqual(chunker.push(" that. First"), ["about that. "], "the phrase ends");
+      assert.deepEqual(
+        chunker.push(" of all, your account"),
+        [],
+        "later phrases wait for their end",
+      );
+    },
+  );
+
   await t.step("a whole first sentence goes as a phrase, not as a start", () => {
     const chunker = new PhraseChunker({ startEarly: true });
     assert.deepEqual(chunker.push("Yes. Of"), ["Yes. "]);
