@@ -13,7 +13,8 @@
  * - greeting: callee's first utterance decided over → first greeting frame (and from the
  *   real end of their voice, VAD hang-over included);
  * - load: N concurrent calls on a server in a child process: playback underruns, CPU seconds per
- *   call-minute and resident memory per call.
+ *   call-minute and resident memory per call. The vendors run at the same realistic pace and
+ *   Cartesia's audio is as long as speech (`--instant-vendors`: as fast as the fakes go).
  *
  * Run: `deno task bench` (after the micro benchmarks), or
  * `deno run -A --cert tests/fakes/tls/ca.pem bench/calls.ts [--calls 300] [--seconds 30] [--skip-load]`.
