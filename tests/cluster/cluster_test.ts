@@ -187,10 +187,11 @@ Deno.test("an answering-machine result reaches its call from the process that re
     );
     if (received?.live_here === false) {
       assert.notEqual(received.worker, call.streamedBy);
-      const ended = rig.server.lines.find((l) =>
-        l.msg === "call summary" && l.call === call.callSid
-      );
-      assert.equal(ended?.worker, call.streamedBy);
+      // The summary comes once the call's vendor sockets have closed, after the media socket.
+      const summary = () =>
+        rig.server.lines.find((l) => l.msg === "call summary" && l.call === call.callSid);
+      await waitFor(() => summary() !== undefined, "the fax call's summary", 10_000);
+      assert.equal(summary()?.worker, call.streamedBy);
       return;
     }
   }
