@@ -8,8 +8,8 @@
  * With `startEarly`, the first phrase of an answer does not wait for its end: its first clause
  * (or first few words) goes out at once as a {@link PhraseStart}, and the rest of the phrase
  * follows clause by clause (or a few words at a time) in the same TTS context, so the first word
- * is heard sooner, the sentence still has one prosody, and the audio of that short first clause
- * never runs out while the sentence is still being generated.
+ * is heard sooner, the sentence still has one prosody, and TTS has the next words before the
+ * audio of a short first clause has played.
  *
  * @module
  */
@@ -58,6 +58,8 @@ export class PhraseChunker {
   #buffer = "";
   /** No whole phrase has been released yet: only the first phrase goes out in pieces. */
   #inFirstPhrase = true;
+  /** Characters of the current phrase already released as pieces; they count towards maxChars. */
+  #releasedOfPhrase = 0;
 
   /** Creates an empty chunker. */
   constructor(options: PhraseChunkerOptions = {}) {
@@ -77,6 +79,7 @@ export class PhraseChunker {
       if (lead === undefined) break;
       phrases.push({ start: this.#buffer.slice(0, lead) });
       this.#buffer = this.#buffer.slice(lead);
+      this.#releasedOfPhrase += lead;
     }
     for (;;) {
       const end = this.#nextPhraseEnd();
@@ -84,6 +87,7 @@ export class PhraseChunker {
       phrases.push(this.#buffer.slice(0, end));
       this.#buffer = this.#buffer.slice(end);
       this.#inFirstPhrase = false;
+      this.#releasedOfPhrase = 0;
     }
     return phrases;
   }
@@ -116,9 +120,12 @@ export class PhraseChunker {
       if (match[2] !== undefined && end < this.#minClauseChars) continue;
       return end;
     }
-    if (this.#buffer.length > this.#maxChars) {
-      const lastSpace = this.#buffer.lastIndexOf(" ", this.#maxChars);
-      if (lastSpace > 0) return lastSpace + 1;
+    // A phrase ends at a mark or, too long without one, at a space: until it ends, the callee's
+    // interruption cannot be placed within it.
+    const room = this.#maxChars - this.#releasedOfPhrase;
+    if (this.#buffer.length > room) {
+      const space = room > 0 ? this.#buffer.lastIndexOf(" ", room) : this.#buffer.indexOf(" ", 1);
+      if (space > 0) return space + 1;
     }
     return undefined;
   }

@@ -240,8 +240,19 @@ export class CallSession {
     // the agent's own start-up has run (attach is its first step).
     const answeredBy = this.#answeredBy;
     if (answeredBy) queueMicrotask(() => this.deliver({ type: "answered_by", answeredBy }));
-    // Replayed once the agent's start-up has run (its transcriber exists by then).
+    // An agent that does not take it during its start-up (see takeAudioBeforeAgent) gets it
+    // once that has run.
     if (this.#audioBeforeAgent.length > 0) queueMicrotask(() => this.#replayAudioBeforeAgent());
+  }
+
+  /**
+   * Callee audio that arrived before the agent attached, oldest first; afterwards there is none
+   * to replay. For an agent that must hear it at a given point of its start-up (before the bot
+   * first speaks, so it is not mistaken for the callee talking over the bot).
+   */
+  takeAudioBeforeAgent(): Uint8Array[] {
+    this.#audioBeforeAgentBytes = 0;
+    return this.#audioBeforeAgent.splice(0);
   }
 
   /** Runs the mailbox until the call ends. */
@@ -298,6 +309,7 @@ export class CallSession {
     this.#outcome = outcome;
     this.#abort.abort(new DOMException(`call ended: ${reason}`, "AbortError"));
     this.#mailbox.length = 0;
+    this.takeAudioBeforeAgent();
     const agentClosed = this.#agent?.close().catch((error) => {
       this.#log.error("agent did not close cleanly", { error });
     });
@@ -379,8 +391,7 @@ export class CallSession {
   }
 
   #replayAudioBeforeAgent(): void {
-    const held = this.#audioBeforeAgent.splice(0);
-    this.#audioBeforeAgentBytes = 0;
+    const held = this.takeAudioBeforeAgent();
     const agent = this.#agent;
     if (this.#state !== "active" || !agent) return;
     this.#log.debug("audio from before the agent started", { frames: held.length });

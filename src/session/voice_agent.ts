@@ -261,6 +261,9 @@ export class VoiceAgent {
       controller: greetingController,
     };
     this.#stt = this.#deps.openTranscriber(signal);
+    // What the callee said while this agent was starting is heard now, before the bot speaks:
+    // played later, it would sound like the callee talking over the greeting.
+    for (const payload of this.#session.takeAudioBeforeAgent()) this.#onAudio(payload);
     this.#armIdle();
     this.#background(this.#listen(this.#stt), "listening");
     if (this.#deps.firstSpeaker === "bot") {
@@ -272,10 +275,12 @@ export class VoiceAgent {
   // Listening
 
   #onAudio(payload: Uint8Array): void {
-    this.#sendToStt(payload);
     if (this.#pcm.length < payload.length) this.#pcm = new Int16Array(payload.length);
     const pcm = this.#decodePcm(payload, this.#pcm);
-    for (const event of this.#deps.vad.push(pcm)) {
+    const events = this.#deps.vad.push(pcm);
+    // After the VAD, so that whether the callee is pausing includes this frame.
+    this.#sendToStt(payload);
+    for (const event of events) {
       this.#decide(this.#turns.onVad(event));
       // A cough that stopped the bot but produced no words must not leave the call silent.
       if (event.type === "speech_end" && !this.#isBotActive()) this.#armIdle();
@@ -287,9 +292,9 @@ export class VoiceAgent {
    * single cost per call in profiles, and Deepgram recommends 20–100 ms chunks. The local VAD,
    * which drives barge-in and turn ends, still sees every 20 ms frame at once.
    *
-   * Except while the callee pauses mid-speech: Deepgram's end of utterance (or of turn) is
-   * decided on the silence it has received, so a frame held back for its chunk would delay
-   * the answer by a frame. There every frame goes out at once.
+   * Except while the callee pauses mid-speech (and through the VAD's hang-over): Deepgram's end
+   * of utterance (or of turn) is decided on the silence it has received, so a frame held back
+   * for its chunk would delay the answer by a frame. There every frame goes out at once.
    */
   #sendToStt(payload: Uint8Array): void {
     const stt = this.#stt;

@@ -68,6 +68,18 @@ Deno.test("phrase chunker with startEarly", async (t) => {
     },
   );
 
+  await t.step("a first phrase without a mark still ends once past maxChars", () => {
+    const chunker = new PhraseChunker({ startEarly: true, maxChars: 40 });
+    const words = "one two three four five six seven eight nine ten eleven twelve thirteen";
+    const pieces = words.split(" ").flatMap((word) => chunker.push(`${word} `));
+    assert.deepEqual(pieces, [
+      { start: "one two three four " },
+      { start: "five six seven eight " },
+      "nine ",
+    ], "pieces, then the phrase ends at the first space past 40 characters");
+    assert.equal(chunker.flush(), "ten eleven twelve thirteen ");
+  });
+
   await t.step("a whole first sentence goes as a phrase, not as a start", () => {
     const chunker = new PhraseChunker({ startEarly: true });
     assert.deepEqual(chunker.push("Yes. Of"), ["Yes. "]);

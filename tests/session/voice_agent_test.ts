@@ -230,6 +230,21 @@ Deno.test("a failure nobody awaited is logged with its call and ends only that c
   assert.ok(line?.includes("bug in the speaker"));
 });
 
+Deno.test("speech from before the agent started is heard first, not as talking over the bot", async () => {
+  const call = startAgentCall({ firstSpeaker: "bot" });
+  call.session.deliver({ type: "media", payload: new Uint8Array(160).fill(0xff) });
+  call.vad.queue({ type: "speech_start", atMs: 20, onsetMs: 0 });
+  call.agent.start();
+  assert.equal(call.stt.audioBytes, 0, "held for its chunk, but heard by the VAD");
+  assert.equal(call.vad.speaking, true);
+  call.vad.queue({ type: "speech_end", atMs: 40, offsetMs: 20 });
+  call.session.deliver({ type: "media", payload: new Uint8Array(160).fill(0xff) });
+  await call.run(playMs(DEFAULT_GREETING) + 200);
+  assert.equal(call.agent.metrics.bargeIns, 0);
+  assert.deepEqual(call.transcript(), [`bot: ${DEFAULT_GREETING}`]);
+  await call.hangUp();
+});
+
 Deno.test("while the callee pauses mid-speech, every frame goes to STT at once", async () => {
   const call = startAgentCall({ firstSpeaker: "bot" });
   call.agent.start();
