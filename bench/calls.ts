@@ -37,7 +37,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { settledWithin } from "../src/async/deadline.ts";
+import { delay, settledWithin } from "../src/async/deadline.ts";
 import { percentile } from "../src/session/call_metrics.ts";
 import type { TurnMetrics } from "../src/session/call_metrics.ts";
 import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
@@ -56,7 +56,6 @@ import {
   startVoiceHarness,
 } from "../tests/helpers/voice_harness.ts";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const LONG_ANSWER = "Well, there is quite a lot to say about that. " +
   "First of all, your account has several features you may not know about. " +
   "Second, we have a new offer this month that could save you money. " +
@@ -80,7 +79,7 @@ async function staggered<T>(count: number, start: () => Promise<T>): Promise<T[]
   const calls: Promise<T>[] = [];
   for (let i = 0; i < count; i++) {
     calls.push(start());
-    await sleep(137);
+    await delay(137);
   }
   return await Promise.all(calls);
 }
@@ -108,7 +107,7 @@ async function turnLatency(engine: "nova" | "flux"): Promise<string[]> {
     pace: REALISTIC_PACE,
   });
   const calls = await staggered(20, () => v.call());
-  await sleep(caller.durationMs + 1500);
+  await delay(caller.durationMs + 1500);
   const turns: TurnMetrics[] = calls.flatMap((c) => c.agent.metrics.turns);
   const greetingFrames: number[] = [];
   for (const { client } of calls) {
@@ -175,7 +174,7 @@ async function voiceToVoice(engine: "nova" | "flux", pinServerCpus?: string): Pr
     client.streamAudio(audio);
     return client;
   });
-  await sleep(caller.durationMs + 1500);
+  await delay(caller.durationMs + 1500);
   const answerFrames: number[] = [];
   for (const client of clients) {
     for (const question of caller.speech.slice(1)) {
@@ -190,7 +189,7 @@ async function voiceToVoice(engine: "nova" | "flux", pinServerCpus?: string): Pr
   await Promise.all(clients.map((c) => c.closed));
   const summariesDue = performance.now() + 10_000;
   const summaries = () => rig.server.lines.filter((l) => l.msg === "call summary");
-  while (summaries().length < clients.length && performance.now() < summariesDue) await sleep(100);
+  while (summaries().length < clients.length && performance.now() < summariesDue) await delay(100);
   const turns = rig.server.lines.filter((l) => l.msg === "turn" && l.trigger === "callee");
   const numbers = (key: string) =>
     turns.flatMap((l) => typeof l[key] === "number" ? [l[key] as number] : []);
@@ -233,7 +232,7 @@ async function bargeInLatency(): Promise<string[]> {
     },
   });
   const calls = await staggered(10, () => v.call());
-  await sleep(caller.durationMs + 1000);
+  await delay(caller.durationMs + 1000);
   const reactions: number[] = [];
   for (const { client } of calls) {
     for (const segment of caller.speech.filter((s) => s.text.startsWith("Wait"))) {
@@ -400,7 +399,7 @@ export async function load(
   const serverRss = async () =>
     (await Promise.all(pids().map(residentBytes))).reduce((a, b) => a + b, 0);
 
-  await sleep(500);
+  await delay(500);
   const idleRss = await serverRss();
   const audio = caller.audio();
   const clients: TelnyxMediaClient[] = [];
@@ -420,7 +419,7 @@ export async function load(
         client.streamAudio(audio);
         clients.push(client);
       }));
-      await sleep(options.rampBatchMs ?? 50);
+      await delay(options.rampBatchMs ?? 50);
     }
   } catch (error) {
     // A run that could not place its calls leaves nothing behind for the next one.
@@ -433,7 +432,7 @@ export async function load(
   }
   const rampMs = performance.now() - startedAt;
   if (options.marks) options.marks.loadedAt = performance.now();
-  await sleep(Math.max(0, seconds * 1000 - rampMs));
+  await delay(Math.max(0, seconds * 1000 - rampMs));
   const peakRss = await serverRss();
   const benchLag = lag.stop();
   const activeMs = performance.now() - startedAt;
@@ -443,7 +442,7 @@ export async function load(
   const stoppingAt = performance.now();
   for (const client of clients) {
     client.stop();
-    if (options.hangupSpreadMs) await sleep(options.hangupSpreadMs / count);
+    if (options.hangupSpreadMs) await delay(options.hangupSpreadMs / count);
   }
   // Bounded: a socket the server never closes is seen in the summaries below, not waited for.
   await settledWithin(Promise.all(clients.map((c) => c.closed)), 30_000);
@@ -452,13 +451,13 @@ export async function load(
   while (
     server.lines.filter((l) => l.msg === "call summary").length < count &&
     performance.now() < summariesDue
-  ) await sleep(100);
+  ) await delay(100);
   // Then every call's `call.ended` (bounded: a missing one is reported, not waited for).
   const endedDue = performance.now() + 30_000;
   while (
     receiver && endedCallIds(receiver.received.map((r) => r.body)).size < count &&
     performance.now() < endedDue
-  ) await sleep(100);
+  ) await delay(100);
   const windDownMs = performance.now() - stoppingAt;
   const cpuWithWindDown = (await serverCpu()) - cpuBefore;
 

@@ -13,6 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { delay } from "../src/async/deadline.ts";
+import { waitFor } from "../tests/helpers/wait_for.ts";
 import { load, type LoadOptions } from "./calls.ts";
 
 const { values: args } = parseArgs({
@@ -87,7 +88,7 @@ function byType(snapshot: HeapSnapshot): { key: string; count: number; bytes: nu
 const marks: NonNullable<LoadOptions["marks"]> = {};
 let snapshotText: Promise<string> | undefined;
 const watcher = (async () => {
-  while (marks.loadedAt === undefined) await delay(200);
+  await waitFor(() => marks.loadedAt !== undefined, "every call to be up", 120_000, 200);
   // Let every call reach its steady state (greeting played, first turns taken) first.
   await delay(5000);
   snapshotText = takeSnapshot(args.port);

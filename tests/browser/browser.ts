@@ -8,7 +8,7 @@
 import { type Browser, chromium, type LaunchOptions } from "playwright-core";
 
 /** The Chromium binary: `CHROMIUM_PATH`, else Debian's. */
-export const CHROMIUM_PATH = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+const CHROMIUM_PATH = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 
 /** Flags that keep Chromium quiet on a machine with no network and no display, run as root. */
 const QUIET_FLAGS = [

@@ -12,11 +12,11 @@ import type { SpeechSegment } from "../fakes/deepgram.ts";
 import type { CallerTimeline } from "../helpers/caller_timeline.ts";
 
 /** Sample rate of the WAV and of what the playground sends (16-bit: 32 bytes per ms). */
-export const WAV_SAMPLE_RATE = 16000;
+const WAV_SAMPLE_RATE = 16000;
 const PLAYGROUND_BYTES_PER_MS = 32;
 
 /** `caller`'s audio as a 16 kHz 16-bit mono WAV file. */
-export function wavOf(caller: CallerTimeline): Uint8Array {
+function wavOf(caller: CallerTimeline): Uint8Array {
   const narrow = decodeMuLaw(caller.audio());
   const wide = new Int16Array(narrow.length * 2);
   for (let i = 0; i < narrow.length; i++) {
