@@ -195,9 +195,7 @@ export async function startServer(
   if (options.cluster) {
     // A detection result another process received for a call this one may hold, or will.
     options.cluster.onAnsweredBy = (callControlId, answeredBy) => {
-      const session = registry.byCall(callControlId);
-      if (session) session.deliver({ type: "answered_by", answeredBy });
-      else registry.rememberAnsweredBy(callControlId, answeredBy);
+      registry.deliverAnsweredBy(callControlId, answeredBy);
     };
   }
   const reporting = new AbortController();

@@ -10,7 +10,11 @@
 import { z } from "zod";
 import { delay } from "../async/deadline.ts";
 import type { Logger } from "../log.ts";
-import { type UrlSignature, UsedSignatures } from "../security/url_signature.ts";
+import {
+  type UrlSignature,
+  USED_STREAM_URLS_CAPACITY,
+  UsedSignatures,
+} from "../security/url_signature.ts";
 import { type AnsweredBy, AnsweredBySchema } from "../records/call_events.ts";
 
 /** Marks a process as one of the supervisor's server processes: its index. */
@@ -64,12 +68,6 @@ export type ClusterState = z.infer<typeof ClusterStateSchema>;
 export const ClaimSchema = z.object({ sig: z.string().min(1).max(256), exp: z.string().max(32) });
 export const ClaimResultSchema = z.object({ result: z.enum(["fresh", "reused", "full"]) });
 export type ClaimResult = z.infer<typeof ClaimResultSchema>["result"];
-
-/**
- * Stream URLs remembered as used at once, over every process. Only URLs this server minted
- * count, each for at most STREAM_URL_TTL_SECONDS, so this holds hundreds of new calls a second.
- */
-export const USED_STREAM_URLS_CAPACITY = 20_000;
 
 /** Interval between a server process's reports. */
 const REPORT_INTERVAL_MS = 1_000;

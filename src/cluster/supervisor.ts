@@ -21,7 +21,7 @@ import { delay, settledWithin } from "../async/deadline.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { kvLocation } from "../records/open_kv.ts";
-import { UsedSignatures } from "../security/url_signature.ts";
+import { USED_STREAM_URLS_CAPACITY, UsedSignatures } from "../security/url_signature.ts";
 import {
   ClaimSchema,
   type ClusterState,
@@ -29,7 +29,6 @@ import {
   CONTROL_URL_ENV,
   ReportRequestSchema,
   SharedAnsweredBySchema,
-  USED_STREAM_URLS_CAPACITY,
   WORKER_ENV,
   type WorkerReport,
 } from "./control.ts";

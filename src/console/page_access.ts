@@ -9,6 +9,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Config } from "../config.ts";
 import { ApiError } from "../http/api_error.ts";
 import { clientAddress } from "../http/client_address.ts";
+import { isLoopbackHost } from "../http/public_url.ts";
 import { hasBearerToken } from "../security/bearer_token.ts";
 
 /** Headers a reverse proxy adds: a request carrying one did not start on this machine. */
@@ -18,12 +19,6 @@ const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip"];
 export function isLoopbackAddress(address: string): boolean {
   const host = address.replace(/^::ffff:/i, "");
   return host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
-/** True for the names a browser uses for this machine: localhost, 127.x.y.z, [::1]. */
-function isLoopbackHostName(hostname: string): boolean {
-  const name = hostname.toLowerCase();
-  return name === "localhost" || name === "[::1]" || isLoopbackAddress(name);
 }
 
 /**
@@ -38,7 +33,7 @@ export function fromLoopback(c: Context): boolean {
   if (forwarded || !isLoopbackAddress(clientAddress(c.env))) return false;
   // The request URL's host is the `Host` header as the server received it.
   const url = new URL(c.req.url);
-  if (!isLoopbackHostName(url.hostname)) return false;
+  if (!isLoopbackHost(url.host)) return false;
   const origin = c.req.header("origin");
   if (origin === undefined) return true;
   try {

@@ -153,12 +153,9 @@ export function callbacksRoute(deps: CallbackDeps): Hono {
         at: Date.now(),
         answeredBy: amd.answeredBy,
       });
-      // Through the session's mailbox, in order with the call's audio; a result ahead of the
-      // stream waits in the registry for its session.
-      if (session) session.deliver({ type: "answered_by", answeredBy: amd.answeredBy });
-      else {
-        deps.registry.rememberAnsweredBy(amd.callSid, amd.answeredBy);
-        // Its stream may be on another server process (WORKERS): they take it from there.
+      // A result ahead of the stream waits in the registry for its session; the stream may
+      // also be on another server process (WORKERS), which takes it from there.
+      if (!deps.registry.deliverAnsweredBy(amd.callSid, amd.answeredBy)) {
         void deps.cluster?.shareAnsweredBy(amd.callSid, amd.answeredBy, log);
       }
       return c.json({ received: true });

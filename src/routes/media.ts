@@ -8,17 +8,16 @@ import { Hono } from "hono";
 import type { AppDeps } from "../app.ts";
 import { ApiError } from "../http/api_error.ts";
 import { clientAddress } from "../http/client_address.ts";
-import { type UrlSignature, type UrlSigner, UsedSignatures } from "../security/url_signature.ts";
+import {
+  type UrlSignature,
+  type UrlSigner,
+  USED_STREAM_URLS_CAPACITY,
+  UsedSignatures,
+} from "../security/url_signature.ts";
 import type { HangupCall } from "../session/call_session.ts";
 import { refuseMediaSocket, serveMediaSocket } from "../session/media_socket.ts";
 import { BodyParamError, type CustomData, decodeBodyParam } from "../telnyx/body_param.ts";
 import type { TelnyxCalls } from "../telnyx/calls.ts";
-
-/**
- * Stream URLs remembered as used at once. Only URLs this server minted count, each for at most
- * STREAM_URL_TTL_SECONDS, so this holds hundreds of new calls a second.
- */
-const USED_STREAM_URLS_CAPACITY = 20_000;
 
 /** The `/ws` route. */
 export function mediaRoute(

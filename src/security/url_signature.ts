@@ -173,6 +173,13 @@ export class UrlSigner {
 }
 
 /**
+ * Stream URLs remembered as used at once, in one process or over every process of a cluster.
+ * Only URLs this server minted count, each for at most STREAM_URL_TTL_SECONDS, so this holds
+ * hundreds of new calls a second.
+ */
+export const USED_STREAM_URLS_CAPACITY = 20_000;
+
+/**
  * Signatures already used, so that each signed Stream URL opens one socket. Entries are kept
  * until their URL expires (after that the signature is refused anyway) and never beyond
  * `capacity`: when every slot holds a live URL, new ones are refused rather than old ones

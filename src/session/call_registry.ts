@@ -89,6 +89,18 @@ export class CallRegistry {
   }
 
   /**
+   * Hands a detection result to the call's session, through its mailbox (in order with the
+   * call's audio), or keeps it for a session that has not started here yet. True when a live
+   * session took it.
+   */
+  deliverAnsweredBy(callControlId: string, answeredBy: AnsweredBy): boolean {
+    const session = this.byCall(callControlId);
+    if (session) session.deliver({ type: "answered_by", answeredBy });
+    else this.rememberAnsweredBy(callControlId, answeredBy);
+    return session !== undefined;
+  }
+
+  /**
    * Keeps a detection result that arrived before its call's media stream started here, so the
    * session can take it when it does. Bounded: the oldest are dropped, and stale ones ignored.
    */
