@@ -14,9 +14,6 @@
  * @module
  */
 
-/** The two G.711 variants Telnyx can announce in `media_format.encoding`. */
-export type G711Encoding = "PCMU" | "PCMA";
-
 /** mu-law byte for digital silence (decodes to 0). Telnyx and Deepgram both treat it as silence. */
 export const MU_LAW_SILENCE = 0xff;
 
@@ -177,42 +174,4 @@ export function encodeALaw(src: Int16Array, dst?: Uint8Array): Uint8Array {
   const table = A_LAW_ENCODE_TABLE;
   for (let i = 0; i < src.length; i++) out[i] = table[src[i] & 0xffff];
   return out;
-}
-
-/** One G.711 variant's buffer codec, so a call session can pick it from the announced format. */
-export type G711Codec = {
-  /** The `media_format.encoding` value this codec handles. */
-  readonly encoding: G711Encoding;
-  /** Decodes G.711 bytes to linear PCM; same contract as {@link decodeMuLaw}. */
-  decode(src: Uint8Array, dst?: Int16Array): Int16Array;
-  /** Encodes linear PCM to G.711 bytes; same contract as {@link encodeMuLaw}. */
-  encode(src: Int16Array, dst?: Uint8Array): Uint8Array;
-};
-
-const PCMU_CODEC: G711Codec = Object.freeze({
-  encoding: "PCMU",
-  decode: decodeMuLaw,
-  encode: encodeMuLaw,
-});
-
-const PCMA_CODEC: G711Codec = Object.freeze({
-  encoding: "PCMA",
-  decode: decodeALaw,
-  encode: encodeALaw,
-});
-
-/**
- * Returns the (shared, frozen) codec for a G.711 encoding name.
- *
- * @throws {RangeError} for any other name (guards callers that bypass the type, e.g. raw JSON).
- */
-export function codecFor(encoding: G711Encoding): G711Codec {
-  switch (encoding) {
-    case "PCMU":
-      return PCMU_CODEC;
-    case "PCMA":
-      return PCMA_CODEC;
-    default:
-      throw new RangeError(`unsupported G.711 encoding: ${String(encoding)}`);
-  }
 }
