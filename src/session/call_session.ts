@@ -18,6 +18,7 @@ import {
   type TransportEvent,
 } from "../transport/call_transport.ts";
 import { deadline, settledWithin } from "../async/deadline.ts";
+import { sharedPlaybackTicker } from "./playback.ts";
 import {
   type AnsweredBy,
   type CallEvent,
@@ -279,8 +280,12 @@ export class CallSession {
       this.stats.ignoredEvents++;
       return;
     }
-    if (event.type === "media" && (this.#draining || this.#state !== "active")) {
-      event = { type: "media", payload: event.payload.slice() };
+    if (event.type === "media") {
+      // Inbound frames keep coming when the loop's timers lag behind: see `poll`.
+      sharedPlaybackTicker.poll();
+      if (this.#draining || this.#state !== "active") {
+        event = { type: "media", payload: event.payload.slice() };
+      }
     }
     this.#mailbox.push(event);
     this.#drain();

@@ -107,6 +107,8 @@ export interface PlaybackTickerOptions {
   intervalMs?: number;
   /** No timer at all: the owner calls {@link PlaybackTicker.tick} (deterministic tests). */
   manual?: boolean;
+  /** Monotonic clock in ms for {@link PlaybackTicker.poll}, default `performance.now`. */
+  now?: () => number;
 }
 
 /**
@@ -118,6 +120,7 @@ export class PlaybackTicker {
   readonly #members = new Set<() => boolean>();
   readonly #intervalMs: number;
   readonly #manual: boolean;
+  readonly #now: () => number;
   #timer: ReturnType<typeof setInterval> | undefined;
   #lastTickAt = 0;
   /** Ticks run so far. */
@@ -128,6 +131,7 @@ export class PlaybackTicker {
   constructor(options: PlaybackTickerOptions = {}) {
     this.#intervalMs = options.intervalMs ?? TICK_MS;
     this.#manual = options.manual ?? false;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   /** Playbacks currently registered (those with audio waiting to be sent). */
@@ -142,9 +146,9 @@ export class PlaybackTicker {
 
   /** Registers a pump; it stays registered while it returns true. */
   add(pump: () => boolean): void {
+    if (this.#members.size === 0) this.#lastTickAt = this.#now();
     this.#members.add(pump);
     if (this.#manual || this.#timer !== undefined) return;
-    this.#lastTickAt = performance.now();
     this.#timer = setInterval(() => this.#onTimer(), this.#intervalMs);
   }
 
@@ -157,6 +161,7 @@ export class PlaybackTicker {
   /** Pumps every member once, dropping those that have nothing left to send. */
   tick(): void {
     this.ticks++;
+    this.#lastTickAt = this.#now();
     for (const pump of this.#members) {
       let keep = false;
       try {
@@ -169,11 +174,24 @@ export class PlaybackTicker {
     if (this.#members.size === 0) this.#stop();
   }
 
+  /**
+   * Ticks now if a period has passed since the last tick. Called for every inbound media frame:
+   * while the event loop works through a backlog of socket messages (after a major GC, say) its
+   * timers run late, by 100 ms and more, but messages are still being handled, and a tick from
+   * one of them keeps every call's audio flowing.
+   */
+  poll(): void {
+    if (this.#members.size === 0) return;
+    const now = this.#now();
+    if (now - this.#lastTickAt >= this.#intervalMs) this.tick();
+  }
+
   #onTimer(): void {
-    const now = performance.now();
+    const now = this.#now();
+    // A poll ticked moments ago: this tick would find nothing due.
+    if (now - this.#lastTickAt < this.#intervalMs / 2) return;
     const lateness = now - this.#lastTickAt - this.#intervalMs;
     if (lateness > this.maxLatenessMs) this.maxLatenessMs = lateness;
-    this.#lastTickAt = now;
     this.tick();
   }
 

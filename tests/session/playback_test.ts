@@ -538,3 +538,28 @@ Deno.test("playback: frames follow the output format", async (t) => {
     playback.close();
   });
 });
+
+Deno.test("playback ticker: a poll ticks once a period has passed, however late the timer is", () => {
+  let now = 0;
+  const ticker = new PlaybackTicker({ manual: true, now: () => now });
+  let pumped = 0;
+  ticker.add(() => {
+    pumped++;
+    return true;
+  });
+  ticker.poll();
+  assert.equal(pumped, 0, "no period has passed since the pump joined");
+  now = 19;
+  ticker.poll();
+  assert.equal(pumped, 0);
+  now = 20;
+  ticker.poll();
+  assert.equal(pumped, 1, "a period has passed");
+  now = 35;
+  ticker.poll();
+  assert.equal(pumped, 1, "the period restarts at the poll's tick");
+  now = 140;
+  ticker.poll();
+  ticker.poll();
+  assert.equal(pumped, 2, "one tick however long the wait was");
+});
