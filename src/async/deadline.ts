@@ -95,3 +95,49 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
+
+/**
+ * Fires `onTimeout` once nothing has restarted it for `ms`: the bound on a peer's silence (no
+ * audio from TTS for so long). Restarted far more often than it fires, once per chunk, so a
+ * restart only notes the time; the one timer, when it comes due early, waits out the rest.
+ */
+export class IdleTimeout {
+  readonly #ms: number;
+  readonly #onTimeout: () => void;
+  readonly #now: () => number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #dueAt = 0;
+
+  constructor(ms: number, onTimeout: () => void, now: () => number = () => performance.now()) {
+    this.#ms = ms;
+    this.#onTimeout = onTimeout;
+    this.#now = now;
+  }
+
+  /** Whether it is counting. */
+  get armed(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  /** Starts counting `ms` afresh from now. */
+  restart(): void {
+    this.#dueAt = this.#now() + this.#ms;
+    this.#timer ??= setTimeout(() => this.#check(), this.#ms);
+  }
+
+  /** Stops counting; a later {@link restart} starts again. */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #check(): void {
+    const left = this.#dueAt - this.#now();
+    if (left > 0) {
+      this.#timer = setTimeout(() => this.#check(), left);
+      return;
+    }
+    this.#timer = undefined;
+    this.#onTimeout();
+  }
+}

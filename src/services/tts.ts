@@ -27,7 +27,7 @@ import { type ContextOptions, TTSWS, TTSWSContext } from "@cartesia/cartesia-js/
 import type { RawOutputFormat, WebsocketResponse } from "@cartesia/cartesia-js/resources/tts";
 import { z } from "zod";
 import { AsyncQueue } from "../async/async_queue.ts";
-import { abortable, deadline, delay, settledWithin } from "../async/deadline.ts";
+import { abortable, deadline, delay, IdleTimeout, settledWithin } from "../async/deadline.ts";
 import { type AudioEncoding, type AudioFormat, MULAW_8K } from "../transport/call_transport.ts";
 import type { PhrasePiece } from "./phrases.ts";
 
@@ -530,7 +530,6 @@ class SpeechResponse {
   readonly events = new AsyncQueue<SpeechEvent>();
   /** Called once, when the response has settled (done, failed or stopped). */
   onSettled: () => void = () => {};
-  readonly #stallMs: number;
   readonly #phrases: string[] = [];
   #phrasesEnded = 0;
   #phraseStarted = false;
@@ -538,13 +537,18 @@ class SpeechResponse {
   #settled = false;
   #finishedByServer = false;
   /**
-   * A resettable timer rather than `deadline()`: the silence it bounds restarts with every
-   * event and pauses while Cartesia owes nothing, so there is no single promise to bound.
+   * An idle timeout rather than `deadline()`: the silence it bounds restarts with every event
+   * and pauses while Cartesia owes nothing, so there is no single promise to bound.
    */
-  #stallTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #stall: IdleTimeout;
 
   constructor(stallMs: number) {
-    this.#stallMs = stallMs;
+    this.#stall = new IdleTimeout(stallMs, () =>
+      this.fail(
+        new TtsError(`no audio from Cartesia for ${stallMs} ms`, "timeout", {
+          contextId: this.contextId,
+        }),
+      ));
   }
 
   /** No more events will be queued (done, failed or stopped). */
@@ -618,27 +622,16 @@ class SpeechResponse {
 
   #settle(): void {
     this.#settled = true;
-    clearTimeout(this.#stallTimer);
+    this.#stall.stop();
     this.onSettled();
   }
 
   /** (Re)starts the silence bound while Cartesia owes audio or `done`; stops it otherwise. */
   #watchSilence(): void {
-    clearTimeout(this.#stallTimer);
-    this.#stallTimer = undefined;
     const owed = this.#inputEnded || this.#phraseStarted ||
       this.#phrasesEnded < this.#phrases.length;
-    if (this.#settled || !owed) return;
-    const ms = this.#stallMs;
-    this.#stallTimer = setTimeout(
-      () =>
-        this.fail(
-          new TtsError(`no audio from Cartesia for ${ms} ms`, "timeout", {
-            contextId: this.contextId,
-          }),
-        ),
-      ms,
-    );
+    if (this.#settled || !owed) this.#stall.stop();
+    else this.#stall.restart();
   }
 }
 

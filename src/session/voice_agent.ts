@@ -64,13 +64,13 @@ export interface VoiceAgentDeps {
   voicemailWaitSeconds?: number;
 }
 
-/** Callee audio per STT write. */
-const STT_CHUNK_MS = 40;
+/** Callee audio per STT write: what Deepgram suggests for streaming (Flux's quickstart: 80 ms). */
+const STT_CHUNK_MS = 80;
 /**
  * STT chunks are views into slabs of this many chunks: the transcriber keeps each chunk until
  * it is transcribed, and one allocation per second of audio is far cheaper than one per write.
  */
-const STT_CHUNKS_PER_SLAB = 25;
+const STT_CHUNKS_PER_SLAB = 12;
 
 /**
  * Added to the play time of what was sent when waiting for the final mark echo: covers the
@@ -288,7 +288,7 @@ export class VoiceAgent {
   }
 
   /**
-   * Forwards callee audio to STT in 40 ms chunks: every chunk is a socket write, the largest
+   * Forwards callee audio to STT in 80 ms chunks: every chunk is a socket write, the largest
    * single cost per call in profiles, and Deepgram recommends 20–100 ms chunks. The local VAD,
    * which drives barge-in and turn ends, still sees every 20 ms frame at once.
    *

@@ -4,8 +4,10 @@ import {
   deadline,
   DeadlineError,
   delay,
+  IdleTimeout,
   settledWithin,
 } from "../../src/async/deadline.ts";
+import { waitFor } from "../helpers/wait_for.ts";
 
 Deno.test("deadline resolves with the promise's value when it settles in time", async () => {
   assert.equal(await deadline(Promise.resolve(7), 1000), 7);
@@ -44,4 +46,38 @@ Deno.test("abortable and delay stop when their signal aborts", async () => {
   await assert.rejects(a, /barge-in/);
   await assert.rejects(d, /barge-in/);
   await delay(1);
+});
+
+Deno.test("IdleTimeout fires once when nothing restarts it", async () => {
+  let fired = 0;
+  const idle = new IdleTimeout(5, () => fired++);
+  idle.restart();
+  assert.equal(idle.armed, true);
+  await waitFor(() => fired === 1, "the idle timeout to fire");
+  assert.equal(idle.armed, false);
+});
+
+Deno.test("IdleTimeout counts from the last restart, not the first", async () => {
+  let clock = 0;
+  let reads = 0;
+  let fired = 0;
+  const idle = new IdleTimeout(5, () => fired++, () => (reads++, clock));
+  idle.restart(); // due at 5
+  clock = 3;
+  idle.restart(); // due at 8
+  await waitFor(() => reads === 3, "the timer to come due and read the clock");
+  assert.equal(fired, 0, "3 ms after the last restart is not yet idle");
+  assert.equal(idle.armed, true, "it waits out the rest");
+  clock = 8;
+  await waitFor(() => fired === 1, "the idle timeout to fire");
+});
+
+Deno.test("IdleTimeout stopped never fires and holds no timer", () => {
+  let fired = 0;
+  const idle = new IdleTimeout(5, () => fired++);
+  idle.restart();
+  idle.stop();
+  assert.equal(idle.armed, false);
+  assert.equal(fired, 0);
+  // Deno's sanitizer fails this test if a timer were left behind.
 });

@@ -249,13 +249,13 @@ Deno.test("while the callee pauses mid-speech, every frame goes to STT at once",
   const call = startAgentCall({ firstSpeaker: "bot" });
   call.agent.start();
   const frame = new Uint8Array(160).fill(0xff);
+  for (let i = 0; i < 3; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, 0, "speaking or silent: frames wait for their chunk");
   call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.audioBytes, 0, "speaking or silent: the frame waits for its chunk");
-  call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.lastChunkBytes, 320);
+  assert.equal(call.stt.lastChunkBytes, 640);
   call.vad.pausing = true;
   call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.audioBytes, 480, "sent without waiting");
+  assert.equal(call.stt.audioBytes, 800, "sent without waiting");
   assert.equal(call.stt.lastChunkBytes, 160);
   await call.hangUp();
 });
@@ -264,12 +264,11 @@ Deno.test("on an A-law transport the agent decodes, transcribes and pads as A-la
   const call = startAgentCall({ firstSpeaker: "bot", audioFormat: ALAW_8K });
   call.agent.start();
   const silence = new Uint8Array(160).fill(A_LAW_SILENCE);
-  call.session.deliver({ type: "media", payload: silence });
-  call.session.deliver({ type: "media", payload: silence });
+  for (let i = 0; i < 4; i++) call.session.deliver({ type: "media", payload: silence });
   await settle();
   const decoded = decodeALaw(Uint8Array.of(A_LAW_SILENCE))[0];
   assert.ok(call.vad.lastFrame?.every((sample) => sample === decoded), "VAD hears A-law samples");
-  assert.equal(call.stt.lastChunkBytes, 320, "STT gets 40 ms of A-law per write");
+  assert.equal(call.stt.lastChunkBytes, 640, "STT gets 80 ms of A-law per write");
 
   call.speaker.bytesPerChar = 41; // the greeting's audio ends mid-frame
   await call.run(playMs(DEFAULT_GREETING) * 2);
