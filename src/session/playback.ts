@@ -5,7 +5,7 @@
  *
  * Why pace at all: Telnyx queues whatever it receives and plays it in real time. Dumping a
  * whole answer would make `clear` the only way to stop it and make mark echoes meaningless as a
- * playback position; keeping only ~100 ms queued there means a barge-in drops little and the
+ * playback position; keeping only ~120 ms queued there means a barge-in drops little and the
  * echoes track what the callee really heard.
  *
  * Pacing is computed from a clock, never from counted ticks: timers are late under load, so each
@@ -23,20 +23,27 @@ import {
   silenceByte,
 } from "../transport/call_transport.ts";
 
-/** Duration of one frame: the unit Telnyx's RTP mode plays and the unit we send. */
+/**
+ * Duration of one frame: the unit Telnyx's RTP mode plays, and the unit of padding, marks and
+ * pacing here. Frames sent in one pump go out as one message (RTP mode takes 20 ms to 30 s per
+ * message): a message costs both ends far more than its bytes do.
+ */
 export const FRAME_MS = 20;
 /** Default audio kept queued at Telnyx ahead of real time. */
-export const DEFAULT_LEAD_MS = 100;
+export const DEFAULT_LEAD_MS = 120;
 /** Below this the lead no longer covers one late tick plus the frame being sent. */
 export const MIN_LEAD_MS = 40;
-/** How often the shared ticker pumps; one frame per call per tick in steady state. */
-export const TICK_MS = FRAME_MS;
+/**
+ * How often the shared ticker pumps: two frames per call per tick in steady state, one message.
+ * With the default lead a tick can come 80 ms late before Telnyx runs dry.
+ */
+export const TICK_MS = 2 * FRAME_MS;
 /**
  * When less than this is queued at Telnyx and only a partial frame is waiting, the partial is
  * padded with silence and sent: waiting for the next tick would let Telnyx run dry anyway, and
  * sending it lets the phrase's tail (and its mark) be heard during a slow TTS/LLM pause.
  */
-const URGENT_LEAD_MS = TICK_MS;
+const URGENT_LEAD_MS = FRAME_MS;
 /**
  * Most names kept of marks cleared by a barge-in and still to be echoed. Telnyx echoes them at
  * once, so a handful is normal; a peer that never echoes must not make the list grow per barge-in.
@@ -50,7 +57,7 @@ export type PlaybackOutcome = "played" | "interrupted" | "closed";
 export interface PlaybackOptions {
   /** Where frames, marks and clear go; its `outputFormat` sets frame size and padding. */
   output: AudioOutput;
-  /** Audio kept queued at Telnyx ahead of real time; default 100 ms, never less than 40. */
+  /** Audio kept queued at Telnyx ahead of real time; default 120 ms, never less than 40. */
   leadMs?: number;
   /** Monotonic clock in ms, default `performance.now` (tests inject one). */
   now?: () => number;
@@ -79,7 +86,7 @@ export interface InterruptResult {
 
 /** Counters of one {@link Playback}. */
 export interface PlaybackStats {
-  /** Media frames sent (each exactly 20 ms). */
+  /** 20 ms frames sent (those of one pump share a message). */
   framesSent: number;
   /** Bytes of audio sent, padding included. */
   bytesSent: number;
@@ -268,8 +275,12 @@ export class Playback {
   #registered = false;
   #closed = false;
 
-  /** Staging buffer for every frame: audio copied in, silence padded after it. */
-  readonly #frame: Uint8Array;
+  /**
+   * The frames of one pump, sent as one message when the pump ends or a mark must follow
+   * them: audio copied in, partial frames padded with silence.
+   */
+  readonly #message: Uint8Array;
+  #messageBytes = 0;
   /** Enqueued audio not yet sent; `#chunkOffset` is the read position in `#chunks[#chunkHead]`. */
   #chunks: Uint8Array[] = [];
   /** Clock time each chunk was enqueued, to tell a late source from a late send. */
@@ -316,9 +327,11 @@ export class Playback {
     this.#bytesPerMs = bytesPerMs(format);
     this.#frameBytes = bytesFor(format, FRAME_MS);
     this.#silence = silenceByte(format);
-    this.#frame = new Uint8Array(this.#frameBytes);
     this.#now = options.now ?? (() => performance.now());
     this.#leadMs = Math.max(MIN_LEAD_MS, options.leadMs ?? DEFAULT_LEAD_MS);
+    // A pump sends at most the lead plus the frame that crosses it.
+    const framesPerMessage = Math.ceil(this.#leadMs / FRAME_MS) + 1;
+    this.#message = new Uint8Array(this.#frameBytes * framesPerMessage);
     this.#ticker = options.ticker ?? sharedPlaybackTicker;
     this.#onError = options.onError ??
       ((error) => console.error("playback: send failed, playback closed", error));
@@ -567,6 +580,7 @@ export class Playback {
   /** Drops everything queued locally; the next audio starts a new schedule and utterance. */
   #reset(): void {
     this.#generation++;
+    this.#messageBytes = 0;
     this.#chunks = [];
     this.#chunkTimes = [];
     this.#chunkHead = 0;
@@ -620,9 +634,17 @@ export class Playback {
     }
   }
 
-  /** Sends what the schedule allows; returns whether audio is still waiting. */
+  /** Sends what the schedule allows, as one message; returns whether audio is still waiting. */
   #pump(): boolean {
     if (this.#closed) return false;
+    try {
+      return this.#pumpFrames();
+    } finally {
+      this.#sendMessage();
+    }
+  }
+
+  #pumpFrames(): boolean {
     const generation = this.#generation;
     const now = this.#now();
     for (;;) {
@@ -632,6 +654,7 @@ export class Playback {
         const mark = this.#marksToSend.shift()!;
         this.#awaitingEcho.push(mark);
         this.#maybeQueuedAtTelnyx = true;
+        this.#sendMessage();
         this.#output.sendMark(mark.name);
       }
       const available = this.#enqueuedBytes - this.#consumedBytes;
@@ -687,19 +710,21 @@ export class Playback {
       this.#scheduleBytes = 0;
     }
 
-    this.#copyAudio(take);
     const frameBytes = this.#frameBytes;
+    if (this.#messageBytes + frameBytes > this.#message.length) this.#sendMessage();
+    const at = this.#messageBytes;
+    this.#copyAudio(take, at);
     if (take < frameBytes) {
-      this.#frame.fill(this.#silence, take);
+      this.#message.fill(this.#silence, at + take, at + frameBytes);
       this.stats.paddingBytes += frameBytes - take;
     }
+    this.#messageBytes += frameBytes;
     this.#consumedBytes += take;
     this.#scheduleBytes += frameBytes;
     this.stats.framesSent++;
     this.stats.bytesSent += frameBytes;
     this.#lastFrameUtterance = utterance;
     this.#maybeQueuedAtTelnyx = true;
-    this.#output.sendAudio(this.#frame);
 
     if (utterance !== undefined && utterance.firstFrameAt === undefined) {
       utterance.firstFrameAt = now;
@@ -719,13 +744,21 @@ export class Playback {
     return this.#chunkTimes[index];
   }
 
-  /** Moves `count` bytes from the chunk queue into the staging frame, freeing spent chunks. */
-  #copyAudio(count: number): void {
+  /** Sends the frames gathered so far, if any. */
+  #sendMessage(): void {
+    if (this.#messageBytes === 0) return;
+    const bytes = this.#messageBytes;
+    this.#messageBytes = 0;
+    this.#output.sendAudio(this.#message.subarray(0, bytes));
+  }
+
+  /** Moves `count` bytes from the chunk queue into the message at `at`, freeing spent chunks. */
+  #copyAudio(count: number, at: number): void {
     let written = 0;
     while (written < count) {
       const chunk = this.#chunks[this.#chunkHead];
       const n = Math.min(count - written, chunk.length - this.#chunkOffset);
-      this.#frame.set(chunk.subarray(this.#chunkOffset, this.#chunkOffset + n), written);
+      this.#message.set(chunk.subarray(this.#chunkOffset, this.#chunkOffset + n), at + written);
       written += n;
       this.#chunkOffset += n;
       if (this.#chunkOffset === chunk.length) {

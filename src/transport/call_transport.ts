@@ -134,8 +134,8 @@ export interface CallTransport {
   /** Format the agent's audio must be in: TTS output and playback padding follow it. */
   readonly outputFormat: AudioFormat;
   /**
-   * Sends one frame of agent audio in `outputFormat`. The bytes are consumed before this
-   * returns, so the caller may reuse the array.
+   * Sends agent audio in `outputFormat`, one or more whole 20 ms frames. The bytes are consumed
+   * before this returns, so the caller may reuse the array.
    */
   sendAudio(frame: Uint8Array): void;
   /** Asks the far end to report `name` (a `mark` event) once the audio sent before has played. */

@@ -13,7 +13,7 @@ import {
 } from "../../src/transport/call_transport.ts";
 import { PlayoutQueue } from "../fakes/playout_queue.ts";
 
-/** What the playback sent, in order. */
+/** What the playback sent, in order, audio as 20 ms frames. */
 export type SentFrame =
   | { event: "media"; audio: Uint8Array }
   | { event: "mark"; name: string }
@@ -46,10 +46,18 @@ export class PlayoutModel implements AudioOutput {
     this.#bytesPerMs = bytesPerMs(format);
   }
 
-  readonly sendAudio = (frame: Uint8Array): void => {
-    // The sender reuses its frame buffer: keep a copy, as a socket send would.
-    this.frames.push({ event: "media", audio: frame.slice() });
-    this.#playout.audio(frame.length);
+  /** Audio messages received; each holds one or more of the frames in {@link frames}. */
+  audioMessages = 0;
+
+  readonly sendAudio = (audio: Uint8Array): void => {
+    // Played as 20 ms frames, as RTP packetises it. The sender reuses its buffer: keep copies,
+    // as a socket send would.
+    this.audioMessages++;
+    const frameBytes = this.#bytesPerMs * 20;
+    for (let at = 0; at < audio.length; at += frameBytes) {
+      this.frames.push({ event: "media", audio: audio.slice(at, at + frameBytes) });
+    }
+    this.#playout.audio(audio.length);
     this.maxQueuedMs = Math.max(this.maxQueuedMs, this.queuedMs);
   };
 

@@ -106,6 +106,23 @@ Deno.test("playback: framing, marks and finish", async (t) => {
     assert.ok(playback.speaking);
   });
 
+  await t.step("the frames of one pump go out as one message, never past a mark", () => {
+    const { model, playback, ticker } = setup();
+    playback.enqueue(audio(1_000)); // 125 ms
+    assert.equal(model.audioMessages, 1, "the whole 120 ms lead in one message");
+    assert.equal(model.media().length, 6);
+    playback.endPhrase("a"); // ends inside frame 7
+    playback.enqueue(audio(8_000, 1));
+    model.advance(40);
+    ticker.tick(); // two frames due: frame 7 (end of "a"), its mark, frame 8
+    assert.deepEqual(model.sequence().slice(6), ["m", "mark:a", "m"]);
+    assert.equal(model.audioMessages, 3);
+    model.advance(40);
+    ticker.tick();
+    assert.equal(model.media().length, 10);
+    assert.equal(model.audioMessages, 4, "two frames in one message");
+  });
+
   await t.step("leadMs is clamped to at least 40 ms", () => {
     const { model, playback, run } = setup({ leadMs: 5 });
     assert.equal(playback.leadMs, 40);
@@ -268,12 +285,12 @@ Deno.test("playback: interrupt", async (t) => {
 
   await t.step("partial is capped by what was sent of the phrase", () => {
     const { model, playback } = setup();
-    playback.enqueue(audio(8_000)); // 1 s, only 100 ms sent without ticks
+    playback.enqueue(audio(8_000)); // 1 s, only the 120 ms lead sent without ticks
     playback.endPhrase("long");
-    model.advance(400); // no ticks: Telnyx ran dry after 100 ms
+    model.advance(400); // no ticks: Telnyx ran dry after 120 ms
     const result = playback.interrupt();
     assert.equal(result.partial?.id, "long");
-    assert.equal(result.partial?.playedMs, 100);
+    assert.equal(result.partial?.playedMs, 120);
     assert.equal(result.partial?.totalMs, 1_000);
   });
 
@@ -451,7 +468,7 @@ Deno.test("playback: the shared ticker serves every instance and stops when idle
       new Playback({
         output: {
           outputFormat: MULAW_8K,
-          sendAudio: () => sent[i]++,
+          sendAudio: (audio) => sent[i] += audio.length,
           sendMark: () => {},
           clear: () => {},
         },
@@ -463,7 +480,7 @@ Deno.test("playback: the shared ticker serves every instance and stops when idle
   assert.equal(sharedPlaybackTicker.running, true);
   await waitFor(() => sharedPlaybackTicker.size === 0, "every instance to send everything");
   assert.equal(sharedPlaybackTicker.running, false);
-  assert.ok(sent.every((n) => n === 10), "every instance sent all its frames");
+  assert.ok(sent.every((n) => n === 1_600), "every instance sent all its audio");
   for (const playback of playbacks) playback.close();
 });
 
@@ -541,7 +558,7 @@ Deno.test("playback: frames follow the output format", async (t) => {
 
 Deno.test("playback ticker: a poll ticks once a period has passed, however late the timer is", () => {
   let now = 0;
-  const ticker = new PlaybackTicker({ manual: true, now: () => now });
+  const ticker = new PlaybackTicker({ manual: true, intervalMs: 20, now: () => now });
   let pumped = 0;
   ticker.add(() => {
     pumped++;
