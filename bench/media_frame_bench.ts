@@ -1,7 +1,8 @@
 /**
  * Per-frame cost of the Telnyx media socket, 50 frames a second per call in each direction:
- * parsing an inbound `media` frame and decoding its payload (into a fresh array, as before, or
- * into the one buffer per socket, as now), and building an outbound `media` frame.
+ * reading an inbound `media` frame (fully parsed, or its payload found by `peekMediaPayload` as
+ * the socket does for frames in Telnyx's shape) and decoding its payload (into a fresh array or
+ * into the one buffer per socket), and building an outbound `media` frame.
  *
  * Run: `deno bench bench/media_frame_bench.ts`
  */
@@ -9,6 +10,7 @@ import {
   MAX_INBOUND_MEDIA_BYTES,
   mediaFrameFromBytes,
   parseInboundFrame,
+  peekMediaPayload,
 } from "../src/telnyx/media_stream.ts";
 
 const FRAME = new Uint8Array(160).map((_, i) => (i * 7) % 251);
@@ -16,8 +18,8 @@ const PAYLOAD = FRAME.toBase64();
 const INBOUND = JSON.stringify({
   event: "media",
   sequence_number: "12345",
-  stream_id: "32a1a2b4-5678-4abc-9def-0123456789ab",
   media: { track: "inbound", chunk: "1234", timestamp: "24680", payload: PAYLOAD },
+  stream_id: "32a1a2b4-5678-4abc-9def-0123456789ab",
 });
 const reused = new Uint8Array(MAX_INBOUND_MEDIA_BYTES);
 
@@ -42,13 +44,21 @@ Deno.bench({
 });
 
 Deno.bench({
-  name: "inbound: parse + decode into the socket's buffer",
+  name: "inbound: parse + decode into the socket's buffer (frames not in Telnyx's shape)",
   group: "inbound",
   fn: () => {
     const parsed = parseInboundFrame(INBOUND);
     if (parsed.ok && parsed.frame.event === "media") {
       reused.subarray(0, reused.setFromBase64(parsed.frame.media.payload).written);
     }
+  },
+});
+
+Deno.bench({
+  name: "inbound: payload found by peekMediaPayload, decoded into the socket's buffer (now)",
+  group: "inbound",
+  fn: () => {
+    reused.subarray(0, reused.setFromBase64(peekMediaPayload(INBOUND)!).written);
   },
 });
 

@@ -69,4 +69,9 @@ export class InboundAudioPacer {
     this.#tokens -= bytes;
     return true;
   }
+
+  /** Gives back what {@link admit} counted for a frame that turned out not to be audio. */
+  refund(bytes: number): void {
+    this.#tokens = Math.min(this.#capacity, this.#tokens + bytes);
+  }
 }

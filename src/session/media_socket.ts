@@ -20,6 +20,7 @@ import {
   MAX_INBOUND_MEDIA_BYTES,
   mediaPayloadBytes,
   parseInboundFrame,
+  peekMediaPayload,
 } from "../telnyx/media_stream.ts";
 import {
   TelnyxMediaTransport,
@@ -192,28 +193,42 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     if (answeredBy) session.deliver({ type: "answered_by", answeredBy });
   };
 
+  /** Paces and delivers one frame's audio; false if its payload does not decode. */
+  const onMedia = (session: CallSession, payload: string): boolean => {
+    // Paced before decoding, so audio sent faster than real time costs nothing more.
+    const bytes = mediaPayloadBytes(payload);
+    if (!pacer.admit(bytes)) {
+      const { stats } = session;
+      stats.mediaFramesDropped++;
+      stats.mediaBytesDropped += bytes;
+      if (shouldLog(stats.mediaFramesDropped)) {
+        log.warn("inbound audio ahead of real time dropped", {
+          dropped_frames: stats.mediaFramesDropped,
+          dropped_bytes: stats.mediaBytesDropped,
+        });
+      }
+      return true;
+    }
+    let written: number;
+    try {
+      ({ written } = inboundAudio.setFromBase64(payload));
+    } catch {
+      pacer.refund(bytes);
+      return false;
+    }
+    session.deliver({ type: "media", payload: inboundAudio.subarray(0, written) });
+    return true;
+  };
+
   const onFrame = (frame: InboundFrame) => {
     if (frame.event === "connected") return log.debug("media stream connected");
     if (frame.event === "start") return onStart(frame);
     if (!session) return drop("early", `${frame.event} before start ignored`);
     switch (frame.event) {
       case "media": {
-        // Paced before decoding, so audio sent faster than real time costs nothing more.
-        const bytes = mediaPayloadBytes(frame.media.payload);
-        if (!pacer.admit(bytes)) {
-          const { stats } = session;
-          stats.mediaFramesDropped++;
-          stats.mediaBytesDropped += bytes;
-          if (shouldLog(stats.mediaFramesDropped)) {
-            log.warn("inbound audio ahead of real time dropped", {
-              dropped_frames: stats.mediaFramesDropped,
-              dropped_bytes: stats.mediaBytesDropped,
-            });
-          }
-          return;
+        if (!onMedia(session, frame.media.payload)) {
+          drop("malformed", "malformed frame ignored", { reason: "media payload is not base64" });
         }
-        const { written } = inboundAudio.setFromBase64(frame.media.payload);
-        session.deliver({ type: "media", payload: inboundAudio.subarray(0, written) });
         return;
       }
       default: {
@@ -229,6 +244,9 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     if (typeof event.data !== "string") {
       return drop("binary", "binary frame ignored (Telnyx sends JSON text)");
     }
+    // Nearly every frame is audio in Telnyx's usual shape: no JSON.parse for those.
+    const payload = session && peekMediaPayload(event.data);
+    if (payload && onMedia(session!, payload)) return;
     const parsed = parseInboundFrame(event.data);
     if (!parsed.ok) return drop("malformed", "malformed frame ignored", { reason: parsed.reason });
     try {

@@ -93,7 +93,9 @@ export class TelnyxMediaClient {
   }
 
   #send(frame: Record<string, unknown>): void {
-    this.socket.send(JSON.stringify({ ...frame, sequence_number: String(++this.#sequence) }));
+    // Keys in the order Telnyx's documented frames have them.
+    const sequence = String(++this.#sequence);
+    this.socket.send(JSON.stringify({ event: frame.event, sequence_number: sequence, ...frame }));
   }
 
   /** The `connected` then `start` frames Telnyx opens every stream with. */
@@ -123,13 +125,13 @@ export class TelnyxMediaClient {
     this.#chunk++;
     this.#send({
       event: "media",
-      stream_id: this.streamId,
       media: {
         track: "inbound",
         chunk: String(this.#chunk),
         timestamp: String(this.#chunk * 20),
         payload: payload.toBase64(),
       },
+      stream_id: this.streamId,
     });
   }
 

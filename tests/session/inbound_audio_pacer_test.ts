@@ -85,6 +85,26 @@ Deno.test("the start of a stream may carry one burst at once, not more", () => {
   assert.equal(call.droppedFrames, 10);
 });
 
+Deno.test("a refunded frame leaves room for another, never beyond the burst", () => {
+  const clock = { ms: 0 };
+  const pacer = new InboundAudioPacer({
+    bytesPerSecond: BYTES_PER_SECOND,
+    burstMs: 40,
+    now: () => clock.ms,
+  });
+  assert.equal(pacer.admit(FRAME_BYTES), true);
+  assert.equal(pacer.admit(FRAME_BYTES), true);
+  assert.equal(pacer.admit(FRAME_BYTES), false, "the 40 ms burst is spent");
+  pacer.refund(FRAME_BYTES);
+  assert.equal(pacer.admit(FRAME_BYTES), true);
+  pacer.refund(FRAME_BYTES);
+  pacer.refund(FRAME_BYTES);
+  pacer.refund(FRAME_BYTES);
+  assert.equal(pacer.admit(FRAME_BYTES), true);
+  assert.equal(pacer.admit(FRAME_BYTES), true);
+  assert.equal(pacer.admit(FRAME_BYTES), false, "refunds never bank more than the burst");
+});
+
 Deno.test("a long silence does not bank more than the burst", () => {
   const call = pacedCall(1_000);
   call.offer(50);

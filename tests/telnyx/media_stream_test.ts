@@ -21,6 +21,7 @@ import {
   OutboundFrameSchema,
   parseInboundFrame,
   parseOutboundFrame,
+  peekMediaPayload,
 } from "../../src/telnyx/media_stream.ts";
 
 /** Mulberry32: tiny seeded PRNG so the random cases are reproducible. */
@@ -636,6 +637,33 @@ Deno.test("DTMF digits are exactly the sixteen keys, and a bad one is never echo
       assert.ok(!reason.includes(digit), reason);
     }
     assert.ok(!expectRejected(parseInboundFrame(dtmfWith("pin=4711")), /dtmf/).includes("4711"));
+  });
+});
+
+Deno.test("peekMediaPayload finds the payload of Telnyx's media frames without JSON.parse", async (t) => {
+  await t.step("the documented frame, and the same keys in the fake's order", () => {
+    assert.equal(peekMediaPayload(DOCUMENTED.media), PCMU_SILENCE_20MS);
+    const minimal = JSON.stringify({ event: "media", media: { payload: PCMU_SILENCE_20MS } });
+    assert.equal(peekMediaPayload(minimal), PCMU_SILENCE_20MS);
+  });
+
+  await t.step("anything else is left to parseInboundFrame", () => {
+    const media = { track: "inbound", chunk: "2", timestamp: "5", payload: PCMU_SILENCE_20MS };
+    const others = [
+      DOCUMENTED.connected,
+      DOCUMENTED.start,
+      DOCUMENTED.stop,
+      JSON.stringify({ event: "media", media }, null, 1), // whitespace
+      JSON.stringify({ sequence_number: "4", event: "media", media }), // event not first
+      JSON.stringify({ event: "media", media: { payload: PCMU_SILENCE_20MS, track: "inbound" } }),
+      `{"event":"media","media":{"payload":"AAAA"},"x":{"payload":"BBBB"}}`, // a second key
+      JSON.stringify({
+        event: "media",
+        media: { payload: "A".repeat(MAX_INBOUND_MEDIA_PAYLOAD_CHARS + 4) },
+      }),
+      '{"event":"media","media":{"payload":"AAAA',
+    ];
+    for (const text of others) assert.equal(peekMediaPayload(text), undefined, text.slice(0, 80));
   });
 });
 
