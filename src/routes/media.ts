@@ -70,7 +70,9 @@ export function mediaRoute(
     }
 
     const accepted = await acceptSocketUrl(deps.signer, usedUrls, new URL(request.url));
-    const { socket, response } = Deno.upgradeWebSocket(request);
+    // Deno's own idle timeout re-arms a timer on every message, 50 a second per call; the
+    // media socket bounds silence itself (MEDIA_IDLE_TIMEOUT_MS), without a timer per frame.
+    const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
     if (!accepted.ok) {
       logger.warn("refusing media socket", { reason: accepted.reason });
       refuseMediaSocket(socket, accepted.reason, {
@@ -86,6 +88,7 @@ export function mediaRoute(
       callControlId: accepted.call,
       client,
       startTimeoutMs: config.MEDIA_START_TIMEOUT_MS,
+      idleTimeoutMs: config.MEDIA_IDLE_TIMEOUT_MS,
       closeHandshakeMs: config.MEDIA_CLOSE_TIMEOUT_MS,
       logger,
       registry,

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { deadline, DeadlineError, settledWithin } from "../async/deadline.ts";
+import { deadline, DeadlineError, IdleTimeout, settledWithin } from "../async/deadline.ts";
 import type { Logger } from "../log.ts";
 import type { CustomData } from "../telnyx/body_param.ts";
 import {
@@ -42,6 +42,8 @@ export interface MediaSocketDeps {
   client: string;
   /** A socket that has not sent a valid `start` by then is closed with 1008. */
   startTimeoutMs: number;
+  /** A started call whose socket sends nothing for this long is over: its stream is dead. */
+  idleTimeoutMs: number;
   /** How long a socket we refuse gets to answer our close frame before its slot is freed. */
   closeHandshakeMs: number;
   logger: Logger;
@@ -144,6 +146,18 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
       refuse(1008, `no start frame within ${deps.startTimeoutMs} ms`);
     });
 
+  // The peer may be gone without a close (a network cut): the call is then ended as if the
+  // socket had closed, which hangs it up through the API. Deno's ping-based idle timeout is off
+  // for this socket (see the media route), so its connection is left to the kernel to drop.
+  const silence = new IdleTimeout(deps.idleTimeoutMs, () => {
+    log.warn("no frame from Telnyx for too long; ending the call", {
+      timeout_ms: deps.idleTimeoutMs,
+    });
+    const reason = `no frame within ${deps.idleTimeoutMs} ms`;
+    session?.deliver({ type: "socket_closed", code: 1006, reason });
+    socket.close(1011, reason);
+  });
+
   const onStart = (frame: Extract<InboundFrame, { event: "start" }>) => {
     if (session) return drop("malformed", "second start frame ignored");
     const { start, stream_id: streamId } = frame;
@@ -185,6 +199,8 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
       return refuse(1008, duplicate);
     }
     session = candidate;
+    silence.restart();
+    void candidate.ended.then(() => silence.stop());
     pending.release();
     started.resolve();
     deps.onSession?.(session);
@@ -241,6 +257,7 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
 
   socket.addEventListener("message", (event) => {
     if (refused) return;
+    if (session) silence.restart();
     if (typeof event.data !== "string") {
       return drop("binary", "binary frame ignored (Telnyx sends JSON text)");
     }
@@ -256,6 +273,7 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     }
   });
   socket.addEventListener("close", (event) => {
+    silence.stop();
     pending.release();
     waitingForStart.abort();
     log.debug("media socket closed", { code: event.code });

@@ -154,6 +154,29 @@ Deno.test("a socket that started its call is not closed by the start timeout", a
   await endLiveCall(call);
 });
 
+Deno.test("a started call whose socket goes silent is ended and hung up", async () => {
+  await using h = await startHarness({ MEDIA_IDLE_TIMEOUT_MS: "150" });
+  const call = await startLiveCall(h); // the client sends nothing after start
+  await deadline(call.session.ended, 5_000, { what: "the silent call to end" });
+  assert.equal(call.session.endReason, "socket_closed");
+  await waitFor(() => h.telnyx.hangupRequests(call.callSid).length === 1, "the hang-up");
+  assert.ok(h.logs.some((l) => l.includes("no frame from Telnyx for too long")));
+  const close = await deadline(call.client.closed, 5_000, { what: "the socket to close" });
+  assert.equal(close.code, 1011);
+});
+
+Deno.test("a call whose socket keeps sending is not ended by the silence bound", async () => {
+  await using h = await startHarness({ MEDIA_IDLE_TIMEOUT_MS: "150" });
+  const call = await startLiveCall(h);
+  // Frames every 50 ms for three times the bound.
+  for (let i = 0; i < 9; i++) {
+    call.client.media(new Uint8Array(160).fill(0xff));
+    await delay(50);
+  }
+  assert.equal(call.session.state, "active");
+  await endLiveCall(call);
+});
+
 Deno.test("pending sockets are capped per client (429)", async () => {
   await using h = await startHarness({
     MAX_PENDING_MEDIA_SOCKETS: "3",
