@@ -29,21 +29,23 @@ import {
  * message): a message costs both ends far more than its bytes do.
  */
 export const FRAME_MS = 20;
-/** Default audio kept queued at Telnyx ahead of real time. */
-export const DEFAULT_LEAD_MS = 120;
-/** Below this the lead no longer covers one late tick plus the frame being sent. */
-export const MIN_LEAD_MS = 40;
 /**
  * How often the shared ticker pumps: two frames per call per tick in steady state, one message.
  * With the default lead a tick can come 80 ms late before Telnyx runs dry.
  */
 export const TICK_MS = 2 * FRAME_MS;
+/** Default audio kept queued at Telnyx ahead of real time. */
+export const DEFAULT_LEAD_MS = 120;
+/** Below this the lead no longer covers one late tick plus the frame being sent. */
+export const MIN_LEAD_MS = TICK_MS + FRAME_MS;
 /**
- * When less than this is queued at Telnyx and only a partial frame is waiting, the partial is
- * padded with silence and sent: waiting for the next tick would let Telnyx run dry anyway, and
- * sending it lets the phrase's tail (and its mark) be heard during a slow TTS/LLM pause.
+ * When only a partial frame is waiting and less than this is queued at Telnyx, the partial is
+ * padded with silence and sent. For a phrase's tail, nothing more is coming soon: it goes at the
+ * last tick before Telnyx would run dry, so the tail (and its mark) is heard during a slow
+ * TTS/LLM pause. Inside a phrase more audio is usually on its way and padding would put silence
+ * inside a word, so it waits until less than a frame is left.
  */
-const URGENT_LEAD_MS = FRAME_MS;
+const URGENT_LEAD_MS = { phraseTail: TICK_MS, insidePhrase: FRAME_MS } as const;
 /**
  * Most names kept of marks cleared by a barge-in and still to be echoed. Telnyx echoes them at
  * once, so a handful is normal; a peer that never echoes must not make the list grow per barge-in.
@@ -57,7 +59,7 @@ export type PlaybackOutcome = "played" | "interrupted" | "closed";
 export interface PlaybackOptions {
   /** Where frames, marks and clear go; its `outputFormat` sets frame size and padding. */
   output: AudioOutput;
-  /** Audio kept queued at Telnyx ahead of real time; default 120 ms, never less than 40. */
+  /** Audio kept queued at Telnyx ahead of real time; default 120 ms, never less than 60. */
   leadMs?: number;
   /** Monotonic clock in ms, default `performance.now` (tests inject one). */
   now?: () => number;
@@ -130,6 +132,7 @@ export class PlaybackTicker {
   readonly #now: () => number;
   #timer: ReturnType<typeof setInterval> | undefined;
   #lastTickAt = 0;
+  #lastTimerAt = 0;
   /** Ticks run so far. */
   ticks = 0;
   /** Worst observed delay of a timer tick past its period (ms); shows how loaded the loop is. */
@@ -156,6 +159,7 @@ export class PlaybackTicker {
     if (this.#members.size === 0) this.#lastTickAt = this.#now();
     this.#members.add(pump);
     if (this.#manual || this.#timer !== undefined) return;
+    this.#lastTimerAt = this.#now();
     this.#timer = setInterval(() => this.#onTimer(), this.#intervalMs);
   }
 
@@ -195,11 +199,11 @@ export class PlaybackTicker {
 
   #onTimer(): void {
     const now = this.#now();
-    // A poll ticked moments ago: this tick would find nothing due.
-    if (now - this.#lastTickAt < this.#intervalMs / 2) return;
-    const lateness = now - this.#lastTickAt - this.#intervalMs;
+    const lateness = now - this.#lastTimerAt - this.#intervalMs;
     if (lateness > this.maxLatenessMs) this.maxLatenessMs = lateness;
-    this.tick();
+    this.#lastTimerAt = now;
+    // A poll ticked moments ago: this tick would find nothing due.
+    if (now - this.#lastTickAt >= this.#intervalMs / 2) this.tick();
   }
 
   #stop(): void {
@@ -672,7 +676,7 @@ export class Playback {
       } else if (available >= this.#frameBytes) {
         take = this.#frameBytes;
       } else if (
-        this.#clockRunning && lead < URGENT_LEAD_MS &&
+        this.#clockRunning && lead < this.#urgentLeadMs() &&
         this.#lastFrameUtterance === this.#sendingUtterances[0]
       ) {
         take = available;
@@ -682,6 +686,13 @@ export class Playback {
       this.#sendFrame(take, now, lead);
       if (this.#generation !== generation || this.#closed) return false;
     }
+  }
+
+  /** See {@link URGENT_LEAD_MS}: whether what is waiting ends a phrase. */
+  #urgentLeadMs(): number {
+    return this.#lastMark?.endByte === this.#enqueuedBytes
+      ? URGENT_LEAD_MS.phraseTail
+      : URGENT_LEAD_MS.insidePhrase;
   }
 
   /** Drops utterances whose audio has all been sent, so `[0]` owns the next byte. */

@@ -16,7 +16,7 @@ import type { PhrasePiece } from "../../src/services/phrases.ts";
 import type { SpeechEvent } from "../../src/services/tts.ts";
 import { CallSession, type HangupCall } from "../../src/session/call_session.ts";
 import { DEFAULT_GREETING } from "../../src/session/conversation.ts";
-import { PlaybackTicker } from "../../src/session/playback.ts";
+import { PlaybackTicker, TICK_MS } from "../../src/session/playback.ts";
 import { type Speaker, VoiceAgent } from "../../src/session/voice_agent.ts";
 import { ManualClock, settle } from "./manual_clock.ts";
 import { FakeTransport } from "./playout_model.ts";
@@ -279,13 +279,14 @@ export function startAgentCall(options: AgentCallOptions = {}) {
     },
     /**
      * Runs the call for `ms` of virtual time in 20 ms steps: the far end plays what it received, the
-     * agent's timers fire, the playback ticker pumps, and mark echoes come back (unless withheld).
+     * agent's timers fire, mark echoes come back (unless withheld), and the playback ticker pumps
+     * at its own period.
      */
     async run(ms: number): Promise<void> {
       for (let elapsed = 0; elapsed < ms; elapsed += 20) {
         wire.advance(20);
         await clock.advance(20);
-        ticker.tick();
+        if (wire.now % TICK_MS === 0) ticker.tick();
         if (options.withholdEchoes) wire.echoes.length = 0;
         else wire.deliverEchoes();
         await settle();

@@ -20,8 +20,13 @@ import type { CartesiaFake } from "../fakes/cartesia.ts";
 
 const GREETING = "Hello! This is an automated call from our Telnyx chatbot demo.";
 
+/** 20 ms frames of bot audio received (a media message may hold several). */
 function mediaFrames(client: TelnyxMediaClient): number {
-  return client.framesOf("media").length;
+  const bytes = client.framesOf("media").reduce(
+    (n, frame) => n + Uint8Array.fromBase64(frame.media.payload).length,
+    0,
+  );
+  return Math.floor(bytes / 160);
 }
 
 /** Transcripts Cartesia was asked to speak, one string per context, in order. */

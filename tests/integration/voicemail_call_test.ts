@@ -26,7 +26,7 @@ function spoken(cartesia: CartesiaFake): string[] {
   return [...cartesia.contexts.values()].map((c) => c.pieces.map((p) => p.transcript).join(""));
 }
 
-/** When each media frame the server sent arrived, as `performance.now()`. */
+/** When each media message the server sent arrived, as `performance.now()`. */
 function mediaArrivals(client: TelnyxMediaClient): number[] {
   return client.received.flatMap((frame, i) =>
     frame.event === "media" ? [client.receivedAt[i]] : []

@@ -4,6 +4,7 @@ import {
   type PlaybackOptions,
   PlaybackTicker,
   sharedPlaybackTicker,
+  TICK_MS,
 } from "../../src/session/playback.ts";
 import { MU_LAW_SILENCE } from "../../src/audio/g711.ts";
 import { ALAW_8K, MULAW_8K } from "../../src/transport/call_transport.ts";
@@ -40,12 +41,12 @@ function setup(options: Partial<PlaybackOptions> = {}) {
   const ticker = new PlaybackTicker({ manual: true });
   const playback = new Playback({ output: model, now: () => model.now, ticker, ...options });
   model.onEcho = (name) => playback.onMarkEcho(name);
-  /** Advances time with ticks and echo delivery every 20 ms. */
+  /** Advances time with ticks and echo delivery at the shared ticker's period. */
   const run = (ms: number) =>
     model.advance(ms, () => {
       ticker.tick();
       model.deliverEchoes();
-    });
+    }, TICK_MS);
   return { model, ticker, playback, run };
 }
 
@@ -123,13 +124,13 @@ Deno.test("playback: framing, marks and finish", async (t) => {
     assert.equal(model.audioMessages, 4, "two frames in one message");
   });
 
-  await t.step("leadMs is clamped to at least 40 ms", () => {
+  await t.step("leadMs is clamped to one tick plus a frame", () => {
     const { model, playback, run } = setup({ leadMs: 5 });
-    assert.equal(playback.leadMs, 40);
+    assert.equal(playback.leadMs, 60);
     playback.enqueue(audio(8_000));
-    assert.equal(model.media().length, 2);
+    assert.equal(model.media().length, 3);
     run(500);
-    assert.ok(model.maxQueuedMs <= 40 + 20);
+    assert.ok(model.maxQueuedMs <= 60 + 20);
   });
 
   await t.step("marks follow the frame holding their phrase's last byte, in order", async () => {
@@ -377,6 +378,22 @@ Deno.test("playback: underruns", async (t) => {
     assert.equal(playback.stats.underruns, 0);
     assert.deepEqual(playback.interrupt().heard, ["p1"], "and was heard to the end");
   });
+
+  await t.step(
+    "a phrase's partial tail goes out before Telnyx runs dry, whatever the phase",
+    () => {
+      for (let phase = 0; phase < TICK_MS; phase++) {
+        const { model, playback, run } = setup();
+        model.advance(phase);
+        playback.enqueue(audio(1_680)); // 10.5 frames
+        playback.endPhrase("p1");
+        run(600); // no more audio: the TTS is slow with the next phrase
+        assert.equal(playback.stats.underruns, 0, `phase ${phase}`);
+        assert.ok(model.sequence().includes("mark:p1"), `phase ${phase}`);
+        playback.close();
+      }
+    },
+  );
 
   await t.step("a partial first frame waits for more audio instead of padding", () => {
     const { model, playback, run } = setup();
