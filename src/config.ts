@@ -153,7 +153,7 @@ export const EnvSchema = z.object({
   // A refused media socket whose peer ignores our close frame frees its pending slot then.
   MEDIA_CLOSE_TIMEOUT_MS: integer(5_000, 100, 60_000),
   // Telnyx streams audio all through a call: this long without a frame, the stream is dead.
-  MEDIA_IDLE_TIMEOUT_MS: integer(30_000, 100, 600_000),
+  MEDIA_IDLE_TIMEOUT_MS: integer(60_000, 100, 600_000),
   MAX_PENDING_MEDIA_SOCKETS: integer(256, 1, 100_000),
   MAX_PENDING_MEDIA_SOCKETS_PER_CLIENT: integer(32, 1, 100_000),
   MAX_BODY_BYTES: integer(4096, 16, 65_536),

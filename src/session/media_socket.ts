@@ -257,19 +257,21 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
 
   socket.addEventListener("message", (event) => {
     if (refused) return;
-    if (session) silence.restart();
+    if (silence.armed) silence.restart();
     if (typeof event.data !== "string") {
       return drop("binary", "binary frame ignored (Telnyx sends JSON text)");
     }
-    // Nearly every frame is audio in Telnyx's usual shape: no JSON.parse for those.
-    const payload = session && peekMediaPayload(event.data);
-    if (payload && onMedia(session!, payload)) return;
-    const parsed = parseInboundFrame(event.data);
-    if (!parsed.ok) return drop("malformed", "malformed frame ignored", { reason: parsed.reason });
     try {
+      // Nearly every frame is audio in Telnyx's usual shape: no JSON.parse for those.
+      const payload = session && peekMediaPayload(event.data);
+      if (payload && onMedia(session!, payload)) return;
+      const parsed = parseInboundFrame(event.data);
+      if (!parsed.ok) {
+        return drop("malformed", "malformed frame ignored", { reason: parsed.reason });
+      }
       onFrame(parsed.frame);
     } catch (error) {
-      log.error("frame handling failed", { error, event: parsed.frame.event });
+      log.error("frame handling failed", { error });
     }
   });
   socket.addEventListener("close", (event) => {

@@ -64,16 +64,13 @@ export interface VoiceAgentDeps {
   voicemailWaitSeconds?: number;
 }
 
+/** Callee audio per STT write; Deepgram recommends 20–100 ms chunks. */
+const STT_CHUNK_MS = 40;
 /**
- * Callee audio per STT write while the VAD hears no speech: what Deepgram suggests for streaming
- * (Flux's quickstart: 80 ms). Most of a call is the callee listening.
+ * The same while the bot speaks, when no end of the callee's turn is awaited (a barge-in is the
+ * VAD's to hear): what Deepgram suggests for streaming (Flux's quickstart: 80 ms).
  */
-const STT_CHUNK_MS = 80;
-/**
- * The same while the callee speaks: the VAD may call the last frames of a phrase voiced, and they
- * wait for their chunk before Deepgram hears the end of the phrase.
- */
-const STT_SPEECH_CHUNK_MS = 40;
+const STT_CHUNK_WHILE_BOT_SPEAKS_MS = 80;
 /**
  * STT chunks are views into slabs of this many chunks: the transcriber keeps each chunk until
  * it is transcribed, and one allocation per second of audio is far cheaper than one per write.
@@ -180,7 +177,7 @@ export class VoiceAgent {
   /** Callee audio (the transport's input format) to linear samples for the VAD. */
   readonly #decodePcm: PcmDecoder;
   readonly #sttChunkBytes: number;
-  readonly #sttSpeechChunkBytes: number;
+  readonly #sttLongChunkBytes: number;
   /** The chunk being filled is `#sttSlab[#sttSlabUsed, #sttSlabUsed + #sttFill)`. */
   #sttSlab: Uint8Array;
   #sttSlabUsed = 0;
@@ -220,8 +217,8 @@ export class VoiceAgent {
     }
     this.#decodePcm = pcmDecoderFor(session.inputFormat);
     this.#sttChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_MS);
-    this.#sttSpeechChunkBytes = bytesFor(session.inputFormat, STT_SPEECH_CHUNK_MS);
-    this.#sttSlab = new Uint8Array(this.#sttChunkBytes * STT_CHUNKS_PER_SLAB);
+    this.#sttLongChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_WHILE_BOT_SPEAKS_MS);
+    this.#sttSlab = new Uint8Array(this.#sttLongChunkBytes * STT_CHUNKS_PER_SLAB);
     this.#playback = new Playback({
       output: session.output,
       now: () => this.#clock.now(),
@@ -298,9 +295,8 @@ export class VoiceAgent {
   }
 
   /**
-   * Forwards callee audio to STT in 80 ms chunks (40 ms while the callee speaks): every chunk is
-   * a socket write, the largest single cost per call in profiles, and Deepgram recommends
-   * 20–100 ms chunks. The local VAD,
+   * Forwards callee audio to STT in 40 ms chunks (80 ms while the bot speaks): every chunk is a
+   * socket write, the largest single cost per call in profiles. The local VAD,
    * which drives barge-in and turn ends, still sees every 20 ms frame at once.
    *
    * Except while the callee pauses mid-speech (and through the VAD's hang-over): Deepgram's end
@@ -310,14 +306,14 @@ export class VoiceAgent {
   #sendToStt(payload: Uint8Array): void {
     const stt = this.#stt;
     if (!stt) return;
-    const chunkBytes = this.#deps.vad.speaking ? this.#sttSpeechChunkBytes : this.#sttChunkBytes;
+    const chunkBytes = this.#isBotActive() ? this.#sttLongChunkBytes : this.#sttChunkBytes;
     if (this.#sttFill + payload.length > chunkBytes) this.#flushStt();
     if (payload.length >= chunkBytes) {
       // The payload is only lent to us (the transport reuses it) and the transcriber keeps it.
       stt.sendAudio(payload.slice());
       return;
     }
-    if (this.#sttFill === 0 && this.#sttSlabUsed + this.#sttChunkBytes > this.#sttSlab.length) {
+    if (this.#sttFill === 0 && this.#sttSlabUsed + this.#sttLongChunkBytes > this.#sttSlab.length) {
       // Chunks already sent keep the old slab alive until they are transcribed.
       this.#sttSlab = new Uint8Array(this.#sttSlab.length);
       this.#sttSlabUsed = 0;

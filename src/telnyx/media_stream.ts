@@ -447,25 +447,31 @@ function parseMediaFast(
 }
 
 const MEDIA_FRAME_START = '{"event":"media",';
+const MEDIA_KEY = '"media":{';
 const PAYLOAD_KEY = '"payload":"';
+/** What may follow the payload's closing quote: the end of `media`, then of the frame. */
+const MEDIA_FRAME_END = /^\}(?:,"stream_id":"[^"\\]*")?\}$/;
 
 /**
- * The payload of an inbound `media` frame in the shape Telnyx sends it (`event` first, no
- * whitespace, `payload` last in `media`), found with string searches rather than `JSON.parse`,
- * the largest single cost of a frame that arrives 50 times a second per call. Undefined for
- * any other text, which goes through {@link parseInboundFrame}. The other fields of a media
- * frame are not read, so they are not checked either; the payload is, by its decoder: one that
- * does not decode (an escaped `\/`, or garbage) goes through {@link parseInboundFrame} too.
+ * The payload of an inbound `media` frame in the shape Telnyx sends it (`event` first and only
+ * once, no whitespace, a `media` object whose last key is `payload`, then at most `stream_id`),
+ * found with string searches rather than `JSON.parse`, the largest single cost of a frame that
+ * arrives 50 times a second per call. Undefined for any other text, which goes through
+ * {@link parseInboundFrame}. The sequence number and the fields of `media` before `payload` are
+ * not read, so they are not checked; the payload is, by its decoder: one that does not decode
+ * (an escaped `\/`, or garbage) goes through {@link parseInboundFrame} too.
  */
 export function peekMediaPayload(text: string): string | undefined {
   if (text.length > MAX_INBOUND_FRAME_CHARS || !text.startsWith(MEDIA_FRAME_START)) return;
-  const key = text.indexOf(PAYLOAD_KEY, MEDIA_FRAME_START.length);
+  const media = text.indexOf(MEDIA_KEY, MEDIA_FRAME_START.length);
+  const key = media < 0 ? -1 : text.indexOf(PAYLOAD_KEY, media);
   if (key < 0) return;
   const start = key + PAYLOAD_KEY.length;
   const end = text.indexOf('"', start);
-  if (end < 0 || end - start > MAX_INBOUND_MEDIA_PAYLOAD_CHARS || text[end + 1] !== "}") return;
-  // A second payload key (in another string, or a duplicate key) is left to JSON.parse.
-  if (text.includes(PAYLOAD_KEY, end)) return;
+  if (end < 0 || end - start > MAX_INBOUND_MEDIA_PAYLOAD_CHARS) return;
+  if (!MEDIA_FRAME_END.test(text.slice(end + 1))) return;
+  // A second `event` (JSON.parse would keep the last) is left to the full parser.
+  if (text.includes('"event":', MEDIA_FRAME_START.length)) return;
   return text.slice(start, end);
 }
 

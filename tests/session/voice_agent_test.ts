@@ -245,23 +245,30 @@ Deno.test("speech from before the agent started is heard first, not as talking o
   await call.hangUp();
 });
 
-Deno.test("STT gets 80 ms chunks in silence, 40 ms in speech, every frame while the callee pauses", async () => {
-  const call = startAgentCall({ firstSpeaker: "bot" });
+Deno.test("STT gets 40 ms chunks, and every frame at once while the callee pauses", async () => {
+  const call = startAgentCall({ firstSpeaker: "callee" });
   call.agent.start();
   const frame = new Uint8Array(160).fill(0xff);
-  for (let i = 0; i < 3; i++) call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.audioBytes, 0, "silent: frames wait for their 80 ms chunk");
   call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.lastChunkBytes, 640);
-  call.vad.speaking = true;
-  call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.audioBytes, 640, "speaking: frames wait for their 40 ms chunk");
+  assert.equal(call.stt.audioBytes, 0, "the frame waits for its chunk");
   call.session.deliver({ type: "media", payload: frame });
   assert.equal(call.stt.lastChunkBytes, 320);
   call.vad.pausing = true;
   call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.audioBytes, 1_120, "sent without waiting");
+  assert.equal(call.stt.audioBytes, 480, "sent without waiting");
   assert.equal(call.stt.lastChunkBytes, 160);
+  await call.hangUp();
+});
+
+Deno.test("STT gets 80 ms chunks while the bot speaks", async () => {
+  const call = startAgentCall({ firstSpeaker: "bot" });
+  call.agent.start();
+  await call.run(100); // the greeting is playing
+  const sent = call.stt.audioBytes;
+  const frame = new Uint8Array(160).fill(0xff);
+  for (let i = 0; i < 4; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes - sent, 640);
+  assert.equal(call.stt.lastChunkBytes, 640);
   await call.hangUp();
 });
 

@@ -641,8 +641,14 @@ Deno.test("DTMF digits are exactly the sixteen keys, and a bad one is never echo
 });
 
 Deno.test("peekMediaPayload finds the payload of Telnyx's media frames without JSON.parse", async (t) => {
-  await t.step("the documented frame, and the same keys in the fake's order", () => {
+  await t.step("the documented frame, and the same keys in other orders", () => {
     assert.equal(peekMediaPayload(DOCUMENTED.media), PCMU_SILENCE_20MS);
+    const streamIdFirst = JSON.stringify({
+      event: "media",
+      stream_id: STREAM_ID,
+      media: { track: "inbound", payload: PCMU_SILENCE_20MS },
+    });
+    assert.equal(peekMediaPayload(streamIdFirst), PCMU_SILENCE_20MS);
     const minimal = JSON.stringify({ event: "media", media: { payload: PCMU_SILENCE_20MS } });
     assert.equal(peekMediaPayload(minimal), PCMU_SILENCE_20MS);
   });
@@ -662,6 +668,10 @@ Deno.test("peekMediaPayload finds the payload of Telnyx's media frames without J
         media: { payload: "A".repeat(MAX_INBOUND_MEDIA_PAYLOAD_CHARS + 4) },
       }),
       '{"event":"media","media":{"payload":"AAAA',
+      '{"event":"media","payload":"QUFB"}', // no media object
+      '{"event":"media","media":{"payload":"QUFB"}', // unterminated
+      '{"event":"media","media":{"payload":"QUFB"}}trailing',
+      '{"event":"media","event":"stop","media":{"payload":"QUFB"}}', // JSON.parse: a stop
     ];
     for (const text of others) assert.equal(peekMediaPayload(text), undefined, text.slice(0, 80));
   });
