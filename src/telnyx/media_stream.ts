@@ -367,7 +367,6 @@ function parseFrame<Frame>(
   text: string,
   direction: "inbound" | "outbound",
   schemas: Readonly<Record<string, z.ZodType<Frame>>>,
-  fastPath?: (json: Record<string, unknown>, event: string) => Frame | undefined,
 ): FrameParseResult<Frame> {
   const fail = (reason: string): FrameParseResult<Frame> => ({
     ok: false,
@@ -395,55 +394,9 @@ function parseFrame<Frame>(
   if (!Object.hasOwn(schemas, event)) {
     return fail(`unknown event ${JSON.stringify(truncate(event, 40))}`);
   }
-  if (fastPath !== undefined) {
-    const frame = fastPath(json as Record<string, unknown>, event);
-    if (frame !== undefined) return { ok: true, frame };
-  }
   const parsed = schemas[event].safeParse(json);
   if (!parsed.success) return fail(`${event}: ${describeIssues(parsed.error)}`);
   return { ok: true, frame: parsed.data };
-}
-
-/** Optional counter: absent, a bounded string, or a number (normalised to its string). */
-function isCounter(value: unknown): boolean {
-  return value === undefined || typeof value === "number" ||
-    (typeof value === "string" && value.length <= MAX_COUNTER_CHARS);
-}
-
-/** Absent, or a string of at most `max` characters. */
-function isOptionalString(value: unknown, max: number): boolean {
-  return value === undefined || (typeof value === "string" && value.length <= max);
-}
-
-/**
- * {@link InboundMediaFrameSchema} by hand, for the frame that arrives 50 times a second per call:
- * zod's generic walk cost more than the rest of a frame's handling. Returns exactly what the
- * schema would (unknown keys dropped, counters as strings), or undefined for anything it does
- * not accept, so zod decides and words the error.
- */
-function parseMediaFast(
-  json: Record<string, unknown>,
-  event: string,
-): InboundMediaFrame | undefined {
-  if (event !== "media") return undefined;
-  const { sequence_number: sequence, stream_id: streamId, media } = json;
-  if (!isCounter(sequence) || !isOptionalString(streamId, MAX_ID_CHARS)) return undefined;
-  if (media === null || typeof media !== "object" || Array.isArray(media)) return undefined;
-  const { track, chunk, timestamp, payload } = media as Record<string, unknown>;
-  if (!isOptionalString(track, MAX_LABEL_CHARS)) return undefined;
-  if (!isCounter(chunk) || !isCounter(timestamp)) return undefined;
-  if (typeof payload !== "string" || payload.length > MAX_INBOUND_MEDIA_PAYLOAD_CHARS) {
-    return undefined;
-  }
-  if (!isDecodableBase64(payload, false)) return undefined;
-  const out: InboundMediaFrame["media"] = { payload };
-  if (track !== undefined) out.track = track as string;
-  if (chunk !== undefined) out.chunk = String(chunk);
-  if (timestamp !== undefined) out.timestamp = String(timestamp);
-  const frame: InboundMediaFrame = { event: "media", media: out };
-  if (sequence !== undefined) frame.sequence_number = String(sequence);
-  if (streamId !== undefined) frame.stream_id = streamId as string;
-  return frame;
 }
 
 const MEDIA_FRAME_START = '{"event":"media",';
@@ -481,7 +434,7 @@ export function peekMediaPayload(text: string): string | undefined {
  * that never echoes the whole payload.
  */
 export function parseInboundFrame(text: string): FrameParseResult<InboundFrame> {
-  return parseFrame(text, "inbound", INBOUND_SCHEMAS, parseMediaFast);
+  return parseFrame(text, "inbound", INBOUND_SCHEMAS);
 }
 
 /**

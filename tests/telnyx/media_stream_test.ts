@@ -470,8 +470,8 @@ Deno.test("decodeMediaPayload", async (t) => {
   });
 });
 
-Deno.test("the media fast path accepts and returns exactly what the zod schema does", async (t) => {
-  // Each list straddles the field's limit, so the hand-written bounds are checked against zod's.
+Deno.test("parseInboundFrame accepts and returns exactly what the media schema does", async (t) => {
+  // Each list straddles the field's limit.
   const payloads = [
     "",
     "/w==",
