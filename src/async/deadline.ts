@@ -119,9 +119,9 @@ export class IdleTimeout {
     return this.#timer !== undefined;
   }
 
-  /** Starts counting `ms` afresh from now. */
-  restart(): void {
-    this.#dueAt = this.#now() + this.#ms;
+  /** Starts counting `ms` afresh from `now` (the clock's time, if the caller has read it). */
+  restart(now: number = this.#now()): void {
+    this.#dueAt = now + this.#ms;
     this.#timer ??= setTimeout(() => this.#check(), this.#ms);
   }
 

@@ -57,9 +57,11 @@ export class InboundAudioPacer {
     this.#refilledAt = this.#now();
   }
 
-  /** True when `bytes` more audio is within real time (and counts it); false to drop the frame. */
-  admit(bytes: number): boolean {
-    const now = this.#now();
+  /**
+   * True when `bytes` more audio is within real time (and counts it); false to drop the frame.
+   * `now` may be given by a caller that already read the pacer's clock for this frame.
+   */
+  admit(bytes: number, now: number = this.#now()): boolean {
     const elapsed = now - this.#refilledAt;
     if (elapsed > 0) {
       this.#tokens = Math.min(this.#capacity, this.#tokens + elapsed * this.#bytesPerMs);

@@ -209,11 +209,11 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     if (answeredBy) session.deliver({ type: "answered_by", answeredBy });
   };
 
-  /** Paces and delivers one frame's audio; false if its payload does not decode. */
-  const onMedia = (session: CallSession, payload: string): boolean => {
+  /** Paces and delivers one frame's audio (`now`: when it arrived); false if it does not decode. */
+  const onMedia = (session: CallSession, payload: string, now: number): boolean => {
     // Paced before decoding, so audio sent faster than real time costs nothing more.
     const bytes = mediaPayloadBytes(payload);
-    if (!pacer.admit(bytes)) {
+    if (!pacer.admit(bytes, now)) {
       const { stats } = session;
       stats.mediaFramesDropped++;
       stats.mediaBytesDropped += bytes;
@@ -236,13 +236,13 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
     return true;
   };
 
-  const onFrame = (frame: InboundFrame) => {
+  const onFrame = (frame: InboundFrame, now: number) => {
     if (frame.event === "connected") return log.debug("media stream connected");
     if (frame.event === "start") return onStart(frame);
     if (!session) return drop("early", `${frame.event} before start ignored`);
     switch (frame.event) {
       case "media": {
-        if (!onMedia(session, frame.media.payload)) {
+        if (!onMedia(session, frame.media.payload, now)) {
           drop("malformed", "malformed frame ignored", { reason: "media payload is not base64" });
         }
         return;
@@ -257,19 +257,23 @@ export function serveMediaSocket(socket: WebSocket, deps: MediaSocketDeps): void
 
   socket.addEventListener("message", (event) => {
     if (refused) return;
-    if (silence.armed) silence.restart();
+    // One clock read per frame, for the silence bound and the pacer.
+    const now = performance.now();
+    if (silence.armed) silence.restart(now);
     if (typeof event.data !== "string") {
       return drop("binary", "binary frame ignored (Telnyx sends JSON text)");
     }
     try {
-      // Nearly every frame is audio in Telnyx's usual shape: no JSON.parse for those.
-      const payload = session && peekMediaPayload(event.data);
-      if (payload && onMedia(session!, payload)) return;
+      if (session) {
+        // Nearly every frame is audio in Telnyx's usual shape: no JSON.parse for those.
+        const payload = peekMediaPayload(event.data);
+        if (payload !== undefined && onMedia(session, payload, now)) return;
+      }
       const parsed = parseInboundFrame(event.data);
       if (!parsed.ok) {
         return drop("malformed", "malformed frame ignored", { reason: parsed.reason });
       }
-      onFrame(parsed.frame);
+      onFrame(parsed.frame, now);
     } catch (error) {
       log.error("frame handling failed", { error });
     }

@@ -81,3 +81,16 @@ Deno.test("IdleTimeout stopped never fires and holds no timer", () => {
   assert.equal(fired, 0);
   // Deno's sanitizer fails this test if a timer were left behind.
 });
+
+Deno.test("IdleTimeout restarted with the caller's time counts from it", async () => {
+  let clock = 6;
+  let reads = 0;
+  let fired = 0;
+  const idle = new IdleTimeout(5, () => fired++, () => (reads++, clock));
+  idle.restart(3); // due at 8; the clock is not read
+  assert.equal(reads, 0);
+  await waitFor(() => reads === 1, "the timer to come due and read the clock");
+  assert.equal(fired, 0, "at 6, 3 ms after the given time, it is not yet idle");
+  clock = 8;
+  await waitFor(() => fired === 1, "the idle timeout to fire");
+});

@@ -140,3 +140,17 @@ Deno.test("by default the pacer runs at the call's 8000 bytes/s with a 1 s burst
   assert.equal(pacer.admit(FRAME_BYTES), true, "20 ms later, 20 ms of audio");
   assert.equal(pacer.admit(1), false);
 });
+
+Deno.test("a caller's reading of the clock counts as the pacer's own", () => {
+  let reads = 0;
+  const pacer = new InboundAudioPacer({
+    bytesPerSecond: BYTES_PER_SECOND,
+    burstMs: 20,
+    now: () => (reads++, 0),
+  });
+  const readsAtStart = reads;
+  assert.equal(pacer.admit(FRAME_BYTES, 0), true);
+  assert.equal(pacer.admit(FRAME_BYTES, 10), false, "10 ms refill half a frame");
+  assert.equal(pacer.admit(FRAME_BYTES, 20), true);
+  assert.equal(reads, readsAtStart, "the pacer did not read its clock again");
+});
