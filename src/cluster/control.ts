@@ -102,17 +102,10 @@ export class ClusterMember {
 
   /** Sends `report`; resolves with the whole server, or rejects when the supervisor did not answer. */
   async report(report: WorkerReport): Promise<ClusterState> {
-    const signal = AbortSignal.timeout(REPORT_TIMEOUT_MS);
-    const response = await fetch(`${this.#url}/report`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
-      body: JSON.stringify({ ...report, answered_by_after: this.#answeredBySeen }),
-      signal,
+    const response = await this.#post("/report", {
+      ...report,
+      answered_by_after: this.#answeredBySeen,
     });
-    if (!response.ok) {
-      await response.body?.cancel();
-      throw new Error(`the supervisor answered ${response.status}`);
-    }
     const state = ClusterStateSchema.parse(await response.json());
     for (const shared of state.answered_by) {
       if (shared.seq <= this.#answeredBySeen) continue;
@@ -132,14 +125,12 @@ export class ClusterMember {
     logger: Logger,
   ): Promise<void> {
     try {
-      const response = await fetch(`${this.#url}/answered-by`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
-        body: JSON.stringify({ call: callControlId, answered_by: answeredBy, from: this.worker }),
-        signal: AbortSignal.timeout(REPORT_TIMEOUT_MS),
+      const response = await this.#post("/answered-by", {
+        call: callControlId,
+        answered_by: answeredBy,
+        from: this.worker,
       });
       await response.body?.cancel();
-      if (!response.ok) throw new Error(`the supervisor answered ${response.status}`);
     } catch (error) {
       logger.warn("cannot pass the detection result to the other server processes", {
         call: callControlId,
@@ -155,16 +146,7 @@ export class ClusterMember {
    */
   async claim(signature: UrlSignature, logger: Logger): Promise<ClaimResult> {
     try {
-      const response = await fetch(`${this.#url}/claim`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
-        body: JSON.stringify({ sig: signature.sig, exp: signature.exp }),
-        signal: AbortSignal.timeout(REPORT_TIMEOUT_MS),
-      });
-      if (!response.ok) {
-        await response.body?.cancel();
-        throw new Error(`the supervisor answered ${response.status}`);
-      }
+      const response = await this.#post("/claim", { sig: signature.sig, exp: signature.exp });
       const { result } = ClaimResultSchema.parse(await response.json());
       this.#claimsFailing = false;
       // Remembered here too, for the claims made should the supervisor stop answering.
@@ -179,6 +161,24 @@ export class ClusterMember {
       this.#claimsFailing = true;
       return this.#localClaims.claim(signature);
     }
+  }
+
+  /**
+   * POSTs `body` as JSON to the supervisor's `path`; resolves with its answer when it is a
+   * success, and rejects otherwise, the answer's body cancelled.
+   */
+  async #post(path: string, body: unknown): Promise<Response> {
+    const response = await fetch(`${this.#url}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(REPORT_TIMEOUT_MS),
+    });
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new Error(`the supervisor answered ${response.status}`);
+    }
+    return response;
   }
 
   /**
