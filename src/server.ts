@@ -25,7 +25,7 @@ import { openRecordsKv } from "./records/open_kv.ts";
 import { createAnalysisLlm } from "./analysis/analyze_call.ts";
 import { reportCallOutcomes } from "./outcomes/call_outcomes.ts";
 import { webhooksFromConfig } from "./webhooks/webhooks.ts";
-import type { ClusterMember } from "./cluster/control.ts";
+import { type ClusterMember, workerReport } from "./cluster/control.ts";
 
 /** Longest shutdown waits for webhooks being stored and analyses running. */
 const OUTCOMES_IDLE_MS = 5_000;
@@ -200,13 +200,7 @@ export async function startServer(
   }
   const reporting = new AbortController();
   const reported = options.cluster?.reportEvery(
-    () => ({
-      worker: options.cluster!.worker,
-      pid: Deno.pid,
-      active_calls: registry.active,
-      pending_media_sockets: registry.pending,
-      draining,
-    }),
+    () => workerReport(options.cluster!.worker, registry, draining),
     reporting.signal,
     logger,
   );

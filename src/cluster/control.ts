@@ -29,10 +29,29 @@ export const WorkerReportSchema = z.object({
   worker: z.number().int().min(0),
   pid: z.number().int(),
   active_calls: z.number().int().min(0),
+  /** Media sockets that have not sent `start` yet: a high figure means a slow or abusive peer. */
   pending_media_sockets: z.number().int().min(0),
   draining: z.boolean(),
 });
 export type WorkerReport = z.infer<typeof WorkerReportSchema>;
+
+/**
+ * The report of server process `worker` as of now, from its call registry: the same figures go
+ * to the supervisor every second and into the `/health` this process answers.
+ */
+export function workerReport(
+  worker: number,
+  calls: { readonly active: number; readonly pending: number },
+  draining: boolean,
+): WorkerReport {
+  return {
+    worker,
+    pid: Deno.pid,
+    active_calls: calls.active,
+    pending_media_sockets: calls.pending,
+    draining,
+  };
+}
 
 /** A report as sent: with the last shared detection result the process has seen. */
 export const ReportRequestSchema = WorkerReportSchema.extend({

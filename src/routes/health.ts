@@ -7,38 +7,41 @@
  */
 import { Hono } from "hono";
 import type { AppDeps } from "../app.ts";
+import { workerReport } from "../cluster/control.ts";
 
 /** The `/health` route. */
 export function healthRoute(
   deps: Pick<AppDeps, "config" | "registry" | "version" | "isDraining" | "cluster">,
 ): Hono {
   return new Hono().get("/health", async (c) => {
-    const own = {
-      active_calls: deps.registry.active,
-      // Media sockets that have not sent `start` yet: a high figure means a slow or abusive peer.
-      pending_media_sockets: deps.registry.pending,
-    };
+    const draining = deps.isDraining();
     const base = { version: deps.version, env: deps.config.ENV };
     if (!deps.cluster) {
-      return c.json({ status: deps.isDraining() ? "draining" : "ok", ...own, ...base });
+      return c.json({
+        status: draining ? "draining" : "ok",
+        active_calls: deps.registry.active,
+        pending_media_sockets: deps.registry.pending,
+        ...base,
+      });
     }
     const worker = deps.cluster.worker;
-    const draining = deps.isDraining();
+    const own = workerReport(worker, deps.registry, draining);
     let cluster;
     try {
-      cluster = await deps.cluster.report({ worker, pid: Deno.pid, ...own, draining });
+      cluster = await deps.cluster.report(own);
     } catch {
       // The calls here go on without the supervisor; say that the figures are this process's.
       return c.json({
         status: draining ? "draining" : "ok",
-        ...own,
+        active_calls: own.active_calls,
+        pending_media_sockets: own.pending_media_sockets,
         workers: { this: worker },
         warning: "the supervisor did not answer: the figures are this process's only",
         ...base,
       });
     }
     const others = cluster.workers.filter((w) => w.worker !== worker);
-    const all = [{ worker, pid: Deno.pid, ...own, draining, reported_ms_ago: 0 }, ...others];
+    const all = [{ ...own, reported_ms_ago: 0 }, ...others];
     const sum = (key: "active_calls" | "pending_media_sockets") =>
       all.reduce((n, w) => n + w[key], 0);
     return c.json({
