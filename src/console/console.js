@@ -1,34 +1,12 @@
 // The call console page: reads /console/api/*, re-reads on every server-sent event. The API token
 // (needed from anywhere but the service's own machine) is kept for this tab only and sent as an
 // Authorization header, never in a URL.
-"use strict";
+import { $, el, LATENCY_BARS } from "../pages/pages.js";
 
-const LATENCY_BARS = [
-  ["sttFinalizationMs", "STT final"],
-  ["llmTtftMs", "LLM first token"],
-  ["ttsTtfbMs", "TTS first audio"],
-  ["voiceToVoiceMs", "voice to voice"],
-];
 const RECONNECT_MS = 2000;
 const REFRESH_DEBOUNCE_MS = 150;
 
 const state = { selected: null, snapshot: null, refreshTimer: 0 };
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs ?? {})) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child !== null && child !== undefined) {
-      node.append(child instanceof Node ? child : String(child));
-    }
-  }
-  return node;
-}
 
 function authHeaders() {
   const token = sessionStorage.getItem("apiToken");

@@ -1,6 +1,7 @@
 /**
  * What the browser pages (`/console`, `/playground`) share: their response headers, the lazy
- * loading of the files they ship with, and their common stylesheet at `/pages/pages.css`.
+ * loading of the files they ship with, their common stylesheet at `/pages/pages.css` and the
+ * script module their scripts import, `/pages/pages.js`.
  *
  * @module
  */
@@ -34,10 +35,14 @@ export function pageFiles<K extends string>(
     ).then((entries) => Object.fromEntries(entries) as Record<K, string>);
 }
 
-const loadShared = pageFiles({ css: new URL("./pages.css", import.meta.url) });
+const loadShared = pageFiles({
+  css: new URL("./pages.css", import.meta.url),
+  js: new URL("./pages.js", import.meta.url),
+});
 
-/** The stylesheet both pages link to. */
+/** The stylesheet both pages link to and the module both pages' scripts import. */
 export function pagesRoute(): Hono {
   return new Hono()
-    .get("/pages/pages.css", async (c) => c.body((await loadShared()).css, 200, STYLE_HEADERS));
+    .get("/pages/pages.css", async (c) => c.body((await loadShared()).css, 200, STYLE_HEADERS))
+    .get("/pages/pages.js", async (c) => c.body((await loadShared()).js, 200, SCRIPT_HEADERS));
 }

@@ -3,20 +3,12 @@
 // played (so the server knows what was heard) and drops its queue when the server says `clear`
 // (the caller talked over the bot). The API token, when needed, goes in the first message,
 // never in the URL.
-"use strict";
+import { $, el, LATENCY_BARS } from "../pages/pages.js";
 
 const CAPTURE_RATE = 16000;
 /** Audio scheduled this far ahead of the clock, so the first chunk never starts late. */
 const PLAY_LEAD_S = 0.02;
 const MARK_CHECK_MS = 20;
-const LATENCY_BARS = [
-  ["sttFinalizationMs", "STT final"],
-  ["llmTtftMs", "LLM first token"],
-  ["ttsTtfbMs", "TTS first audio"],
-  ["voiceToVoiceMs", "voice to voice"],
-];
-
-const $ = (id) => document.getElementById(id);
 
 /** Counters the browser tests read; also handy in the devtools console. */
 const stats = {
@@ -34,20 +26,6 @@ globalThis.playgroundState = stats;
 
 const player = { next: 0, sources: new Set(), marks: [], rate: CAPTURE_RATE };
 let call = null;
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs ?? {})) {
-    if (key === "class") node.className = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child !== null && child !== undefined) {
-      node.append(child instanceof Node ? child : String(child));
-    }
-  }
-  return node;
-}
 
 function customData() {
   const area = $("custom-data");

@@ -105,7 +105,7 @@ Deno.test("the console page itself carries no data and loads nothing from elsewh
   assert.equal(page.status, 200);
   assert.match(page.headers.get("content-security-policy")!, /default-src 'self'/);
   const html = await page.text();
-  assert.match(html, /<script src="\/console\/console.js"><\/script>/);
+  assert.match(html, /<script type="module" src="\/console\/console.js"><\/script>/);
   assert.match(html, /<link rel="stylesheet" href="\/pages\/pages.css">/);
   assert.doesNotMatch(html, /https?:\/\//, "no CDN");
   const script = await app.request("/console/console.js", {}, from("10.1.2.3"));

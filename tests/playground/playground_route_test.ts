@@ -91,7 +91,7 @@ Deno.test("the playground page loads only its own scripts", async () => {
   const page = await app.request("/playground", {}, from("10.0.0.8"));
   assert.equal(page.status, 200);
   const html = await page.text();
-  assert.match(html, /<script src="\/playground\/playground.js"><\/script>/);
+  assert.match(html, /<script type="module" src="\/playground\/playground.js"><\/script>/);
   assert.match(html, /<link rel="stylesheet" href="\/pages\/pages.css">/);
   assert.doesNotMatch(html, /https?:\/\//, "no CDN");
   const worklet = await app.request("/playground/capture_worklet.js", {}, from("10.0.0.8"));
