@@ -15,6 +15,7 @@
 import { deadline, delay } from "../src/async/deadline.ts";
 import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
+import { waitFor } from "../tests/helpers/wait_for.ts";
 import {
   residentBytes,
   type ServerWithFakes,
@@ -31,15 +32,8 @@ const VALID_KEYS = "0123456789ABCD*";
 const mib = (bytes: number) => (bytes / 1048576).toFixed(0);
 const secs = (ms: number) => (ms / 1000).toFixed(1);
 
-/** Polls `predicate` every 50 ms until it holds or `ms` pass; returns whether it held. */
-async function waitUntil(predicate: () => boolean, ms: number): Promise<boolean> {
-  const due = performance.now() + ms;
-  while (!predicate()) {
-    if (performance.now() >= due) return false;
-    await delay(50);
-  }
-  return true;
-}
+/** How often the bench checks for what it waits for. */
+const POLL_MS = 50;
 
 /** Samples a process's resident memory every 100 ms until `stop()`, which returns the peak. */
 function watchPeakRss(pid: number): { stop(): Promise<number> } {
@@ -117,7 +111,7 @@ async function startCall(
 /** The call's `call summary` log line, once logged (bounded). */
 async function summaryOf(rig: Rig, callSid: string): Promise<Record<string, unknown> | undefined> {
   const find = () => rig.server.lines.find((l) => l.msg === "call summary" && l.call === callSid);
-  await waitUntil(() => find() !== undefined, 10_000);
+  await waitFor(() => find() !== undefined, "the call summary", 10_000, POLL_MS).catch(() => {});
   return find();
 }
 
@@ -128,8 +122,14 @@ async function liveCall(rig: Rig): Promise<{ call: Call; end(): Promise<string> 
   // The callee's line streams (silence) as Telnyx's always does.
   call.client.streamAudio(new Uint8Array(0));
   // Its STT socket is up before the abuse starts, so later STT sockets are the abuser's.
-  await waitUntil(() => rig.deepgram.connections.length > dgConnections, 5000);
-  await waitUntil(() => call.client.playedBytes > 0, 5000);
+  await waitFor(
+    () => rig.deepgram.connections.length > dgConnections,
+    "the live call's STT socket",
+    5000,
+    POLL_MS,
+  ).catch(() => {});
+  await waitFor(() => call.client.playedBytes > 0, "the live call's audio", 5000, POLL_MS)
+    .catch(() => {});
   return {
     call,
     async end() {
@@ -181,7 +181,12 @@ async function oversizedDtmf(): Promise<Row[]> {
   for (let i = 0; i < 150; i++) abuser.client.sendRaw(huge);
   await delay(1500);
   for (let i = 0; i < 150; i++) abuser.client.dtmf(VALID_KEYS[i % VALID_KEYS.length]);
-  await waitUntil(() => rig.openai.requests.length > firstRequest, 10_000);
+  await waitFor(
+    () => rig.openai.requests.length > firstRequest,
+    "an LLM request after the key presses",
+    10_000,
+    POLL_MS,
+  ).catch(() => {});
   // Time for any further request a burst might cause.
   await delay(3000);
   const rssAfter = await residentBytes(rig.server.pid);
@@ -258,7 +263,12 @@ async function mediaFlood(): Promise<Row[]> {
     const live = await liveCall(rig);
     const firstConnection = rig.deepgram.connections.length;
     const abuser = await startCall(rig);
-    await waitUntil(() => rig.deepgram.connections.length > firstConnection, 5000);
+    await waitFor(
+      () => rig.deepgram.connections.length > firstConnection,
+      "the abuser's STT socket",
+      5000,
+      POLL_MS,
+    ).catch(() => {});
     const startedAt = performance.now();
     let frames = 0;
     for (let tick = 0; tick < 10_000 / flood.tickMs; tick++) {
@@ -423,7 +433,8 @@ async function silentSockets(): Promise<Row[]> {
   // A new call from the same address while the sockets are held.
   const newCall = await startCall(rig).then((c) => c, () => undefined);
   const newCallStarted = newCall !== undefined &&
-    await waitUntil(() => newCall.client.playedBytes > 0, 5000);
+    await waitFor(() => newCall.client.playedBytes > 0, "the new call's audio", 5000, POLL_MS)
+      .then(() => true, () => false);
   if (newCall) await endCall(newCall);
   await delay(Math.max(0, startTimeoutMs + 2000 - (performance.now() - startedAt)));
   const stillOpen = await Promise.all(
@@ -470,7 +481,12 @@ async function silentSockets(): Promise<Row[]> {
 async function shutdownWithHangingTelnyx(): Promise<Row[]> {
   await using rig = await startRig({ SHUTDOWN_GRACE_SECONDS: "5" });
   const calls = [await startCall(rig, LONG_GREETING), await startCall(rig), await startCall(rig)];
-  await waitUntil(() => calls.every((c) => c.client.playedBytes > 0), 5000);
+  await waitFor(
+    () => calls.every((c) => c.client.playedBytes > 0),
+    "every call's audio",
+    5000,
+    POLL_MS,
+  ).catch(() => {});
   rig.telnyx.hangupBehaviour = "hang";
   const signalledAt = performance.now();
   rig.server.process.kill("SIGTERM");

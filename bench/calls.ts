@@ -44,6 +44,7 @@ import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
 import { startWebhookReceiverProcess } from "../tests/webhooks/receiver_process.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
+import { waitFor } from "../tests/helpers/wait_for.ts";
 import {
   cpuSeconds,
   residentBytes,
@@ -187,9 +188,9 @@ async function voiceToVoice(engine: "nova" | "flux", pinServerCpus?: string): Pr
   }
   for (const client of clients) client.stop();
   await Promise.all(clients.map((c) => c.closed));
-  const summariesDue = performance.now() + 10_000;
   const summaries = () => rig.server.lines.filter((l) => l.msg === "call summary");
-  while (summaries().length < clients.length && performance.now() < summariesDue) await delay(100);
+  await waitFor(() => summaries().length >= clients.length, "every call's summary", 10_000, 100)
+    .catch(() => {});
   const turns = rig.server.lines.filter((l) => l.msg === "turn" && l.trigger === "callee");
   const numbers = (key: string) =>
     turns.flatMap((l) => typeof l[key] === "number" ? [l[key] as number] : []);
@@ -447,17 +448,21 @@ export async function load(
   // Bounded: a socket the server never closes is seen in the summaries below, not waited for.
   await settledWithin(Promise.all(clients.map((c) => c.closed)), 30_000);
   // Each call logs its summary once its vendor sockets have closed.
-  const summariesDue = performance.now() + 10_000;
-  while (
-    server.lines.filter((l) => l.msg === "call summary").length < count &&
-    performance.now() < summariesDue
-  ) await delay(100);
+  await waitFor(
+    () => server.lines.filter((l) => l.msg === "call summary").length >= count,
+    "every call's summary",
+    10_000,
+    100,
+  ).catch(() => {});
   // Then every call's `call.ended` (bounded: a missing one is reported, not waited for).
-  const endedDue = performance.now() + 30_000;
-  while (
-    receiver && endedCallIds(receiver.received.map((r) => r.body)).size < count &&
-    performance.now() < endedDue
-  ) await delay(100);
+  if (receiver) {
+    await waitFor(
+      () => endedCallIds(receiver.received.map((r) => r.body)).size >= count,
+      "every call's call.ended",
+      30_000,
+      100,
+    ).catch(() => {});
+  }
   const windDownMs = performance.now() - stoppingAt;
   const cpuWithWindDown = (await serverCpu()) - cpuBefore;
 
