@@ -200,7 +200,10 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
         return completionResponse(reply, body);
       }
       const events = sseEvents(reply, body);
-      return sseResponse(events, reply.deltaDelayMs ?? 0, closing.signal, settle);
+      // Due times count from the request's arrival, so the fake's own timer lateness does not
+      // pile up: the nth delta is due at arrival + headers delay + n × delta delay.
+      const firstDueAt = arrivedAt + (reply.headersDelayMs ?? 0);
+      return sseResponse(events, reply.deltaDelayMs ?? 0, firstDueAt, closing.signal, settle);
     },
   );
 
@@ -299,19 +302,18 @@ type SseStep = { data: string } | { hang: true };
 function sseResponse(
   events: Generator<SseStep>,
   deltaDelayMs: number,
+  firstDueAt: number,
   closing: AbortSignal,
   settle: (outcome: ResponseOutcome) => void,
 ): Response {
   const cancelled = new AbortController();
   const encoder = new TextEncoder();
-  /** When the next event is due; set when the first is sent. */
+  /** When the next event is due. */
   let dueAt: number | undefined;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (dueAt !== undefined) {
-        dueAt += deltaDelayMs;
-        await sleep(dueAt - performance.now(), closing, cancelled.signal);
-      } else dueAt = performance.now();
+      dueAt = dueAt === undefined ? firstDueAt : dueAt + deltaDelayMs;
+      await sleep(dueAt - performance.now(), closing, cancelled.signal);
       const next = events.next();
       const step = next.done ? undefined : next.value;
       if (step && "hang" in step) await sleep(Infinity, closing, cancelled.signal);
