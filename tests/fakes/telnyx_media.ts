@@ -34,7 +34,7 @@ export class TelnyxMediaClient {
   #timer: ReturnType<typeof setInterval> | undefined;
   #sequence = 0;
   #chunk = 0;
-  #audioTimer: ReturnType<typeof setInterval> | undefined;
+  #audioTimer: ReturnType<typeof setTimeout> | undefined;
   /** Bytes of callee audio sent with {@link streamAudio}. */
   inboundBytes = 0;
   /** `performance.now()` when {@link streamAudio} started: audio time 0 on the wall clock. */
@@ -136,9 +136,12 @@ export class TelnyxMediaClient {
   }
 
   /**
-   * Streams callee audio in real time as Telnyx does: one 160-byte frame per 20 ms, starting
-   * now, catching up when timers run late; after `audio` ends it goes on with silence in the
-   * stream's codec (a phone line is never quiet on the wire) until {@link stopAudio} or close.
+   * Streams callee audio in real time as Telnyx does: frame k (160 bytes) at start + 20k ms,
+   * starting now, catching up when timers run late; after `audio` ends it goes on with silence in
+   * the stream's codec (a phone line is never quiet on the wire) until {@link stopAudio} or close.
+   * Each wait is armed for the next frame's due time: a 20 ms interval timer drifts by its own
+   * lateness every period, so frames went out up to 20 ms after their time (and the latency bench
+   * counted that as the server's).
    */
   streamAudio(audio: Uint8Array): void {
     this.stopAudio();
@@ -161,14 +164,15 @@ export class TelnyxMediaClient {
         this.inboundBytes += FRAME_BYTES;
         framesSent++;
       }
+      const nextDueIn = startedAt + framesSent * 20 - performance.now();
+      this.#audioTimer = setTimeout(tick, Math.max(0, nextDueIn));
     };
     tick();
-    this.#audioTimer = setInterval(tick, 20);
   }
 
   /** Stops {@link streamAudio}. */
   stopAudio(): void {
-    clearInterval(this.#audioTimer);
+    clearTimeout(this.#audioTimer);
     this.#audioTimer = undefined;
   }
 
