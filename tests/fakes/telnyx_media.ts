@@ -22,6 +22,8 @@ export interface MediaClientOptions {
 
 /** G.711 bytes per 20 ms frame at 8 kHz. */
 export const FRAME_BYTES = 160;
+/** Audio per frame, at 8 kHz. */
+const FRAME_MS = 20;
 
 /** One connected fake Telnyx media stream. */
 export class TelnyxMediaClient {
@@ -31,14 +33,17 @@ export class TelnyxMediaClient {
   readonly receivedAt: number[] = [];
   readonly invalidFrames: string[] = [];
   readonly #playout = new PlayoutQueue((name) => this.#echoMark(name));
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #sequence = 0;
   #chunk = 0;
   #audioTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The running {@link streamAudio}'s step; cleared by {@link stopAudio}. */
+  #audioTick: (() => void) | undefined;
   /** Bytes of callee audio sent with {@link streamAudio}. */
   inboundBytes = 0;
   /** `performance.now()` when {@link streamAudio} started: audio time 0 on the wall clock. */
   audioStartedAt = 0;
+
   /**
    * The byte of silence in the stream's codec, set by {@link start}: the padding of callee audio
    * after it ends (0xFF for PCMU, 0xD5 for PCMA).
@@ -151,7 +156,7 @@ export class TelnyxMediaClient {
     const silence = new Uint8Array(FRAME_BYTES).fill(this.silenceByte);
     const tick = () => {
       if (this.socket.readyState !== WebSocket.OPEN) return this.stopAudio();
-      const due = Math.floor((performance.now() - startedAt) / 20) + 1;
+      const due = Math.floor((performance.now() - startedAt) / FRAME_MS) + 1;
       while (framesSent < due) {
         const offset = framesSent * FRAME_BYTES;
         const frame = offset < audio.length
@@ -164,9 +169,11 @@ export class TelnyxMediaClient {
         this.inboundBytes += FRAME_BYTES;
         framesSent++;
       }
-      const nextDueIn = startedAt + framesSent * 20 - performance.now();
+      if (this.#audioTick !== tick) return; // stopped or restarted while sending
+      const nextDueIn = startedAt + framesSent * FRAME_MS - performance.now();
       this.#audioTimer = setTimeout(tick, Math.max(0, nextDueIn));
     };
+    this.#audioTick = tick;
     tick();
   }
 
@@ -174,6 +181,7 @@ export class TelnyxMediaClient {
   stopAudio(): void {
     clearTimeout(this.#audioTimer);
     this.#audioTimer = undefined;
+    this.#audioTick = undefined;
   }
 
   dtmf(digit: string): void {
@@ -224,9 +232,25 @@ export class TelnyxMediaClient {
     }
   }
 
-  /** Plays 20 ms of queued audio per tick, echoing marks as they are reached. */
+  /**
+   * Plays queued audio in real time, echoing marks as they are reached: frame k's worth at
+   * start + 20(k + 1) ms, in arrears when timers run late (an interval timer would drift, and
+   * play slower than Telnyx does).
+   */
   #startClock(): void {
-    this.#timer = setInterval(() => this.#playout.play(FRAME_BYTES), 20);
+    const startedAt = performance.now();
+    let framesPlayed = 0;
+    const tick = () => {
+      const due = Math.floor((performance.now() - startedAt) / FRAME_MS);
+      if (due > framesPlayed) {
+        this.#playout.play((due - framesPlayed) * FRAME_BYTES);
+        framesPlayed = due;
+      }
+      if (this.#timer === undefined) return; // stopped while playing
+      const nextDueIn = startedAt + (framesPlayed + 1) * FRAME_MS - performance.now();
+      this.#timer = setTimeout(tick, Math.max(0, nextDueIn));
+    };
+    this.#timer = setTimeout(tick, FRAME_MS);
   }
 
   #echoMark(name: string): void {
@@ -235,7 +259,7 @@ export class TelnyxMediaClient {
   }
 
   #stopClock(): void {
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 }
