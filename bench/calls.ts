@@ -4,8 +4,9 @@
  *
  * - voice to voice, for `STT_ENGINE=nova` and `flux`, with the fakes as slow as the real vendors
  *   (Deepgram's final 300 ms after the voice, OpenAI's first token at 350 ms then one per 20 ms,
- *   Cartesia's first audio at 120 ms then 5x real time): the end of the callee's voice → the
- *   first answer frame at the callee, beside the floor those delays add up to;
+ *   Cartesia's first audio at 120 ms then 5x real time): the end of the callee's voice (the
+ *   frame carrying its last sample going out) → the first answer frame at the callee, beside the
+ *   floor those delays add up to;
  * - turn reply: turn decided → first outbound media frame, and the part of it that is ours
  *   (what is left once the turn was decided and the LLM and TTS waits are over);
  * - barge-in: callee speech onset in the inbound audio → `clear` received by the fake Telnyx
@@ -56,6 +57,9 @@ import {
   REALISTIC_PACE,
   startVoiceHarness,
 } from "../tests/helpers/voice_harness.ts";
+
+/** One sample at 8 kHz: a voice's last sample is this far before its end. */
+const SAMPLE_MS = 1000 / 8000;
 
 const LONG_ANSWER = "Well, there is quite a lot to say about that. " +
   "First of all, your account has several features you may not know about. " +
@@ -112,7 +116,7 @@ async function turnLatency(engine: "nova" | "flux"): Promise<string[]> {
   const turns: TurnMetrics[] = calls.flatMap((c) => c.agent.metrics.turns);
   const greetingFrames: number[] = [];
   for (const { client } of calls) {
-    const helloEnd = client.audioStartedAt + caller.speech[0].endMs;
+    const helloEnd = client.frameDueAt(caller.speech[0].endMs - SAMPLE_MS);
     const first = client.received.findIndex((f) => f.event === "media");
     if (first >= 0) greetingFrames.push(client.receivedAt[first] - helloEnd);
   }
@@ -179,7 +183,7 @@ async function voiceToVoice(engine: "nova" | "flux", pinServerCpus?: string): Pr
   const answerFrames: number[] = [];
   for (const client of clients) {
     for (const question of caller.speech.slice(1)) {
-      const voiceEnd = client.audioStartedAt + question.endMs;
+      const voiceEnd = client.frameDueAt(question.endMs - SAMPLE_MS);
       const i = client.received.findIndex((f, k) =>
         f.event === "media" && client.receivedAt[k] >= voiceEnd
       );
@@ -237,7 +241,7 @@ async function bargeInLatency(): Promise<string[]> {
   const reactions: number[] = [];
   for (const { client } of calls) {
     for (const segment of caller.speech.filter((s) => s.text.startsWith("Wait"))) {
-      const onset = client.audioStartedAt + segment.startMs;
+      const onset = client.frameDueAt(segment.startMs);
       const i = client.received.findIndex((f, k) =>
         f.event === "clear" && client.receivedAt[k] >= onset
       );

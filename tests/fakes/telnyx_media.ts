@@ -184,6 +184,16 @@ export class TelnyxMediaClient {
     this.#audioTick = undefined;
   }
 
+  /**
+   * When the frame carrying the sample at `audioMs` of {@link streamAudio}'s audio was due on the
+   * wire. Audio reaches the server a frame at a time, so a latency measured from a voice's end or
+   * onset counts from the frame that carries it (a vendor's "300 ms after the voice" is then
+   * 300 ms after that frame, whatever the sample's place inside it).
+   */
+  frameDueAt(audioMs: number): number {
+    return this.audioStartedAt + Math.floor(audioMs / FRAME_MS) * FRAME_MS;
+  }
+
   dtmf(digit: string): void {
     this.#send({ event: "dtmf", stream_id: this.streamId, dtmf: { digit } });
   }
