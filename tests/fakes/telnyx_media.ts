@@ -25,6 +25,30 @@ export const FRAME_BYTES = 160;
 /** Audio per frame, at 8 kHz. */
 const FRAME_MS = 20;
 
+/**
+ * One timer paces every fake stream of the process: each registered step sends (or plays) what
+ * the wall clock says is due, so a late tick is caught up and never drifts. A 20 ms interval per
+ * stream drifts by its own lateness every period (the frames went out up to a frame late), and a
+ * timeout re-armed per frame costs the load generator several times the CPU of one shared timer.
+ */
+const frameSteps = new Set<() => void>();
+let frameTimer: ReturnType<typeof setInterval> | undefined;
+
+/** Runs `step` on every tick of the shared timer (about every 2 ms) until the returned stop. */
+function onFrameClock(step: () => void): () => void {
+  frameSteps.add(step);
+  frameTimer ??= setInterval(() => {
+    for (const each of frameSteps) each();
+  }, 1);
+  return () => {
+    frameSteps.delete(step);
+    if (frameSteps.size === 0 && frameTimer !== undefined) {
+      clearInterval(frameTimer);
+      frameTimer = undefined;
+    }
+  };
+}
+
 /** One connected fake Telnyx media stream. */
 export class TelnyxMediaClient {
   /** Every frame the app sent, parsed (unparseable ones are kept in `invalidFrames`). */
@@ -33,12 +57,10 @@ export class TelnyxMediaClient {
   readonly receivedAt: number[] = [];
   readonly invalidFrames: string[] = [];
   readonly #playout = new PlayoutQueue((name) => this.#echoMark(name));
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopPlayout: (() => void) | undefined;
   #sequence = 0;
   #chunk = 0;
-  #audioTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The running {@link streamAudio}'s step; cleared by {@link stopAudio}. */
-  #audioTick: (() => void) | undefined;
+  #stopStreaming: (() => void) | undefined;
   /** Bytes of callee audio sent with {@link streamAudio}. */
   inboundBytes = 0;
   /** `performance.now()` when {@link streamAudio} started: audio time 0 on the wall clock. */
@@ -144,9 +166,8 @@ export class TelnyxMediaClient {
    * Streams callee audio in real time as Telnyx does: frame k (160 bytes) at start + 20k ms,
    * starting now, catching up when timers run late; after `audio` ends it goes on with silence in
    * the stream's codec (a phone line is never quiet on the wire) until {@link stopAudio} or close.
-   * Each wait is armed for the next frame's due time: a 20 ms interval timer drifts by its own
-   * lateness every period, so frames went out up to 20 ms after their time (and the latency bench
-   * counted that as the server's).
+   * Paced by the shared frame clock: a frame goes out within a tick of its time (a drifting
+   * interval sent them up to 20 ms late, which the latency bench counted as the server's).
    */
   streamAudio(audio: Uint8Array): void {
     this.stopAudio();
@@ -154,7 +175,7 @@ export class TelnyxMediaClient {
     this.audioStartedAt = startedAt;
     let framesSent = 0;
     const silence = new Uint8Array(FRAME_BYTES).fill(this.silenceByte);
-    const tick = () => {
+    const step = () => {
       if (this.socket.readyState !== WebSocket.OPEN) return this.stopAudio();
       const due = Math.floor((performance.now() - startedAt) / FRAME_MS) + 1;
       while (framesSent < due) {
@@ -169,19 +190,15 @@ export class TelnyxMediaClient {
         this.inboundBytes += FRAME_BYTES;
         framesSent++;
       }
-      if (this.#audioTick !== tick) return; // stopped or restarted while sending
-      const nextDueIn = startedAt + framesSent * FRAME_MS - performance.now();
-      this.#audioTimer = setTimeout(tick, Math.max(0, nextDueIn));
     };
-    this.#audioTick = tick;
-    tick();
+    step();
+    this.#stopStreaming = onFrameClock(step);
   }
 
   /** Stops {@link streamAudio}. */
   stopAudio(): void {
-    clearTimeout(this.#audioTimer);
-    this.#audioTimer = undefined;
-    this.#audioTick = undefined;
+    this.#stopStreaming?.();
+    this.#stopStreaming = undefined;
   }
 
   /**
@@ -243,24 +260,18 @@ export class TelnyxMediaClient {
   }
 
   /**
-   * Plays queued audio in real time, echoing marks as they are reached: frame k's worth at
-   * start + 20(k + 1) ms, in arrears when timers run late (an interval timer would drift, and
-   * play slower than Telnyx does).
+   * Plays queued audio in real time on the shared frame clock, echoing marks as they are
+   * reached: frame k's worth once start + 20(k + 1) ms has passed.
    */
   #startClock(): void {
     const startedAt = performance.now();
     let framesPlayed = 0;
-    const tick = () => {
+    this.#stopPlayout = onFrameClock(() => {
       const due = Math.floor((performance.now() - startedAt) / FRAME_MS);
-      if (due > framesPlayed) {
-        this.#playout.play((due - framesPlayed) * FRAME_BYTES);
-        framesPlayed = due;
-      }
-      if (this.#timer === undefined) return; // stopped while playing
-      const nextDueIn = startedAt + (framesPlayed + 1) * FRAME_MS - performance.now();
-      this.#timer = setTimeout(tick, Math.max(0, nextDueIn));
-    };
-    this.#timer = setTimeout(tick, FRAME_MS);
+      if (due <= framesPlayed) return;
+      this.#playout.play((due - framesPlayed) * FRAME_BYTES);
+      framesPlayed = due;
+    });
   }
 
   #echoMark(name: string): void {
@@ -269,7 +280,7 @@ export class TelnyxMediaClient {
   }
 
   #stopClock(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#stopPlayout?.();
+    this.#stopPlayout = undefined;
   }
 }
