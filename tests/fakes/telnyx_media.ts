@@ -38,7 +38,16 @@ let frameTimer: ReturnType<typeof setInterval> | undefined;
 function onFrameClock(step: () => void): () => void {
   frameSteps.add(step);
   frameTimer ??= setInterval(() => {
-    for (const each of frameSteps) each();
+    for (const each of frameSteps) {
+      try {
+        each();
+      } catch (error) {
+        // One stream's failure must not stall the others; it still surfaces, uncaught.
+        setTimeout(() => {
+          throw error;
+        });
+      }
+    }
   }, 1);
   return () => {
     frameSteps.delete(step);
@@ -192,6 +201,7 @@ export class TelnyxMediaClient {
       }
     };
     step();
+    if (this.socket.readyState !== WebSocket.OPEN) return;
     this.#stopStreaming = onFrameClock(step);
   }
 
@@ -264,6 +274,7 @@ export class TelnyxMediaClient {
    * reached: frame k's worth once start + 20(k + 1) ms has passed.
    */
   #startClock(): void {
+    this.#stopClock();
     const startedAt = performance.now();
     let framesPlayed = 0;
     this.#stopPlayout = onFrameClock(() => {

@@ -3,24 +3,24 @@ import assert from "node:assert/strict";
 import { PAGE_HEADERS, pagesRoute } from "../../src/pages/pages.ts";
 import { from, routeApp } from "../helpers/route_app.ts";
 
-Deno.test("the pages' shared stylesheet is served as CSS with the pages' headers", async () => {
-  const res = await routeApp(pagesRoute()).request("/pages/pages.css", {}, from("10.0.0.8"));
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get("content-type"), "text/css; charset=utf-8");
-  assert.equal(
-    res.headers.get("content-security-policy"),
-    PAGE_HEADERS["Content-Security-Policy"],
-  );
-  assert.match(await res.text(), /\.bar\.voiceToVoiceMs \{/);
-});
+const SHARED_ASSETS = [
+  { path: "/pages/pages.css", type: "text/css; charset=utf-8", body: /\.bar\.voiceToVoiceMs \{/ },
+  {
+    path: "/pages/pages.js",
+    type: "text/javascript; charset=utf-8",
+    body: /^export function el\(/m,
+  },
+];
 
-Deno.test("the pages' shared script module is served as JavaScript with the pages' headers", async () => {
-  const res = await routeApp(pagesRoute()).request("/pages/pages.js", {}, from("10.0.0.8"));
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get("content-type"), "text/javascript; charset=utf-8");
-  assert.equal(
-    res.headers.get("content-security-policy"),
-    PAGE_HEADERS["Content-Security-Policy"],
-  );
-  assert.match(await res.text(), /^export function el\(/m);
-});
+for (const asset of SHARED_ASSETS) {
+  Deno.test(`${asset.path} is served as ${asset.type} with the pages' headers`, async () => {
+    const res = await routeApp(pagesRoute()).request(asset.path, {}, from("10.0.0.8"));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), asset.type);
+    assert.equal(
+      res.headers.get("content-security-policy"),
+      PAGE_HEADERS["Content-Security-Policy"],
+    );
+    assert.match(await res.text(), asset.body);
+  });
+}
