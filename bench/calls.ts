@@ -9,10 +9,10 @@
  *   floor those delays add up to;
  * - turn reply: turn decided → first outbound media frame, and the part of it that is ours
  *   (what is left once the turn was decided and the LLM and TTS waits are over);
- * - barge-in: callee speech onset in the inbound audio → `clear` received by the fake Telnyx
- *   (instant fakes: it measures our reaction only);
- * - greeting: callee's first utterance decided over → first greeting frame (and from the
- *   real end of their voice, VAD hang-over included);
+ * - barge-in: the frame carrying the callee's speech onset → `clear` received by the fake
+ *   Telnyx (instant fakes: it measures our reaction only);
+ * - greeting: callee's first utterance decided over → first greeting frame (and from the frame
+ *   carrying the end of their voice, VAD hang-over included);
  * - load: N concurrent calls on a server in a child process: playback underruns, CPU seconds per
  *   call-minute and resident memory per call. The vendors run at the same realistic pace and
  *   Cartesia's audio is as long as speech (`--instant-vendors`: as fast as the fakes go).
