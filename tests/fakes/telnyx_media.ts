@@ -7,6 +7,7 @@
  * @module
  */
 import { type OutboundFrame, parseOutboundFrame } from "../../src/telnyx/media_stream.ts";
+import { PlaybackTicker } from "../../src/session/playback.ts";
 import { PlayoutQueue } from "./playout_queue.ts";
 
 /** Options for {@link TelnyxMediaClient.connect}. */
@@ -26,37 +27,13 @@ export const FRAME_BYTES = 160;
 const FRAME_MS = 20;
 
 /**
- * One timer paces every fake stream of the process: each registered step sends (or plays) what
- * the wall clock says is due, so a late tick is caught up and never drifts. A 20 ms interval per
- * stream drifts by its own lateness every period (the frames went out up to a frame late), and a
- * timeout re-armed per frame costs the load generator several times the CPU of one shared timer.
+ * Paces every fake stream of the process with one shared interval, the server's own ticker: each
+ * member sends (or plays) what the wall clock says is due, so a late tick is caught up and never
+ * drifts. A 20 ms interval per stream drifts by its own lateness every period (the frames went
+ * out up to a frame late), and a timeout re-armed per frame costs the load generator several
+ * times the CPU of one shared timer.
  */
-const frameSteps = new Set<() => void>();
-let frameTimer: ReturnType<typeof setInterval> | undefined;
-
-/** Runs `step` on every tick of the shared timer (about every 2 ms) until the returned stop. */
-function onFrameClock(step: () => void): () => void {
-  frameSteps.add(step);
-  frameTimer ??= setInterval(() => {
-    for (const each of frameSteps) {
-      try {
-        each();
-      } catch (error) {
-        // One stream's failure must not stall the others; it still surfaces, uncaught.
-        setTimeout(() => {
-          throw error;
-        });
-      }
-    }
-  }, 1);
-  return () => {
-    frameSteps.delete(step);
-    if (frameSteps.size === 0 && frameTimer !== undefined) {
-      clearInterval(frameTimer);
-      frameTimer = undefined;
-    }
-  };
-}
+const frameClock = new PlaybackTicker({ intervalMs: 1 });
 
 /** One connected fake Telnyx media stream. */
 export class TelnyxMediaClient {
@@ -66,10 +43,12 @@ export class TelnyxMediaClient {
   readonly receivedAt: number[] = [];
   readonly invalidFrames: string[] = [];
   readonly #playout = new PlayoutQueue((name) => this.#echoMark(name));
-  #stopPlayout: (() => void) | undefined;
+  /** The playout's member of {@link frameClock}, while it plays. */
+  #playing: (() => boolean) | undefined;
   #sequence = 0;
   #chunk = 0;
-  #stopStreaming: (() => void) | undefined;
+  /** The running {@link streamAudio}'s member of {@link frameClock}. */
+  #streaming: (() => boolean) | undefined;
   /** Bytes of callee audio sent with {@link streamAudio}. */
   inboundBytes = 0;
   /** `performance.now()` when {@link streamAudio} started: audio time 0 on the wall clock. */
@@ -184,8 +163,11 @@ export class TelnyxMediaClient {
     this.audioStartedAt = startedAt;
     let framesSent = 0;
     const silence = new Uint8Array(FRAME_BYTES).fill(this.silenceByte);
-    const step = () => {
-      if (this.socket.readyState !== WebSocket.OPEN) return this.stopAudio();
+    const step = (): boolean => {
+      if (this.socket.readyState !== WebSocket.OPEN) {
+        this.stopAudio();
+        return false;
+      }
       const due = Math.floor((performance.now() - startedAt) / FRAME_MS) + 1;
       while (framesSent < due) {
         const offset = framesSent * FRAME_BYTES;
@@ -199,16 +181,17 @@ export class TelnyxMediaClient {
         this.inboundBytes += FRAME_BYTES;
         framesSent++;
       }
+      return true;
     };
-    step();
-    if (this.socket.readyState !== WebSocket.OPEN) return;
-    this.#stopStreaming = onFrameClock(step);
+    if (!step()) return;
+    this.#streaming = step;
+    frameClock.add(step);
   }
 
   /** Stops {@link streamAudio}. */
   stopAudio(): void {
-    this.#stopStreaming?.();
-    this.#stopStreaming = undefined;
+    if (this.#streaming) frameClock.remove(this.#streaming);
+    this.#streaming = undefined;
   }
 
   /**
@@ -277,12 +260,16 @@ export class TelnyxMediaClient {
     this.#stopClock();
     const startedAt = performance.now();
     let framesPlayed = 0;
-    this.#stopPlayout = onFrameClock(() => {
+    const play = (): boolean => {
       const due = Math.floor((performance.now() - startedAt) / FRAME_MS);
-      if (due <= framesPlayed) return;
-      this.#playout.play((due - framesPlayed) * FRAME_BYTES);
-      framesPlayed = due;
-    });
+      if (due > framesPlayed) {
+        this.#playout.play((due - framesPlayed) * FRAME_BYTES);
+        framesPlayed = due;
+      }
+      return true;
+    };
+    this.#playing = play;
+    frameClock.add(play);
   }
 
   #echoMark(name: string): void {
@@ -291,7 +278,7 @@ export class TelnyxMediaClient {
   }
 
   #stopClock(): void {
-    this.#stopPlayout?.();
-    this.#stopPlayout = undefined;
+    if (this.#playing) frameClock.remove(this.#playing);
+    this.#playing = undefined;
   }
 }
