@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { deadline } from "../async/deadline.ts";
 import type {
   DeepgramTransport,
   DeepgramTransportCloseEvent,
@@ -32,10 +33,12 @@ function sendableReason(reason: string | undefined): string {
 /** One connection to Deepgram on Deno's WebSocket, as a {@link DeepgramTransport}. */
 export class NativeDeepgramSocket implements DeepgramTransport {
   readonly #socket: WebSocket;
+  readonly #request: Pick<DeepgramTransportRequest, "url" | "headers">;
   /** Resolves once the socket is closed, whoever closed it. */
   readonly closed: Promise<void>;
 
   constructor(request: Pick<DeepgramTransportRequest, "url" | "headers" | "protocols">) {
+    this.#request = request;
     // Deno's WebSocket takes request headers in its options argument (the auth header).
     const options = { headers: request.headers, protocols: request.protocols };
     this.#socket = new WebSocket(request.url, options as unknown as string[]);
@@ -59,7 +62,8 @@ export class NativeDeepgramSocket implements DeepgramTransport {
 
   onError(listener: (error: Error) => void): void {
     this.#socket.addEventListener("error", (event) => {
-      // A refused handshake reads "... Invalid status code: 401"; the transcriber parses it.
+      // A refused `ws:` handshake reads "... Invalid status code: 401"; the transcriber parses
+      // it. Over `wss:` the status is lost: see refusalStatus().
       listener(new Error(event instanceof ErrorEvent ? event.message : "WebSocket error"));
     });
   }
@@ -72,6 +76,30 @@ export class NativeDeepgramSocket implements DeepgramTransport {
 
   isOpen(): boolean {
     return this.#socket.readyState === WebSocket.OPEN;
+  }
+
+  /**
+   * The HTTP status Deepgram refuses this socket's handshake with, asked again as a plain HTTPS
+   * request (no upgrade), or undefined if that does not answer within `ms`. Deno's `wss:` client retries a
+   * refused HTTP/1.1 handshake over HTTP/2 and reports only the second failure, so a wrong key's
+   * 401 never reaches the error event.
+   */
+  async refusalStatus(ms: number): Promise<number | undefined> {
+    const url = new URL(this.#request.url);
+    // The WebSocket takes `https:` for `wss:`, as the SDK passes it.
+    if (url.protocol !== "wss:" && url.protocol !== "https:") return undefined;
+    url.protocol = "https:";
+    const request = new AbortController();
+    try {
+      const asked = fetch(url, { headers: this.#request.headers, signal: request.signal });
+      const response = await deadline(asked, ms, { what: "Deepgram refusal status" });
+      await response.body?.cancel();
+      return response.status;
+    } catch {
+      return undefined;
+    } finally {
+      request.abort();
+    }
   }
 
   close(code?: number, reason?: string): void {

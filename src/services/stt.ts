@@ -130,6 +130,9 @@ export class SttUnavailableError extends Error {
 const MAX_QUEUED_EVENTS = 512;
 /** A caller waits on the line during reconnection: never back off longer than this. */
 const MAX_BACKOFF_MS = 4000;
+/** Longest wait for the status of a refused `wss:` handshake, asked again over HTTPS. */
+const REFUSAL_STATUS_WAIT_MS = 2_000;
+
 /** Default {@link SttOptions.connectTimeoutMs}. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 /**
@@ -425,15 +428,22 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
           markEnded();
           if (this.dialing === wire) this.dialing = undefined;
           if (!opened) {
+            const message = errorMessage ?? `closed before open (${code ?? "no code"})`;
             const status = Number(
               errorMessage?.match(/(?:server response|status code): (\d{3})/)?.[1],
             );
-            reject(
-              new LinkFailure(
-                errorMessage ?? `closed before open (${code ?? "no code"})`,
-                Number.isFinite(status) ? status : undefined,
-              ),
-            );
+            if (Number.isFinite(status) || errorMessage === undefined) {
+              reject(new LinkFailure(message, Number.isFinite(status) ? status : undefined));
+            } else {
+              // Refused over `wss:` without a status: ask, so that a wrong key fails as one. Only
+              // the key's verdict carries over; a request without upgrade is refused otherwise.
+              void native.promise
+                .then((socket) => socket.refusalStatus(REFUSAL_STATUS_WAIT_MS))
+                .then((asked) => {
+                  const keyRefused = asked === 401 || asked === 403;
+                  reject(new LinkFailure(message, keyRefused ? asked : undefined));
+                });
+            }
             return;
           }
           this.onLinkEnded(link, { code, reason, error: errorMessage });
