@@ -16,11 +16,10 @@
  */
 import { z } from "zod";
 import { delay, settledWithin } from "../../src/async/deadline.ts";
+import { loopbackTls } from "./loopback_tls.ts";
 
 /** How long closing the fake waits for its sockets' close events, and then for its server. */
 const SOCKET_CLOSE_WAIT_MS = 2_000;
-
-const TLS_DIR = new URL("./tls/", import.meta.url);
 
 /** API key the fake accepts unless another one is configured. */
 export const FAKE_CARTESIA_API_KEY = "test-cartesia-key";
@@ -215,12 +214,8 @@ export class CartesiaFake {
   }
 
   /** Listens with TLS on an ephemeral loopback port. */
-  static async start(options: CartesiaFakeOptions = {}): Promise<CartesiaFake> {
-    const [cert, key] = await Promise.all([
-      Deno.readTextFile(new URL("cert.pem", TLS_DIR)),
-      Deno.readTextFile(new URL("key.pem", TLS_DIR)),
-    ]);
-    return new CartesiaFake({ cert, key }, options);
+  static start(options: CartesiaFakeOptions = {}): Promise<CartesiaFake> {
+    return Promise.resolve(new CartesiaFake(loopbackTls(), options));
   }
 
   /** The next new context gets an error frame instead of (the rest of) its audio. */

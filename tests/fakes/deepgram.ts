@@ -10,6 +10,7 @@
  */
 
 import { deadline } from "../../src/async/deadline.ts";
+import { loopbackTls } from "./loopback_tls.ts";
 
 /** mu-law 8 kHz mono: one byte per sample. */
 export const BYTES_PER_SECOND = 8000;
@@ -94,7 +95,7 @@ export interface FakeConnection {
 
 /** A running fake; see {@link startFakeDeepgram}. */
 export interface FakeDeepgram extends AsyncDisposable {
-  /** `http://127.0.0.1:<port>`: pass as the SDK's `baseUrl`. */
+  /** `https://127.0.0.1:<port>`: pass as the SDK's `baseUrl`. */
   readonly url: string;
   readonly apiKey: string;
   /** Accepted connections in upgrade order. */
@@ -517,11 +518,14 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
     for (const check of [...waiters]) check();
   };
 
-  const reject = (status: number, body: Record<string, string>) => {
-    rejectedUpgrades++;
+  const reject = (request: Request, status: number, body: Record<string, string>) => {
+    if (isUpgrade(request)) rejectedUpgrades++;
     queueMicrotask(changed);
     return Response.json(body, { status, headers: { "dg-error": body.err_msg ?? "" } });
   };
+
+  const isUpgrade = (request: Request) =>
+    request.headers.get("upgrade")?.toLowerCase() === "websocket";
 
   const handler = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response => {
     const url = new URL(request.url);
@@ -530,20 +534,28 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
       : url.pathname === "/v2/listen"
       ? "flux"
       : undefined;
-    if (engine === undefined) return reject(404, { err_code: "NOT_FOUND", err_msg: "Not found" });
+    if (engine === undefined) {
+      return reject(request, 404, { err_code: "NOT_FOUND", err_msg: "Not found" });
+    }
     if (request.headers.get("authorization") !== `Token ${apiKey}`) {
-      return reject(401, {
+      return reject(request, 401, {
         err_code: "INVALID_AUTH",
         err_msg: "Invalid credentials.",
         request_id: crypto.randomUUID(),
       });
     }
+    if (!isUpgrade(request)) {
+      return reject(request, 400, {
+        err_code: "BAD_REQUEST",
+        err_msg: "Expected a WebSocket upgrade",
+      });
+    }
     if (refuse.count > 0) {
       refuse.count--;
-      return reject(refuse.status, { err_code: "UNAVAILABLE", err_msg: "Service unavailable" });
-    }
-    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return reject(400, { err_code: "BAD_REQUEST", err_msg: "Expected a WebSocket upgrade" });
+      return reject(request, refuse.status, {
+        err_code: "UNAVAILABLE",
+        err_msg: "Service unavailable",
+      });
     }
     // Both are unreadable once the request is upgraded.
     const headers = new Headers(request.headers);
@@ -602,13 +614,17 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
     return response;
   };
 
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+  // TLS as Deepgram's `wss:` endpoint, so the server pays for encryption here as in production.
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...loopbackTls() },
+    handler,
+  );
   // Clients connect through a TCP relay so that a connection can be cut abruptly: Deno's
   // server-side WebSocket can only close politely.
   const proxy = options.relay === false ? undefined : new TcpRelay(server.addr.port);
 
   return {
-    url: `http://127.0.0.1:${proxy?.port ?? server.addr.port}`,
+    url: `https://127.0.0.1:${proxy?.port ?? server.addr.port}`,
     apiKey,
     connections,
     get rejectedUpgrades() {

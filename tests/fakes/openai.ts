@@ -9,6 +9,7 @@
  * (structured outputs, as post-call analysis sends) gets one `chat.completion` JSON object.
  */
 import { CountWaiters } from "./count_waiters.ts";
+import { loopbackTls } from "./loopback_tls.ts";
 
 /** A reply the fake gives to one chat-completion request. */
 export type OpenAiReply =
@@ -118,7 +119,7 @@ export interface FakeOpenAiOptions {
 
 /** A running fake; `close()` it before the test ends. */
 export interface FakeOpenAi extends AsyncDisposable {
-  /** `http://127.0.0.1:<port>/v1`, the value the SDK wants as `baseURL`. */
+  /** `https://127.0.0.1:<port>/v1`, the value the SDK wants as `baseURL`. */
   baseURL: string;
   apiKey: string;
   /** Every request received, in arrival order (including rejected ones). */
@@ -143,14 +144,16 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
   const closing = new AbortController();
 
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    // TLS as api.openai.com: Deno's fetch then speaks HTTP/2 to it, as in production.
+    { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...loopbackTls() },
     async (request) => {
       // Delays count from the request's arrival, as a real server's would.
       const arrivedAt = performance.now();
       let settle: (outcome: ResponseOutcome) => void = () => {};
       const outcome = new Promise<ResponseOutcome>((resolve) => settle = resolve);
       const body = await request.json().catch(() => ({}));
-      requests.push({ body, headers: request.headers, outcome });
+      // A copy: over HTTP/2 the request's own headers are unreadable once it is answered.
+      requests.push({ body, headers: new Headers(request.headers), outcome });
       waiters.notify();
 
       const url = new URL(request.url);
@@ -212,7 +215,7 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
     await server.shutdown();
   };
   return {
-    baseURL: `http://127.0.0.1:${server.addr.port}/v1`,
+    baseURL: `https://127.0.0.1:${server.addr.port}/v1`,
     apiKey,
     requests,
     waitForRequests: (count) => waiters.waitFor(count),

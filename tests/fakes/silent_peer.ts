@@ -6,8 +6,8 @@
  *
  * @module
  */
+import { loopbackTls } from "./loopback_tls.ts";
 
-const TLS_DIR = new URL("./tls/", import.meta.url);
 const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /** Options of {@link startSilentPeer}. */
@@ -32,12 +32,7 @@ export interface SilentPeer extends AsyncDisposable {
 /** Starts a silent peer on an ephemeral loopback port. */
 export async function startSilentPeer(options: SilentPeerOptions): Promise<SilentPeer> {
   const listener = options.tls
-    ? Deno.listenTls({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: await Deno.readTextFile(new URL("cert.pem", TLS_DIR)),
-      key: await Deno.readTextFile(new URL("key.pem", TLS_DIR)),
-    })
+    ? Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...loopbackTls() })
     : Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns = new Set<Deno.Conn>();
   const tasks = new Set<Promise<void>>();

@@ -1,0 +1,22 @@
+/**
+ * The test certificate for `127.0.0.1`, for fakes that speak TLS as their vendor does. Clients
+ * trust it with `--cert tests/fakes/tls/ca.pem` (`tests/fakes/tls/make_certs.sh` makes both).
+ *
+ * Deno's `fetch` offers HTTP/2 over TLS (ALPN), as it does to the real api.openai.com: a fake
+ * served in plain HTTP/1.1 would be read differently from the real thing.
+ *
+ * @module
+ */
+
+const TLS_DIR = new URL("./tls/", import.meta.url);
+
+let pair: { cert: string; key: string } | undefined;
+
+/** The certificate and key in PEM, as `Deno.serve` and `Deno.listenTls` take them. */
+export function loopbackTls(): { cert: string; key: string } {
+  pair ??= {
+    cert: Deno.readTextFileSync(new URL("cert.pem", TLS_DIR)),
+    key: Deno.readTextFileSync(new URL("key.pem", TLS_DIR)),
+  };
+  return pair;
+}
