@@ -16,8 +16,12 @@
  */
 const CALL_AUDIO_BYTES_PER_SECOND = 8_000;
 
-/** Default for {@link InboundAudioPacerOptions.burstMs}. */
-const DEFAULT_INBOUND_BURST_MS = 1_000;
+/**
+ * Default for {@link InboundAudioPacerOptions.burstMs}. Frames are paced when we read them, so
+ * our own lag counts as jitter: near a full core a stream fell more than a second behind and
+ * caught up, and a 1 s bucket dropped real speech as it did.
+ */
+export const DEFAULT_INBOUND_BURST_MS = 5_000;
 
 /** Settings for {@link InboundAudioPacer}. */
 export interface InboundAudioPacerOptions {

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { InboundAudioPacer } from "../../src/session/inbound_audio_pacer.ts";
+import {
+  DEFAULT_INBOUND_BURST_MS,
+  InboundAudioPacer,
+} from "../../src/session/inbound_audio_pacer.ts";
 
 const BYTES_PER_SECOND = 8_000;
 /** 20 ms of 8 kHz G.711, as Telnyx sends it. */
@@ -42,6 +45,24 @@ Deno.test("audio in real time passes in full", () => {
   }
   assert.equal(call.droppedFrames, 0);
   assert.equal(call.admittedSeconds, 60);
+});
+
+Deno.test("a reader that falls seconds behind real time and catches up loses nothing", () => {
+  const call = pacedCall();
+  const behindMs = DEFAULT_INBOUND_BURST_MS - 1_000;
+  for (let frame = 0; frame < 100; frame++) {
+    call.offer(1);
+    call.clock.ms += 20;
+  }
+  // Our event loop stalls (frames wait in the socket), then reads the backlog in one go.
+  call.clock.ms += behindMs;
+  call.offer(behindMs / 20);
+  for (let frame = 0; frame < 100; frame++) {
+    call.offer(1);
+    call.clock.ms += 20;
+  }
+  assert.equal(call.droppedFrames, 0);
+  assert.equal(call.admittedSeconds, 4 + behindMs / 1_000);
 });
 
 Deno.test("1,000 frames a second for 10 s pass as 10 s of audio plus the burst", () => {
@@ -116,7 +137,11 @@ Deno.test("a long silence does not bank more than the burst", () => {
 
 Deno.test("a clock that steps back admits nothing extra", () => {
   let now = 5_000;
-  const pacer = new InboundAudioPacer({ bytesPerSecond: BYTES_PER_SECOND, now: () => now });
+  const pacer = new InboundAudioPacer({
+    bytesPerSecond: BYTES_PER_SECOND,
+    burstMs: 1_000,
+    now: () => now,
+  });
   assert.equal(pacer.admit(BYTES_PER_SECOND), true, "the initial burst");
   now = 4_000;
   assert.equal(pacer.admit(FRAME_BYTES), false);
@@ -131,10 +156,11 @@ Deno.test("a rate or burst that is not positive is refused", () => {
   assert.throws(() => new InboundAudioPacer({ bytesPerSecond: NaN }), RangeError);
 });
 
-Deno.test("by default the pacer runs at the call's 8000 bytes/s with a 1 s burst", () => {
+Deno.test("by default the pacer runs at the call's 8000 bytes/s with a 5 s burst", () => {
   let now = 0;
   const pacer = new InboundAudioPacer({ now: () => now });
-  assert.equal(pacer.admit(BYTES_PER_SECOND), true, "one second at once");
+  assert.equal(DEFAULT_INBOUND_BURST_MS, 5_000);
+  assert.equal(pacer.admit(5 * BYTES_PER_SECOND), true, "five seconds at once");
   assert.equal(pacer.admit(1), false);
   now += 20;
   assert.equal(pacer.admit(FRAME_BYTES), true, "20 ms later, 20 ms of audio");
