@@ -80,9 +80,9 @@ export class NativeDeepgramSocket implements DeepgramTransport {
 
   /**
    * The HTTP status Deepgram refuses this socket's handshake with, asked again as a plain HTTPS
-   * request (no upgrade), or undefined if that does not answer within `ms`. Deno's `wss:` client retries a
-   * refused HTTP/1.1 handshake over HTTP/2 and reports only the second failure, so a wrong key's
-   * 401 never reaches the error event.
+   * request (no upgrade), or undefined if that does not answer within `ms`. Deno's `wss:` client
+   * retries a refused HTTP/1.1 handshake over HTTP/2 and reports only the second failure, so a
+   * wrong key's 401 never reaches the error event.
    */
   async refusalStatus(ms: number): Promise<number | undefined> {
     const url = new URL(this.#request.url);
