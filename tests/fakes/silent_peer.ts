@@ -30,7 +30,7 @@ export interface SilentPeer extends AsyncDisposable {
 }
 
 /** Starts a silent peer on an ephemeral loopback port. */
-export async function startSilentPeer(options: SilentPeerOptions): Promise<SilentPeer> {
+export function startSilentPeer(options: SilentPeerOptions): SilentPeer {
   const listener = options.tls
     ? Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...loopbackTls() })
     : Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -423,7 +423,7 @@ Deno.test("nova: nothing listening is reported as unreachable", async () => {
 });
 
 Deno.test("nova: a handshake that is never answered fails within connectTimeoutMs", async () => {
-  await using peer = await startSilentPeer({ answer: "nothing" });
+  await using peer = startSilentPeer({ answer: "nothing" });
   const stt = openLiveTranscriber({
     apiKey: "k",
     baseUrl: peer.url,
@@ -442,7 +442,7 @@ Deno.test("nova: a handshake that is never answered fails within connectTimeoutM
 });
 
 Deno.test("nova: close() is bounded when the server ignores CloseStream and the close frame", async () => {
-  await using peer = await startSilentPeer({ answer: "upgrade" });
+  await using peer = startSilentPeer({ answer: "upgrade" });
   const stt = openLiveTranscriber({
     apiKey: "k",
     baseUrl: peer.url,

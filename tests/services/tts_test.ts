@@ -599,7 +599,7 @@ Deno.test("the silence bound pauses while Cartesia owes nothing (a slow LLM)", a
 });
 
 Deno.test("close() is bounded when Cartesia never answers the close frame", async () => {
-  await using peer = await startSilentPeer({ answer: "upgrade", tls: true });
+  await using peer = startSilentPeer({ answer: "upgrade", tls: true });
   const speaker = new CartesiaSpeaker({
     apiKey: FAKE_CARTESIA_API_KEY,
     baseURL: peer.url,
@@ -702,7 +702,7 @@ Deno.test("unreachable Cartesia: TtsUnavailableError and no unhandled rejection"
     const what = tls ? "WebSocket upgrade" : "TLS handshake";
     await t.step(`${what} never completes: connect times out`, async () => {
       // Without TLS on the peer, the client's TLS hello is what goes unanswered.
-      await using peer = await startSilentPeer({ answer: "nothing", tls });
+      await using peer = startSilentPeer({ answer: "nothing", tls });
       const speaker = new CartesiaSpeaker({
         apiKey: "k",
         baseURL: peer.url.replace("http:", "https:"),
