@@ -79,20 +79,21 @@ export class NativeDeepgramSocket implements DeepgramTransport {
   }
 
   /**
-   * The HTTP status Deepgram refuses this socket's handshake with, asked again as a plain HTTPS
-   * request (no upgrade), or undefined if that does not answer within `ms`. Deno's `wss:` client
-   * retries a refused HTTP/1.1 handshake over HTTP/2 and reports only the second failure, so a
-   * wrong key's 401 never reaches the error event.
+   * The HTTP status Deepgram answers this socket's request with when asked again as a plain
+   * HTTPS request (no upgrade). Undefined for a `ws:` URL (its error event carries the status),
+   * on a network error, after `ms`, or once `signal` aborts. Deno's `wss:` client retries a
+   * refused HTTP/1.1 handshake over HTTP/2 and reports only the second failure, so a wrong key's
+   * 401 never reaches the error event.
    */
-  async refusalStatus(ms: number): Promise<number | undefined> {
-    const url = new URL(this.#request.url);
-    // The WebSocket takes `https:` for `wss:`, as the SDK passes it.
-    if (url.protocol !== "wss:" && url.protocol !== "https:") return undefined;
-    url.protocol = "https:";
+  async refusalStatus(ms: number, signal?: AbortSignal): Promise<number | undefined> {
     const request = new AbortController();
     try {
+      const url = new URL(this.#request.url);
+      // The WebSocket takes `https:` for `wss:`, as the SDK passes it.
+      if (url.protocol !== "wss:" && url.protocol !== "https:") return undefined;
+      url.protocol = "https:";
       const asked = fetch(url, { headers: this.#request.headers, signal: request.signal });
-      const response = await deadline(asked, ms, { what: "Deepgram refusal status" });
+      const response = await deadline(asked, ms, { what: "Deepgram refusal status", signal });
       await response.body?.cancel();
       return response.status;
     } catch {

@@ -202,7 +202,12 @@ interface Link {
 
 /** Why a connection attempt failed. */
 class LinkFailure extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+    /** The socket of a handshake refused without a status, to ask it why. */
+    readonly refused?: NativeDeepgramSocket,
+  ) {
     super(message);
   }
 }
@@ -336,7 +341,8 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
         return;
       } catch (error) {
         lastFailure = error instanceof LinkFailure ? error : new LinkFailure(String(error));
-        const status = lastFailure.status;
+        const status = lastFailure.status ?? await this.keyRefusal(lastFailure);
+        if (this.state !== "connecting" && this.state !== "reconnecting") return;
         this.log("warn", "stt connection attempt failed", {
           attempt,
           status,
@@ -349,7 +355,8 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
             }),
           );
         }
-        // Other 4xx (bad parameters…) will not improve on retry; 408/429 may.
+        // Other 4xx (bad parameters…) will not improve on retry; 408/429 may. (Known over `ws:`
+        // only: over `wss:` only a key's refusal is learnt, see keyRefusal().)
         if (status !== undefined && status >= 400 && status < 500 && ![408, 429].includes(status)) {
           return this.fail(
             new SttUnavailableError(
@@ -373,6 +380,21 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
         { cause: lastFailure },
       ),
     );
+  }
+
+  /**
+   * 401 or 403 when Deepgram refuses the key of a handshake refused without a status, asked once
+   * more over HTTPS (bounded, and given up when the transcriber stops). Deno's `wss:` client
+   * loses the status; only the key's verdict is taken from the plain request, which Deepgram
+   * refuses otherwise for want of an upgrade.
+   */
+  private async keyRefusal(failure: LinkFailure): Promise<number | undefined> {
+    if (!failure.refused || this.isOver() || this.state === "closing") return undefined;
+    const status = await failure.refused.refusalStatus(
+      REFUSAL_STATUS_WAIT_MS,
+      this.lifetime.signal,
+    );
+    return status === 401 || status === 403 ? status : undefined;
   }
 
   /** {@link openLink}, bounded: a slower handshake is abandoned and its socket closed. */
@@ -418,7 +440,11 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
       wire.socket.addEventListener("close", () => markTransportClosed());
       const native = Promise.withResolvers<NativeDeepgramSocket>();
       this.nextNativeSocket = native;
-      void native.promise.then((socket) => socket.closed).then(() => markTransportClosed());
+      let nativeSocket: NativeDeepgramSocket | undefined;
+      void native.promise.then((socket) => {
+        nativeSocket = socket;
+        return socket.closed;
+      }).then(() => markTransportClosed());
       // The SDK reports a failed handshake as close(1000) then error in the same tick: wait a
       // microtask so both are known before deciding what happened.
       const reportEnd = () => {
@@ -428,22 +454,17 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
           markEnded();
           if (this.dialing === wire) this.dialing = undefined;
           if (!opened) {
-            const message = errorMessage ?? `closed before open (${code ?? "no code"})`;
             const status = Number(
               errorMessage?.match(/(?:server response|status code): (\d{3})/)?.[1],
             );
-            if (Number.isFinite(status) || errorMessage === undefined) {
-              reject(new LinkFailure(message, Number.isFinite(status) ? status : undefined));
-            } else {
-              // Refused over `wss:` without a status: ask, so that a wrong key fails as one. Only
-              // the key's verdict carries over; a request without upgrade is refused otherwise.
-              void native.promise
-                .then((socket) => socket.refusalStatus(REFUSAL_STATUS_WAIT_MS))
-                .then((asked) => {
-                  const keyRefused = asked === 401 || asked === 403;
-                  reject(new LinkFailure(message, keyRefused ? asked : undefined));
-                });
-            }
+            reject(
+              Number.isFinite(status) ? new LinkFailure(errorMessage!, status) : new LinkFailure(
+                errorMessage ?? `closed before open (${code ?? "no code"})`,
+                undefined,
+                // An error without a status: a refusal over `wss:` perhaps (keyRefusal()).
+                errorMessage === undefined ? undefined : nativeSocket,
+              ),
+            );
             return;
           }
           this.onLinkEnded(link, { code, reason, error: errorMessage });

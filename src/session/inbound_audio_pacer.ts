@@ -3,7 +3,7 @@
  * make us transcribe (and pay for) more audio than the call lasts.
  *
  * A token bucket over bytes: it fills at the call's byte rate and holds at most `burstMs` of
- * audio, which absorbs network jitter and frames bunched at the start of a stream. A frame that
+ * audio, which absorbs network jitter, our own lag and frames bunched at the start of a stream. A frame that
  * does not fit is dropped whole.
  *
  * @module
@@ -18,8 +18,8 @@ const CALL_AUDIO_BYTES_PER_SECOND = 8_000;
 
 /**
  * Default for {@link InboundAudioPacerOptions.burstMs}. Frames are paced when we read them, so
- * our own lag counts as jitter: near a full core a stream fell more than a second behind and
- * caught up, and a 1 s bucket dropped real speech as it did.
+ * our own event loop's lag counts as jitter: the allowance must cover a stream falling behind
+ * near a full core and catching up, or real speech is dropped (README, `GET /ws`).
  */
 export const DEFAULT_INBOUND_BURST_MS = 5_000;
 

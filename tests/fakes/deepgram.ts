@@ -69,6 +69,16 @@ export interface FakeDeepgramOptions {
    * the relay's extra hop is no part of the path to the real Deepgram.
    */
   relay?: boolean;
+  /**
+   * Serve `wss:` (default) as Deepgram does, or plain `ws:` when false, where Deno's WebSocket
+   * reports a refused handshake's status itself.
+   */
+  tls?: boolean;
+  /**
+   * Leave every request without upgrade unanswered until the fake closes: the transcriber's
+   * status question after a refused `wss:` handshake then hangs.
+   */
+  holdPlainRequests?: boolean;
 }
 
 /** What the fake saw and said on one accepted WebSocket connection. */
@@ -95,13 +105,17 @@ export interface FakeConnection {
 
 /** A running fake; see {@link startFakeDeepgram}. */
 export interface FakeDeepgram extends AsyncDisposable {
-  /** `https://127.0.0.1:<port>`: pass as the SDK's `baseUrl`. */
+  /** `https://127.0.0.1:<port>` (`http:` without TLS): pass as the SDK's `baseUrl`. */
   readonly url: string;
   readonly apiKey: string;
   /** Accepted connections in upgrade order. */
   readonly connections: readonly FakeConnection[];
   /** Upgrade requests answered with an HTTP error (bad auth, refused, bad path). */
   readonly rejectedUpgrades: number;
+  /** Requests without upgrade held by {@link FakeDeepgramOptions.holdPlainRequests}. */
+  readonly heldRequests: number;
+  /** Those of {@link heldRequests} the client gave up on (aborted) while held. */
+  readonly abandonedRequests: number;
   /** Audio bytes received over all connections. */
   readonly totalAudioBytes: number;
   /** Answer the next `count` upgrade requests with HTTP `status` (`Infinity`: until reset). */
@@ -527,7 +541,27 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
   const isUpgrade = (request: Request) =>
     request.headers.get("upgrade")?.toLowerCase() === "websocket";
 
-  const handler = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response => {
+  const holding = new AbortController();
+  let heldRequests = 0;
+  let abandonedRequests = 0;
+
+  const handler = (
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response | Promise<Response> => {
+    if (options.holdPlainRequests && !isUpgrade(request)) {
+      heldRequests++;
+      queueMicrotask(changed);
+      return new Promise((resolve) => {
+        const answer = () => resolve(new Response(null, { status: 503 }));
+        holding.signal.addEventListener("abort", answer);
+        request.signal.addEventListener("abort", () => {
+          if (!holding.signal.aborted) abandonedRequests++;
+          queueMicrotask(changed);
+          answer();
+        });
+      });
+    }
     const url = new URL(request.url);
     const engine = url.pathname === "/v1/listen"
       ? "nova"
@@ -544,6 +578,8 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
         request_id: crypto.randomUUID(),
       });
     }
+    // Checked after the key, as the transcriber's status question after a refused `wss:`
+    // handshake assumes of Deepgram: a plain request with a valid key is never a 401 or 403.
     if (!isUpgrade(request)) {
       return reject(request, 400, {
         err_code: "BAD_REQUEST",
@@ -615,8 +651,9 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
   };
 
   // TLS as Deepgram's `wss:` endpoint, so the server pays for encryption here as in production.
+  const tls = options.tls ?? true;
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...loopbackTls() },
+    { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...(tls ? loopbackTls() : {}) },
     handler,
   );
   // Clients connect through a TCP relay so that a connection can be cut abruptly: Deno's
@@ -624,11 +661,17 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
   const proxy = options.relay === false ? undefined : new TcpRelay(server.addr.port);
 
   return {
-    url: `https://127.0.0.1:${proxy?.port ?? server.addr.port}`,
+    url: `${tls ? "https" : "http"}://127.0.0.1:${proxy?.port ?? server.addr.port}`,
     apiKey,
     connections,
     get rejectedUpgrades() {
       return rejectedUpgrades;
+    },
+    get heldRequests() {
+      return heldRequests;
+    },
+    get abandonedRequests() {
+      return abandonedRequests;
     },
     get totalAudioBytes() {
       return connections.reduce((n, c) => n + c.bytesReceived, 0);
@@ -651,6 +694,7 @@ export function startFakeDeepgram(options: FakeDeepgramOptions = {}): FakeDeepgr
         .finally(() => waiters.delete(check));
     },
     async close() {
+      holding.abort();
       for (const conn of connections) conn.closeWith(1001, "fake shutting down");
       await Promise.all(connections.map((c) => c.closedPromise));
       await proxy?.close();

@@ -386,6 +386,76 @@ Deno.test("nova: unrecoverable drop ends the iterator with SttUnavailableError",
   assert.deepEqual(await drain(h.events), []);
 });
 
+Deno.test("closing while a refused handshake's status is asked stops the question quietly", async () => {
+  await using fake = startFakeDeepgram({ apiKey: "right", holdPlainRequests: true });
+  const logs: string[] = [];
+  const stt = openLiveTranscriber({
+    apiKey: "wrong",
+    baseUrl: fake.url,
+    engine: "nova",
+    signal: new AbortController().signal,
+    log: (level, msg) => logs.push(`${level} ${msg}`),
+  });
+  const events = drain(stt[Symbol.asyncIterator]());
+  await fake.waitFor(() => fake.heldRequests === 1);
+  await stt.close();
+  assert.deepEqual(await events, [], "the stream ends without an error");
+  assert.deepEqual(logs.filter((l) => !l.startsWith("debug")), []);
+  // At once, not when the question's own bound (REFUSAL_STATUS_WAIT_MS, longer) runs out.
+  await fake.waitFor(() => fake.abandonedRequests === 1, 1_000);
+});
+
+Deno.test("over ws: a wrong key fails as auth from the handshake's own status", async () => {
+  await using fake = startFakeDeepgram({ apiKey: "right", tls: false });
+  const stt = openLiveTranscriber({
+    apiKey: "wrong",
+    baseUrl: fake.url,
+    engine: "nova",
+    signal: new AbortController().signal,
+  });
+  stt.sendAudio(audio(160));
+  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
+  assert.ok(error instanceof SttUnavailableError, String(error));
+  assert.equal(error.reason, "auth");
+  assert.equal(error.attempts, 1);
+  assert.equal(fake.rejectedUpgrades, 1);
+  await stt.close();
+});
+
+Deno.test("over ws: a handshake refused with another 4xx is rejected, not retried", async () => {
+  await using fake = startFakeDeepgram({ tls: false });
+  fake.refuseConnections(Infinity, 400);
+  const stt = openLiveTranscriber({
+    apiKey: fake.apiKey,
+    baseUrl: fake.url,
+    engine: "nova",
+    signal: new AbortController().signal,
+  });
+  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
+  assert.ok(error instanceof SttUnavailableError, String(error));
+  assert.equal(error.reason, "rejected");
+  assert.equal(error.attempts, 1);
+  await stt.close();
+});
+
+Deno.test("over wss: a refusal that is not the key's is retried, its status unknown", async () => {
+  await using fake = startFakeDeepgram();
+  fake.refuseConnections(Infinity, 400);
+  const stt = openLiveTranscriber({
+    apiKey: fake.apiKey,
+    baseUrl: fake.url,
+    engine: "nova",
+    signal: new AbortController().signal,
+    reconnect: { attempts: 2, backoffMs: 5 },
+  });
+  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
+  assert.ok(error instanceof SttUnavailableError, String(error));
+  assert.equal(error.reason, "unreachable");
+  assert.equal(error.attempts, 2);
+  assert.equal(fake.rejectedUpgrades, 2);
+  await stt.close();
+});
+
 Deno.test("nova: wrong API key fails fast with an auth SttUnavailableError", async () => {
   await using fake = startFakeDeepgram({ apiKey: "right" });
   const stt = openLiveTranscriber({
