@@ -1,6 +1,6 @@
 /**
  * How late a busy server reads a streamed LLM answer, by transport: `fetch` over HTTP/1.1, over
- * HTTP/2 (what Deno's `fetch` speaks to a TLS server offering it, api.openai.com among them), and
+ * HTTP/2 (what Deno's `fetch` speaks to a TLS server offering it, as vendors' fronts do), and
  * `fetch` in a Worker that posts each chunk to the main thread.
  *
  * A server process streams `--streams` responses of 20 chunks, one every 20 ms, as OpenAI streams

@@ -2,8 +2,9 @@
  * The test certificate for `127.0.0.1`, for fakes that speak TLS as their vendor does. Clients
  * trust it with `--cert tests/fakes/tls/ca.pem` (`tests/fakes/tls/make_certs.sh` makes both).
  *
- * Deno's `fetch` offers HTTP/2 over TLS (ALPN), as it does to the real api.openai.com: a fake
- * served in plain HTTP/1.1 would be read differently from the real thing.
+ * Deno's `fetch` offers HTTP/2 over TLS (ALPN) and `Deno.serve` accepts it, as a vendor's HTTPS
+ * front usually does: a fake served in plain HTTP/1.1 is read differently (one body chunk per
+ * event-loop turn).
  *
  * @module
  */

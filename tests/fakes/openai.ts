@@ -144,7 +144,7 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
   const closing = new AbortController();
 
   const server = Deno.serve(
-    // TLS as api.openai.com: Deno's fetch then speaks HTTP/2 to it, as in production.
+    // TLS as api.openai.com: Deno's fetch then speaks HTTP/2 to it, as to an HTTP/2 front.
     { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...loopbackTls() },
     async (request) => {
       // Delays count from the request's arrival, as a real server's would.
