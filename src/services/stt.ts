@@ -454,17 +454,16 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
           markEnded();
           if (this.dialing === wire) this.dialing = undefined;
           if (!opened) {
-            const status = Number(
+            const parsed = Number(
               errorMessage?.match(/(?:server response|status code): (\d{3})/)?.[1],
             );
-            reject(
-              Number.isFinite(status) ? new LinkFailure(errorMessage!, status) : new LinkFailure(
-                errorMessage ?? `closed before open (${code ?? "no code"})`,
-                undefined,
-                // An error without a status: a refusal over `wss:` perhaps (keyRefusal()).
-                errorMessage === undefined ? undefined : nativeSocket,
-              ),
-            );
+            const status = Number.isFinite(parsed) ? parsed : undefined;
+            // An error without a status may be a refusal over `wss:`: keyRefusal() asks why.
+            const refused = status === undefined && errorMessage !== undefined
+              ? nativeSocket
+              : undefined;
+            const message = errorMessage ?? `closed before open (${code ?? "no code"})`;
+            reject(new LinkFailure(message, status, refused));
             return;
           }
           this.onLinkEnded(link, { code, reason, error: errorMessage });

@@ -3,8 +3,8 @@
  * make us transcribe (and pay for) more audio than the call lasts.
  *
  * A token bucket over bytes: it fills at the call's byte rate and holds at most `burstMs` of
- * audio, which absorbs network jitter, our own lag and frames bunched at the start of a stream. A frame that
- * does not fit is dropped whole.
+ * audio, which absorbs network jitter, our own lag and frames bunched at the start of a stream.
+ * A frame that does not fit is dropped whole.
  *
  * @module
  */
