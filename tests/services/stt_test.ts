@@ -59,6 +59,26 @@ async function drain(events: AsyncIterator<TranscriptEvent>): Promise<Transcript
   return seen;
 }
 
+/**
+ * Opens a Nova transcriber (`options` over these defaults), offers it a chunk of audio and
+ * returns the {@link SttUnavailableError} its stream ends with, once it is closed.
+ */
+async function connectionFailure(
+  options: Pick<SttOptions, "baseUrl"> & Partial<SttOptions>,
+): Promise<SttUnavailableError> {
+  const stt = openLiveTranscriber({
+    apiKey: "k",
+    engine: "nova",
+    signal: new AbortController().signal,
+    ...options,
+  });
+  stt.sendAudio(audio(160));
+  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
+  await stt.close();
+  assert.ok(error instanceof SttUnavailableError, String(error));
+  return error;
+}
+
 interface Harness {
   fake: FakeDeepgram;
   stt: LiveTranscriber;
@@ -407,89 +427,52 @@ Deno.test("closing while a refused handshake's status is asked stops the questio
 
 Deno.test("over ws: a wrong key fails as auth from the handshake's own status", async () => {
   await using fake = startFakeDeepgram({ apiKey: "right", tls: false });
-  const stt = openLiveTranscriber({
-    apiKey: "wrong",
-    baseUrl: fake.url,
-    engine: "nova",
-    signal: new AbortController().signal,
-  });
-  stt.sendAudio(audio(160));
-  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
-  assert.ok(error instanceof SttUnavailableError, String(error));
+  const error = await connectionFailure({ apiKey: "wrong", baseUrl: fake.url });
   assert.equal(error.reason, "auth");
   assert.equal(error.attempts, 1);
   assert.equal(fake.rejectedUpgrades, 1);
-  await stt.close();
 });
 
 Deno.test("over ws: a handshake refused with another 4xx is rejected, not retried", async () => {
   await using fake = startFakeDeepgram({ tls: false });
   fake.refuseConnections(Infinity, 400);
-  const stt = openLiveTranscriber({
-    apiKey: fake.apiKey,
-    baseUrl: fake.url,
-    engine: "nova",
-    signal: new AbortController().signal,
-  });
-  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
-  assert.ok(error instanceof SttUnavailableError, String(error));
+  const error = await connectionFailure({ apiKey: fake.apiKey, baseUrl: fake.url });
   assert.equal(error.reason, "rejected");
   assert.equal(error.attempts, 1);
-  await stt.close();
 });
 
 Deno.test("over wss: a refusal that is not the key's is retried, its status unknown", async () => {
   await using fake = startFakeDeepgram();
   fake.refuseConnections(Infinity, 400);
-  const stt = openLiveTranscriber({
+  const error = await connectionFailure({
     apiKey: fake.apiKey,
     baseUrl: fake.url,
-    engine: "nova",
-    signal: new AbortController().signal,
     reconnect: { attempts: 2, backoffMs: 5 },
   });
-  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
-  assert.ok(error instanceof SttUnavailableError, String(error));
   assert.equal(error.reason, "unreachable");
   assert.equal(error.attempts, 2);
   assert.equal(fake.rejectedUpgrades, 2);
-  await stt.close();
 });
 
 Deno.test("nova: wrong API key fails fast with an auth SttUnavailableError", async () => {
   await using fake = startFakeDeepgram({ apiKey: "right" });
-  const stt = openLiveTranscriber({
-    apiKey: "wrong",
-    baseUrl: fake.url,
-    engine: "nova",
-    signal: new AbortController().signal,
-  });
-  stt.sendAudio(audio(160));
-  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
-  assert.ok(error instanceof SttUnavailableError, String(error));
+  const error = await connectionFailure({ apiKey: "wrong", baseUrl: fake.url });
   assert.equal(error.reason, "auth");
   assert.equal(error.attempts, 1);
   assert.equal(fake.rejectedUpgrades, 1);
   assert.equal(fake.connections.length, 0);
-  await stt.close();
 });
 
 Deno.test("nova: nothing listening is reported as unreachable", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
-  const stt = openLiveTranscriber({
-    apiKey: "k",
+  const error = await connectionFailure({
     baseUrl: `http://127.0.0.1:${port}`,
-    engine: "nova",
-    signal: new AbortController().signal,
     reconnect: { attempts: 2, backoffMs: 5 },
   });
-  const error = await drain(stt[Symbol.asyncIterator]()).catch((e) => e);
-  assert.ok(error instanceof SttUnavailableError, String(error));
   assert.equal(error.reason, "unreachable");
   assert.equal(error.attempts, 2);
-  await stt.close();
 });
 
 Deno.test("nova: a handshake that is never answered fails within connectTimeoutMs", async () => {
