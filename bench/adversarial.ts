@@ -35,6 +35,14 @@ const secs = (ms: number) => (ms / 1000).toFixed(1);
 /** How often the bench checks for what it waits for. */
 const POLL_MS = 50;
 
+/**
+ * Whether `predicate` came to hold within `ms` (polled): the bench reports what did not happen
+ * in its table rather than failing on it.
+ */
+function reached(predicate: () => boolean, what: string, ms: number): Promise<boolean> {
+  return waitFor(predicate, what, ms, POLL_MS).then(() => true, () => false);
+}
+
 /** Samples a process's resident memory every 100 ms until `stop()`, which returns the peak. */
 function watchPeakRss(pid: number): { stop(): Promise<number> } {
   let peak = 0;
@@ -111,7 +119,7 @@ async function startCall(
 /** The call's `call summary` log line, once logged (bounded). */
 async function summaryOf(rig: Rig, callSid: string): Promise<Record<string, unknown> | undefined> {
   const find = () => rig.server.lines.find((l) => l.msg === "call summary" && l.call === callSid);
-  await waitFor(() => find() !== undefined, "the call summary", 10_000, POLL_MS).catch(() => {});
+  await reached(() => find() !== undefined, "the call summary", 10_000);
   return find();
 }
 
@@ -122,14 +130,12 @@ async function liveCall(rig: Rig): Promise<{ call: Call; end(): Promise<string> 
   // The callee's line streams (silence) as Telnyx's always does.
   call.client.streamAudio(new Uint8Array(0));
   // Its STT socket is up before the abuse starts, so later STT sockets are the abuser's.
-  await waitFor(
+  await reached(
     () => rig.deepgram.connections.length > dgConnections,
     "the live call's STT socket",
     5000,
-    POLL_MS,
-  ).catch(() => {});
-  await waitFor(() => call.client.playedBytes > 0, "the live call's audio", 5000, POLL_MS)
-    .catch(() => {});
+  );
+  await reached(() => call.client.playedBytes > 0, "the live call's audio", 5000);
   return {
     call,
     async end() {
@@ -181,12 +187,11 @@ async function oversizedDtmf(): Promise<Row[]> {
   for (let i = 0; i < 150; i++) abuser.client.sendRaw(huge);
   await delay(1500);
   for (let i = 0; i < 150; i++) abuser.client.dtmf(VALID_KEYS[i % VALID_KEYS.length]);
-  await waitFor(
+  await reached(
     () => rig.openai.requests.length > firstRequest,
     "an LLM request after the key presses",
     10_000,
-    POLL_MS,
-  ).catch(() => {});
+  );
   // Time for any further request a burst might cause.
   await delay(3000);
   const rssAfter = await residentBytes(rig.server.pid);
@@ -263,12 +268,11 @@ async function mediaFlood(): Promise<Row[]> {
     const live = await liveCall(rig);
     const firstConnection = rig.deepgram.connections.length;
     const abuser = await startCall(rig);
-    await waitFor(
+    await reached(
       () => rig.deepgram.connections.length > firstConnection,
       "the abuser's STT socket",
       5000,
-      POLL_MS,
-    ).catch(() => {});
+    );
     const startedAt = performance.now();
     let frames = 0;
     for (let tick = 0; tick < 10_000 / flood.tickMs; tick++) {
@@ -433,8 +437,7 @@ async function silentSockets(): Promise<Row[]> {
   // A new call from the same address while the sockets are held.
   const newCall = await startCall(rig).then((c) => c, () => undefined);
   const newCallStarted = newCall !== undefined &&
-    await waitFor(() => newCall.client.playedBytes > 0, "the new call's audio", 5000, POLL_MS)
-      .then(() => true, () => false);
+    await reached(() => newCall.client.playedBytes > 0, "the new call's audio", 5000);
   if (newCall) await endCall(newCall);
   await delay(Math.max(0, startTimeoutMs + 2000 - (performance.now() - startedAt)));
   const stillOpen = await Promise.all(
@@ -481,12 +484,7 @@ async function silentSockets(): Promise<Row[]> {
 async function shutdownWithHangingTelnyx(): Promise<Row[]> {
   await using rig = await startRig({ SHUTDOWN_GRACE_SECONDS: "5" });
   const calls = [await startCall(rig, LONG_GREETING), await startCall(rig), await startCall(rig)];
-  await waitFor(
-    () => calls.every((c) => c.client.playedBytes > 0),
-    "every call's audio",
-    5000,
-    POLL_MS,
-  ).catch(() => {});
+  await reached(() => calls.every((c) => c.client.playedBytes > 0), "every call's audio", 5000);
   rig.telnyx.hangupBehaviour = "hang";
   const signalledAt = performance.now();
   rig.server.process.kill("SIGTERM");
