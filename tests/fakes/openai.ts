@@ -311,11 +311,11 @@ function sseResponse(
 ): Response {
   const cancelled = new AbortController();
   const encoder = new TextEncoder();
-  /** When the next event is due. */
-  let dueAt: number | undefined;
+  /** When the next event is due; the first at `firstDueAt`. */
+  let dueAt = firstDueAt - deltaDelayMs;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      dueAt = dueAt === undefined ? firstDueAt : dueAt + deltaDelayMs;
+      dueAt += deltaDelayMs;
       await sleep(dueAt - performance.now(), closing, cancelled.signal);
       const next = events.next();
       const step = next.done ? undefined : next.value;
