@@ -327,7 +327,7 @@ export interface LoadResult {
 }
 
 /** Pins every thread of `pid` (and so the threads it starts later) to `cpus`. */
-async function pinThreads(pid: number, cpus: string): Promise<void> {
+export async function pinThreads(pid: number, cpus: string): Promise<void> {
   const { success, stderr } = await new Deno.Command("taskset", {
     args: ["--all-tasks", "--cpu-list", "--pid", cpus, String(pid)],
     stdout: "null",
@@ -553,7 +553,7 @@ export async function load(
 }
 
 /** True when `taskset` (util-linux) can be run here. */
-async function tasksetAvailable(): Promise<boolean> {
+export async function tasksetAvailable(): Promise<boolean> {
   try {
     return (await new Deno.Command("taskset", { args: ["--version"], stdout: "null" }).output())
       .success;
