@@ -20,6 +20,10 @@
  * Run: `deno task bench` (after the micro benchmarks), or
  * `deno run -A --cert tests/fakes/tls/ca.pem bench/calls.ts [--calls 300] [--seconds 30] [--skip-load]`.
  *
+ * The voice-to-voice server runs on CPU 0 and this process on the other CPUs when `taskset` and
+ * a second CPU allow (`--pin-server` names the server's CPUs instead, and then this process is
+ * left where it runs).
+ *
  * Load options: `--records memory|file` (the server's call records in KV `:memory:`, the
  * default, or in a fresh KV file under /tmp), `--webhooks` (every call's events signed and
  * posted to a loopback receiver in a process of its own, so the callers here do not delay it;
@@ -721,12 +725,27 @@ if (import.meta.main) {
   });
   const out: string[] = [];
   if (!args["skip-latency"]) {
+    const cores = navigator.hardwareConcurrency;
+    // The voice-to-voice server on CPU 0, fakes and callers on the others, as in the capacity
+    // search, unless told otherwise; what this process starts afterwards must not inherit that.
+    const autoPin = !args["pin-server"] && cores > 1 && await tasksetAvailable();
+    const others = cores === 2 ? "1" : `1-${cores - 1}`;
+    if (autoPin) await pinThreads(Deno.pid, others);
+    const serverCpus = args["pin-server"] || (autoPin ? "0" : undefined);
     out.push("| measure | n | p50 ms | p95 ms | max ms | target |", "|---|---|---|---|---|---|");
-    out.push(...await voiceToVoice("nova", args["pin-server"] || undefined));
-    out.push(...await voiceToVoice("flux", args["pin-server"] || undefined));
+    out.push(...await voiceToVoice("nova", serverCpus));
+    out.push(...await voiceToVoice("flux", serverCpus));
+    if (autoPin) await pinThreads(Deno.pid, `0-${cores - 1}`);
     out.push(...await turnLatency("nova"));
     out.push(...await turnLatency("flux"));
     out.push(...await bargeInLatency());
+    out.push(
+      "",
+      serverCpus
+        ? `voice-to-voice: the server's threads on CPU ${serverCpus}` +
+          (autoPin ? `, this process (fakes and callers) on CPU ${others}` : "")
+        : "voice-to-voice: unpinned (taskset or a second CPU is missing)",
+    );
   }
   if (!args["skip-load"] && args.capacity) {
     out.push("");
