@@ -16,11 +16,8 @@ import { deadline, delay } from "../src/async/deadline.ts";
 import { TelnyxMediaClient } from "../tests/fakes/telnyx_media.ts";
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { waitFor } from "../tests/helpers/wait_for.ts";
-import {
-  residentBytes,
-  type ServerWithFakes,
-  spawnServerWithFakes,
-} from "../tests/helpers/child_server.ts";
+import { type ServerWithFakes, spawnServerWithFakes } from "../tests/helpers/child_server.ts";
+import { residentBytes } from "../tests/helpers/process_stats.ts";
 
 /** Callee audio and what the fake STT counts: mu-law, 8000 bytes per second. */
 const AUDIO_BYTES_PER_SECOND = 8000;

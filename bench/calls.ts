@@ -50,12 +50,15 @@ import { startWebhookReceiverProcess } from "../tests/webhooks/receiver_process.
 import { placeAndAnswer } from "../tests/helpers/call_driver.ts";
 import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
 import { waitFor } from "../tests/helpers/wait_for.ts";
+import { serverPids, spawnServerWithFakes } from "../tests/helpers/child_server.ts";
 import {
+  allowedCpuList,
   cpuSeconds,
+  pinThreads,
   residentBytes,
-  serverPids,
-  spawnServerWithFakes,
-} from "../tests/helpers/child_server.ts";
+  serverAndLoadCpus,
+  tasksetAvailable,
+} from "../tests/helpers/process_stats.ts";
 import {
   REALISTIC_FLOOR_MS,
   REALISTIC_PACE,
@@ -330,16 +333,6 @@ export interface LoadResult {
   kibPerCall: number;
 }
 
-/** Pins every thread of `pid` (and so the threads it starts later) to `cpus`. */
-export async function pinThreads(pid: number, cpus: string): Promise<void> {
-  const { success, stderr } = await new Deno.Command("taskset", {
-    args: ["--all-tasks", "--cpu-list", "--pid", cpus, String(pid)],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!success) throw new Error(`taskset failed: ${new TextDecoder().decode(stderr)}`);
-}
-
 /** The `call.ended` events a receiver has, by call id. */
 function endedCallIds(bodies: string[]): Set<string> {
   const ids = new Set<string>();
@@ -556,16 +549,6 @@ export async function load(
   ];
 }
 
-/** True when `taskset` (util-linux) can be run here. */
-export async function tasksetAvailable(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("taskset", { args: ["--version"], stdout: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
-
 /** One capacity search: a server layout and the call counts to try, lowest first. */
 interface CapacityPlan {
   /** How the server ran, e.g. "WORKERS=1 on CPU 0". */
@@ -725,26 +708,31 @@ if (import.meta.main) {
   });
   const out: string[] = [];
   if (!args["skip-latency"]) {
-    const cores = navigator.hardwareConcurrency;
-    // The voice-to-voice server on CPU 0, fakes and callers on the others, as in the capacity
+    // The voice-to-voice server on one CPU, fakes and callers on the others, as in the capacity
     // search, unless told otherwise; what this process starts afterwards must not inherit that.
-    const autoPin = !args["pin-server"] && cores > 1 && await tasksetAvailable();
-    const others = cores === 2 ? "1" : `1-${cores - 1}`;
-    if (autoPin) await pinThreads(Deno.pid, others);
-    const serverCpus = args["pin-server"] || (autoPin ? "0" : undefined);
+    const split = args["pin-server"] ? undefined : await serverAndLoadCpus();
+    const serverCpus = args["pin-server"] || split?.server;
+    const allowed = split ? allowedCpuList() : "";
     out.push("| measure | n | p50 ms | p95 ms | max ms | target |", "|---|---|---|---|---|---|");
-    out.push(...await voiceToVoice("nova", serverCpus));
-    out.push(...await voiceToVoice("flux", serverCpus));
-    if (autoPin) await pinThreads(Deno.pid, `0-${cores - 1}`);
+    if (split) await pinThreads(Deno.pid, split.load);
+    try {
+      out.push(...await voiceToVoice("nova", serverCpus));
+      out.push(...await voiceToVoice("flux", serverCpus));
+    } finally {
+      if (split) await pinThreads(Deno.pid, allowed);
+    }
     out.push(...await turnLatency("nova"));
     out.push(...await turnLatency("flux"));
     out.push(...await bargeInLatency());
     out.push(
       "",
-      serverCpus
-        ? `voice-to-voice: the server's threads on CPU ${serverCpus}` +
-          (autoPin ? `, this process (fakes and callers) on CPU ${others}` : "")
-        : "voice-to-voice: unpinned (taskset or a second CPU is missing)",
+      `voice-to-voice: ${
+        split
+          ? `the server on CPU ${split.server}, this process (fakes and callers) on CPU ${split.load}`
+          : serverCpus
+          ? `the server on CPU ${serverCpus}, this process where it runs`
+          : "unpinned (taskset or a second CPU is missing)"
+      }; the other rows: server and fakes in this process`,
     );
   }
   if (!args["skip-load"] && args.capacity) {

@@ -25,7 +25,7 @@
 import { parseArgs } from "node:util";
 import { deadline, delay } from "../src/async/deadline.ts";
 import { percentile } from "../src/session/call_metrics.ts";
-import { cpuSeconds } from "../tests/helpers/child_server.ts";
+import { cpuSeconds } from "../tests/helpers/process_stats.ts";
 
 const FRAME_MS = 20;
 const HEADER_TIMEOUT_MS = 10_000;

@@ -231,18 +231,3 @@ export function serverPids(server: ChildServer): number[] {
   }
   return byWorker.size > 0 ? [...byWorker.values()] : [server.pid];
 }
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-export async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the command name.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** Resident memory of a process in bytes, from /proc. */
-export async function residentBytes(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
-  return Number(kb) * 1024;
-}

@@ -1,0 +1,70 @@
+/**
+ * What the benches read about processes from Linux's /proc, and how they keep a server and its
+ * load generator on separate CPUs (`taskset`, from util-linux).
+ *
+ * @module
+ */
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the command name.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Resident memory of a process in bytes, from /proc. */
+export async function residentBytes(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+  return Number(kb) * 1024;
+}
+
+/** True when `taskset` (util-linux) can be run here. */
+export async function tasksetAvailable(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("taskset", { args: ["--version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+/** Pins every thread of `pid` (and so the threads it starts later) to `cpus`, e.g. "1-3". */
+export async function pinThreads(pid: number, cpus: string): Promise<void> {
+  const { success, stderr } = await new Deno.Command("taskset", {
+    args: ["--all-tasks", "--cpu-list", "--pid", cpus, String(pid)],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(`taskset failed: ${new TextDecoder().decode(stderr)}`);
+}
+
+/**
+ * The CPUs this process may run on (its affinity, which `taskset` or a cgroup may have narrowed),
+ * as `taskset` writes them, e.g. "0-3,6".
+ */
+export function allowedCpuList(): string {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1];
+  if (!list) throw new Error("no Cpus_allowed_list in /proc/self/status");
+  return list;
+}
+
+/** The CPU numbers of a `taskset` CPU list such as "0-3,6". */
+export function cpuNumbers(list: string): number[] {
+  return list.split(",").flatMap((range) => {
+    const [first, last = first] = range.split("-").map(Number);
+    return Array.from({ length: last - first + 1 }, (_, i) => first + i);
+  });
+}
+
+/**
+ * Splits this process's allowed CPUs into one for a server and the rest for its load generator,
+ * when there are two or more and `taskset` is there to pin them; undefined otherwise.
+ */
+export async function serverAndLoadCpus(): Promise<{ server: string; load: string } | undefined> {
+  const cpus = cpuNumbers(allowedCpuList());
+  if (cpus.length < 2 || !await tasksetAvailable()) return undefined;
+  return { server: String(cpus[0]), load: cpus.slice(1).join(",") };
+}
