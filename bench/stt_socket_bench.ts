@@ -18,6 +18,7 @@ import { DeepgramClient } from "@deepgram/sdk";
 import { parseArgs } from "node:util";
 import { delay } from "../src/async/deadline.ts";
 import { NativeDeepgramSocket } from "../src/services/deepgram_native_socket.ts";
+import { startWebSocketSink } from "../tests/fakes/websocket_sink.ts";
 
 const CHUNK = new Uint8Array(320).fill(0xff);
 const CHUNK_MS = 40;
@@ -29,33 +30,6 @@ async function mainThreadCpuMs(): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticksPerSecond = 100; // USER_HZ on Linux
   return (Number(fields[11]) + Number(fields[12])) * 1000 / ticksPerSecond;
-}
-
-/**
- * A WebSocket sink on another thread: accepts every upgrade and discards what it receives. Over
- * TLS with the test certificate, as Deepgram is reached over `wss:`.
- */
-function startSink(): Promise<{ url: string; worker: Worker }> {
-  const tls = new URL("../tests/fakes/tls/", import.meta.url);
-  const cert = Deno.readTextFileSync(new URL("cert.pem", tls));
-  const key = Deno.readTextFileSync(new URL("key.pem", tls));
-  const source = `
-    const options = { hostname: "127.0.0.1", port: 0, onListen: () => {},
-      cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)} };
-    const server = Deno.serve(options, (request) => {
-      const { socket, response } = Deno.upgradeWebSocket(request);
-      socket.onmessage = () => {};
-      return response;
-    });
-    self.postMessage(server.addr.port);
-  `;
-  const worker = new Worker(
-    `data:application/javascript;base64,${btoa(source)}`,
-    { type: "module" },
-  );
-  return new Promise((resolve) => {
-    worker.onmessage = (event) => resolve({ url: `https://127.0.0.1:${event.data}`, worker });
-  });
 }
 
 async function measure(native: boolean, baseUrl: string, connections: number, seconds: number) {
@@ -102,20 +76,20 @@ if (import.meta.main) {
   });
   const connections = Number(values.connections);
   const seconds = Number(values.seconds);
-  const sink = await startSink();
+  const sink = await startWebSocketSink();
   console.log(
     `| socket (${connections} connections, ${seconds} s) | main-thread CPU ms per connection-minute |`,
   );
   console.log("|---|---|");
   // Alternated, so a noisy neighbour weighs on both.
   for (const native of [false, true, false, true]) {
-    const ms = await measure(native, sink.url, connections, seconds);
+    const ms = await measure(native, `https://127.0.0.1:${sink.port}`, connections, seconds);
     console.log(
       `| ${native ? "Deno WebSocket (transportFactory)" : "SDK default (npm ws)"} | ${
         ms.toFixed(0)
       } |`,
     );
   }
-  sink.worker.terminate();
+  sink.close();
   Deno.exit(0);
 }

@@ -2,38 +2,46 @@
  * What the wire alone costs a Deno server per call, with no call logic at all: the floor under
  * the server's CPU per call-minute in `bench/calls.ts`.
  *
- * A child server (pinned with `--pin-server`) accepts N media WebSockets and, cumulatively by
- * `--mode`:
+ * A child server accepts N media WebSockets and, cumulatively by `--mode`:
  * - `inbound`: reads Telnyx-shaped `media` frames, 20 ms of PCMU each, 50 a second per call, and
  *   only counts them;
- * - `outbound`: also sends half the calls (the bot speaks about half of a call) one 40 ms
- *   `media` message every 40 ms, from one shared timer, as the playback does;
- * - `stt`: also opens one `wss:` connection per call to a sink and sends it 40 ms of audio
- *   (320 bytes) every 40 ms, as the audio to Deepgram goes.
+ * - `outbound`: also sends half the calls (standing for the bot's share of a call in the load of
+ *   `bench/calls.ts`) one 40 ms `media` message every 40 ms, from one shared timer, as the
+ *   playback does;
+ * - `stt`: also opens one `wss:` connection per call to a sink and sends it the callee's audio
+ *   as the server sends it to Deepgram: 40 ms every 40 ms, 80 ms every 80 ms while the bot
+ *   speaks.
  *
- * The callers and the sink run in this process, on other CPUs than the server's. Printed: the
- * server process's CPU (every thread, from `/proc`, Linux only) as cores busy and as CPU seconds
- * per call-minute, to set beside what `bench/calls.ts --capacity` reports for whole calls, and
- * the share of the callers' frames the server read (below 100 %, it fell behind).
+ * The callers and the sink run in this process. The server runs on the first CPU this process
+ * may use and this process on the others, when there are two and `taskset` is there
+ * (`--pin-server` names the server's CPUs instead). Printed: the server process's CPU (every
+ * thread, from `/proc`, Linux only) as cores busy and as CPU seconds per call-minute, to set
+ * beside what `bench/calls.ts --capacity` reports for whole calls, and the share of the callers'
+ * frames the server read (short of 100 %: it fell behind, or frames were in flight at the end).
  *
  * Run: `deno run -A --cert tests/fakes/tls/ca.pem bench/wire_floor.ts [--calls 300]
- * [--seconds 20] [--pin-server 0] [--pin-bench 1] [--mode inbound|outbound|stt|all]` (it pins
- * itself and the server with `taskset`, when there is one and a second CPU).
+ * [--seconds 20] [--pin-server 0] [--mode inbound|outbound|stt|all] [--plain-sink]`
+ * (`--plain-sink`: the audio goes over `ws:`, to see what TLS adds).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { delay } from "../src/async/deadline.ts";
-import { loopbackTls } from "../tests/fakes/loopback_tls.ts";
-import { cpuSeconds } from "../tests/helpers/child_server.ts";
-import { pinThreads, tasksetAvailable } from "./calls.ts";
+import { deadline, delay } from "../src/async/deadline.ts";
+import { startWebSocketSink } from "../tests/fakes/websocket_sink.ts";
+import { cpuSeconds, pinThreads, serverAndLoadCpus } from "../tests/helpers/process_stats.ts";
 
 const FRAME_MS = 20;
 const OUTBOUND_MS = 40;
 /** Measuring starts this long after the callers start sending. */
 const WARM_UP_MS = 3000;
+/** Longest wait for the child server to say its port, or its count at the end. */
+const CHILD_LINE_MS = 10_000;
 const MODES = ["inbound", "outbound", "stt"] as const;
 type Mode = typeof MODES[number];
+
+function isMode(value: string): value is Mode {
+  return (MODES as readonly string[]).includes(value);
+}
 
 /** A Telnyx `media` frame in the shape Telnyx sends, 20 ms of PCMU silence. */
 function telnyxFrame(sequence: number): string {
@@ -46,61 +54,56 @@ function telnyxFrame(sequence: number): string {
   });
 }
 
-/** The child server: what `--serve` runs. Prints its port, then serves until killed. */
+/** The child server: what `--serve` runs. Prints its port, then serves until SIGTERM. */
 function serve(mode: Mode, sinkUrl: string): void {
   const outbound = MODES.indexOf(mode) >= MODES.indexOf("outbound");
   const stt = MODES.indexOf(mode) >= MODES.indexOf("stt");
-  const speaking = new Set<WebSocket>();
-  const links: WebSocket[] = [];
+  /** Calls whose bot speaks, each with its link to the sink when there is one. */
+  const speaking = new Map<WebSocket, WebSocket | undefined>();
+  /** Links of the calls whose bot is silent. */
+  const listening: WebSocket[] = [];
   let accepted = 0;
   let received = 0;
-  const media = JSON.stringify({
+  let ticks = 0;
+  const playbackMessage = JSON.stringify({
     event: "media",
     media: { payload: new Uint8Array(320).fill(0xff).toBase64() },
   });
-  const chunk = new Uint8Array(320).fill(0xff);
-  if (outbound || stt) {
+  const sttChunk = new Uint8Array(320).fill(0xff);
+  const longSttChunk = new Uint8Array(640).fill(0xff);
+  const send = (link: WebSocket | undefined, chunk: Uint8Array) => {
+    if (link?.readyState === WebSocket.OPEN) link.send(chunk);
+  };
+  if (outbound) {
     setInterval(() => {
-      for (const socket of speaking) socket.send(media);
-      for (const link of links) if (link.readyState === WebSocket.OPEN) link.send(chunk);
+      const long = ticks++ % 2 === 0;
+      for (const [socket, link] of speaking) {
+        socket.send(playbackMessage);
+        if (long) send(link, longSttChunk);
+      }
+      for (const link of listening) send(link, sttChunk);
     }, OUTBOUND_MS);
   }
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
-    const half = accepted++ % 2 === 0;
+    const speaks = outbound && accepted++ % 2 === 0;
     socket.onopen = () => {
-      if (outbound && half) speaking.add(socket);
-      if (stt) links.push(new WebSocket(sinkUrl));
+      const link = stt ? new WebSocket(sinkUrl) : undefined;
+      if (speaks) speaking.set(socket, link);
+      else if (link) listening.push(link);
     };
     socket.onmessage = () => received++;
     socket.onclose = () => speaking.delete(socket);
     return response;
   });
   console.log(JSON.stringify({ port: server.addr.port }));
-  // The bench stops the server with SIGTERM; how many frames it read shows it kept up.
+  // The bench stops the server with SIGTERM: how many frames it read shows it kept up, and how
+  // many links are open that the audio to the sink was sent.
   Deno.addSignalListener("SIGTERM", () => {
-    console.log(JSON.stringify({ received }));
+    const links = [...speaking.values(), ...listening];
+    const openLinks = links.filter((link) => link?.readyState === WebSocket.OPEN).length;
+    console.log(JSON.stringify({ received, openLinks }));
     Deno.exit(0);
-  });
-}
-
-/** A `wss:` sink in a worker: accepts every upgrade and discards what it receives. */
-function startSink(): Promise<{ url: string; worker: Worker }> {
-  const { cert, key } = loopbackTls();
-  const source = `
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {},
-      cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)} }, (request) => {
-      const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
-      socket.onmessage = () => {};
-      return response;
-    });
-    self.postMessage(server.addr.port);
-  `;
-  const worker = new Worker(`data:application/javascript;base64,${btoa(source)}`, {
-    type: "module",
-  });
-  return new Promise((resolve) => {
-    worker.onmessage = (event) => resolve({ url: `wss://localhost:${event.data}`, worker });
   });
 }
 
@@ -109,28 +112,43 @@ interface WireCost {
   cores: number;
   perCallMinute: number;
   benchCores: number;
-  /** Frames the server read of those the callers sent: below 1, it fell behind. */
+  /** Frames the server read of those the callers sent. */
   readShare: number;
+  /** Links to the sink open at the end (0 unless the mode is `stt`). */
+  openLinks: number;
 }
 
-async function measure(
-  mode: Mode,
-  calls: number,
-  seconds: number,
-  pin?: string,
-): Promise<WireCost> {
-  const sink = await startSink();
-  const self = new URL(import.meta.url).pathname;
+interface MeasureOptions {
+  mode: Mode;
+  calls: number;
+  seconds: number;
+  /** The server's CPUs; unpinned when undefined. */
+  serverCpus?: string;
+  plainSink: boolean;
+}
+
+async function measure(options: MeasureOptions): Promise<WireCost> {
+  const { mode, calls, seconds, serverCpus, plainSink } = options;
+  const sink = await startWebSocketSink({ tls: !plainSink });
+  const sinkUrl = `${plainSink ? "ws" : "wss"}://localhost:${sink.port}`;
+  const script = new URL(import.meta.url).pathname;
   const ca = new URL("../tests/fakes/tls/ca.pem", import.meta.url).pathname;
-  const deno = [Deno.execPath(), "run", "-A", "--cert", ca, self, "--serve", mode, sink.url];
-  const [command, ...args] = pin ? ["taskset", "--cpu-list", pin, ...deno] : deno;
+  const deno = [Deno.execPath(), "run", "-A", "--cert", ca, script, "--serve", mode, sinkUrl];
+  const [command, ...args] = serverCpus ? ["taskset", "--cpu-list", serverCpus, ...deno] : deno;
   const child = new Deno.Command(command, { args, stdout: "piped", stderr: "inherit" }).spawn();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter())
     .getReader();
+  /** The child's next line as JSON; throws if it ends or says nothing in time. */
+  const nextLine = async (what: string) => {
+    const { value } = await deadline(lines.read(), CHILD_LINE_MS, { what });
+    if (value === undefined) throw new Error(`the server exited before ${what}`);
+    return JSON.parse(value);
+  };
   const sockets: WebSocket[] = [];
+  let sender: ReturnType<typeof setInterval> | undefined;
   let sent = 0;
   try {
-    const { port } = JSON.parse((await lines.read()).value!);
+    const { port } = await nextLine("saying its port");
     for (let i = 0; i < calls; i++) {
       const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`);
       socket.onmessage = () => {};
@@ -144,7 +162,7 @@ async function measure(
     let sequence = 0;
     // One timer sends what the wall clock says is due, as the load bench's callers do.
     const startedAt = performance.now();
-    const sender = setInterval(() => {
+    sender = setInterval(() => {
       const due = Math.floor((performance.now() - startedAt) / FRAME_MS);
       for (; sequence < due; sequence++) {
         const frame = frames[sequence % frames.length];
@@ -162,14 +180,16 @@ async function measure(
     const bench = (await cpuSeconds(Deno.pid)) - bench0;
     clearInterval(sender);
     child.kill("SIGTERM");
-    const { received } = JSON.parse((await lines.read()).value ?? '{"received":0}');
+    const { received, openLinks } = await nextLine("saying what it read");
     return {
       cores: cpu / wall,
       perCallMinute: cpu / (calls * wall / 60),
       benchCores: bench / wall,
       readShare: received / sent,
+      openLinks,
     };
   } finally {
+    clearInterval(sender);
     for (const socket of sockets) socket.close();
     try {
       child.kill();
@@ -178,7 +198,7 @@ async function measure(
     }
     await child.status;
     await lines.cancel();
-    sink.worker.terminate();
+    sink.close();
   }
 }
 
@@ -197,37 +217,53 @@ function lineSplitter(): TransformStream<string, string> {
 
 if (import.meta.main) {
   if (Deno.args[0] === "--serve") {
-    serve(Deno.args[1] as Mode, Deno.args[2]);
+    const [, mode, sinkUrl] = Deno.args;
+    if (!isMode(mode)) throw new Error(`unknown mode ${mode}`);
+    serve(mode, sinkUrl);
   } else {
     const { values } = parseArgs({
       args: Deno.args,
       options: {
         calls: { type: "string", default: "300" },
         seconds: { type: "string", default: "20" },
-        "pin-server": { type: "string", default: "0" },
-        "pin-bench": { type: "string", default: "1" },
+        "pin-server": { type: "string", default: "" },
         mode: { type: "string", default: "all" },
+        "plain-sink": { type: "boolean", default: false },
       },
     });
-    const pinned = navigator.hardwareConcurrency >= 2 && await tasksetAvailable();
-    if (pinned) await pinThreads(Deno.pid, values["pin-bench"]);
-    else console.log("unpinned: taskset or a second CPU is missing, so the figures are rough");
-    const modes = values.mode === "all" ? MODES : [values.mode as Mode];
+    if (values.mode !== "all" && !isMode(values.mode)) {
+      throw new Error(`--mode must be all or one of ${MODES.join(", ")}, not ${values.mode}`);
+    }
+    const split = values["pin-server"] ? undefined : await serverAndLoadCpus();
+    if (split) await pinThreads(Deno.pid, split.load);
+    const serverCpus = values["pin-server"] || split?.server;
     console.log(
-      `| wire only, ${values.calls} calls | server cores busy | server CPU s per call-minute | frames read | callers + sink cores busy |`,
+      serverCpus
+        ? `server on CPU ${serverCpus}, callers and sink on ${
+          split?.load ?? "the CPUs this runs on"
+        }`
+        : "unpinned: taskset or a second CPU is missing, so the figures are rough",
     );
-    console.log("|---|---|---|---|---|");
+    const modes = isMode(values.mode) ? [values.mode] : MODES;
+    const calls = Number(values.calls);
+    console.log(
+      `| wire only, ${calls} calls | server cores busy | server CPU s per call-minute | frames read | links open | callers + sink cores busy |`,
+    );
+    console.log("|---|---|---|---|---|---|");
     for (const mode of modes) {
-      const cost = await measure(
+      const cost = await measure({
         mode,
-        Number(values.calls),
-        Number(values.seconds),
-        pinned ? values["pin-server"] : undefined,
-      );
+        calls,
+        seconds: Number(values.seconds),
+        serverCpus,
+        plainSink: values["plain-sink"],
+      });
       console.log(
         `| ${mode === "inbound" ? "inbound" : `+ ${mode}`} | ${cost.cores.toFixed(2)} | ${
           cost.perCallMinute.toFixed(3)
-        } | ${(cost.readShare * 100).toFixed(1)} % | ${cost.benchCores.toFixed(2)} |`,
+        } | ${(cost.readShare * 100).toFixed(1)} % | ${cost.openLinks} | ${
+          cost.benchCores.toFixed(2)
+        } |`,
       );
     }
   }
