@@ -1,6 +1,7 @@
 /**
  * What the benches read about processes from Linux's /proc, and how they keep a server and its
- * load generator on separate CPUs (`taskset`, from util-linux).
+ * load generator on separate CPUs (`taskset`, from util-linux). Deno reads /proc/<pid> and
+ * /proc/self only with `--allow-all`, as the benches run.
  *
  * @module
  */

@@ -7,7 +7,6 @@ import { TelnyxMediaClient } from "../fakes/telnyx_media.ts";
 import { deadline, delay } from "../../src/async/deadline.ts";
 import { placeAndAnswer } from "../helpers/call_driver.ts";
 import { type ChildServer, spawnServer, spawnServerWithFakes } from "../helpers/child_server.ts";
-import { residentBytes } from "../helpers/process_stats.ts";
 import { waitFor } from "../helpers/harness.ts";
 
 const SERVER_DESCRIPTORS = 1024;
@@ -35,6 +34,11 @@ async function run(command: string, ...args: string[]): Promise<string> {
 
 async function openDescriptors(pid: number): Promise<number> {
   return (await run("ls", "-1", `/proc/${pid}/fd`)).trim().split("\n").length;
+}
+
+// `ps`, not /proc like the benches: Deno reads /proc/<pid> only with --allow-all.
+async function residentBytes(pid: number): Promise<number> {
+  return Number((await run("ps", "-o", "rss=", "-p", String(pid))).trim()) * 1024;
 }
 
 /** Opens `count` connections to `url` and sends `prefix` on each, never finishing the request. */
