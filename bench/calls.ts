@@ -20,8 +20,8 @@
  * Run: `deno task bench` (after the micro benchmarks), or
  * `deno run -A --cert tests/fakes/tls/ca.pem bench/calls.ts [--calls 300] [--seconds 30] [--skip-load]`.
  *
- * The voice-to-voice server runs on CPU 0 and this process on the other CPUs when `taskset` and
- * a second CPU allow (`--pin-server` names the server's CPUs instead, and then this process is
+ * The voice-to-voice server runs on the first CPU this process may use and this process on the
+ * others when `taskset` and a second CPU allow (`--pin-server` names the server's CPUs instead, and then this process is
  * left where it runs).
  *
  * Load options: `--records memory|file` (the server's call records in KV `:memory:`, the
@@ -33,10 +33,10 @@
  * one over that long rather than all at once), `--workers 2` (the server's WORKERS).
  *
  * `--capacity` (what `deno task bench` runs) replaces the single load run by a search: the
- * server (WORKERS=1) pinned to CPU 0 and this process (fakes and callers) to the other CPUs, at
- * each of `--steps 100,150,200,250,300` calls, reporting the highest with no underrun; with
- * `--scaling`, then one server process per core over every CPU, sharing them with this process,
- * at the same counts. It prints both sides' CPU, CPU per call-minute and memory per call.
+ * server (WORKERS=1) pinned to the first CPU it may use and this process (fakes and callers) to
+ * the others, at each of `--steps 100,150,200,250,300` calls, reporting the highest with no
+ * underrun; with `--scaling`, then one server process per core over every CPU, sharing them
+ * with this process, at the same counts. It prints both sides' CPU, CPU per call-minute and memory per call.
  * Figures depend on the machine; they are reported, never asserted.
  *
  * @module
@@ -52,12 +52,10 @@ import { CallerTimeline } from "../tests/helpers/caller_timeline.ts";
 import { waitFor } from "../tests/helpers/wait_for.ts";
 import { serverPids, spawnServerWithFakes } from "../tests/helpers/child_server.ts";
 import {
-  allowedCpuList,
   cpuSeconds,
   pinThreads,
   residentBytes,
   serverAndLoadCpus,
-  tasksetAvailable,
 } from "../tests/helpers/process_stats.ts";
 import {
   REALISTIC_FLOOR_MS,
@@ -612,7 +610,7 @@ async function capacitySearch(
 }
 
 /**
- * The capacity table: WORKERS=1 pinned to CPU 0 with the fakes and callers on the other CPUs,
+ * The capacity table: WORKERS=1 pinned to one CPU with the fakes and callers on the other CPUs,
  * then (with `scaling`) one server process per core over every CPU, the fakes and callers
  * competing with it for them, at the same call counts.
  */
@@ -623,10 +621,9 @@ async function capacity(
   vendors: LoadOptions["vendors"],
 ): Promise<string[]> {
   const cores = navigator.hardwareConcurrency;
-  const allCpus = `0-${cores - 1}`;
   const notes: string[] = [];
-  const canPin = cores > 1 && await tasksetAvailable();
-  if (!canPin) {
+  const split = await serverAndLoadCpus();
+  if (!split) {
     notes.push(
       cores > 1
         ? "taskset not found (install util-linux): the server, fakes and callers ran unpinned " +
@@ -641,10 +638,10 @@ async function capacity(
   ];
   const summary: string[] = [];
   const one = await capacitySearch({
-    label: canPin ? "WORKERS=1 on CPU 0" : "WORKERS=1, unpinned",
+    label: split ? `WORKERS=1 on CPU ${split.server}` : "WORKERS=1, unpinned",
     workers: 1,
-    serverCpus: canPin ? "0" : undefined,
-    benchCpus: canPin ? `1-${cores - 1}` : undefined,
+    serverCpus: split?.server,
+    benchCpus: split?.load,
     steps,
     vendors,
   }, seconds);
@@ -652,10 +649,12 @@ async function capacity(
   summary.push(perCore("WORKERS=1", one.best, 1, steps));
   if (scaling && cores > 1) {
     const many = await capacitySearch({
-      label: `WORKERS=${cores} on CPUs ${allCpus}, shared with the fakes and callers`,
+      label: `WORKERS=${cores} ${
+        split ? `on CPUs ${split.all}` : "unpinned"
+      }, shared with the fakes and callers`,
       workers: cores,
-      serverCpus: canPin ? allCpus : undefined,
-      benchCpus: canPin ? allCpus : undefined,
+      serverCpus: split?.all,
+      benchCpus: split?.all,
       steps,
       vendors,
     }, seconds);
@@ -712,14 +711,13 @@ if (import.meta.main) {
     // search, unless told otherwise; what this process starts afterwards must not inherit that.
     const split = args["pin-server"] ? undefined : await serverAndLoadCpus();
     const serverCpus = args["pin-server"] || split?.server;
-    const allowed = split ? allowedCpuList() : "";
     out.push("| measure | n | p50 ms | p95 ms | max ms | target |", "|---|---|---|---|---|---|");
     if (split) await pinThreads(Deno.pid, split.load);
     try {
       out.push(...await voiceToVoice("nova", serverCpus));
       out.push(...await voiceToVoice("flux", serverCpus));
     } finally {
-      if (split) await pinThreads(Deno.pid, allowed);
+      if (split) await pinThreads(Deno.pid, split.all);
     }
     out.push(...await turnLatency("nova"));
     out.push(...await turnLatency("flux"));

@@ -7,7 +7,8 @@
  * tokens, each chunk carrying its send time. A reader process reads them all at once while its
  * event loop is kept busy: each turn blocks for `--busy-ms`, as a server's turns grow near a full
  * core. Printed per transport: how long after it was sent each chunk was read, p50 / p90 / max.
- * With `taskset` the reader runs on CPU 0 and the server on CPU 1.
+ * With `taskset` and two CPUs the reader runs on the first CPU this process may use and the
+ * server on the others.
  *
  * Run: `deno run -A --cert tests/fakes/tls/ca.pem bench/llm_stream_read_bench.ts [--streams 30]
  * [--busy-ms 45]`
@@ -16,6 +17,7 @@
  */
 import { parseArgs } from "node:util";
 import { loopbackTls } from "../tests/fakes/loopback_tls.ts";
+import { onCpus, serverAndLoadCpus } from "../tests/helpers/process_stats.ts";
 
 const CHUNKS = 20;
 const CHUNK_INTERVAL_MS = 20;
@@ -113,19 +115,13 @@ function workerReader() {
   };
 }
 
-function pinned(cpu: string, args: string[]): Deno.Command {
-  const deno = ["run", "-A", "--cert", CA, SELF, ...args];
-  const hasTaskset = (() => {
-    try {
-      return new Deno.Command("taskset", { args: ["-V"], stdout: "null", stderr: "null" })
-        .outputSync().success;
-    } catch {
-      return false;
-    }
-  })();
-  return hasTaskset
-    ? new Deno.Command("taskset", { args: ["-c", cpu, Deno.execPath(), ...deno], stdout: "piped" })
-    : new Deno.Command(Deno.execPath(), { args: deno, stdout: "piped" });
+/** This script with `args`, on `cpus` when given. */
+function thisScript(cpus: string | undefined, args: string[]): Deno.Command {
+  const [command, ...argv] = onCpus(cpus, [
+    Deno.execPath(),
+    ...["run", "-A", "--cert", CA, SELF, ...args],
+  ]);
+  return new Deno.Command(command, { args: argv, stdout: "piped" });
 }
 
 async function main() {
@@ -153,7 +149,9 @@ async function main() {
     return await reader(values.transport as Transport, values.url!, streams, busyMs);
   }
 
-  const server = pinned("1", ["--role", "server"]).spawn();
+  // The reader on the first CPU, the server on the others, when they can be kept apart.
+  const split = await serverAndLoadCpus();
+  const server = thisScript(split?.load, ["--role", "server"]).spawn();
   const lines = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const url = (await lines.read()).value!.trim();
   const ms = (v: number) => `${v.toFixed(1)} ms`;
@@ -163,8 +161,13 @@ async function main() {
   console.log("| read by | p50 | p90 | max |\n|---|---|---|---|");
   for (const transport of ["http1", "http2", "worker"] as const) {
     const args = ["--role", "reader", "--transport", transport, "--url", url];
-    const out = await pinned("0", [...args, "--streams", `${streams}`, "--busy-ms", `${busyMs}`])
-      .output();
+    const out = await thisScript(split?.server, [
+      ...args,
+      "--streams",
+      `${streams}`,
+      "--busy-ms",
+      `${busyMs}`,
+    ]).output();
     const r = JSON.parse(new TextDecoder().decode(out.stdout));
     console.log(`| ${transport} | ${ms(r.p50)} | ${ms(r.p90)} | ${ms(r.max)} |`);
   }

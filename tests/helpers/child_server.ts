@@ -13,6 +13,7 @@ import {
 import { type FakeOpenAi, type FakeOpenAiOptions, startFakeOpenAi } from "../fakes/openai.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
 import { TEST_ACCOUNT, TEST_API_KEY, TEST_FROM } from "./harness.ts";
+import { onCpus } from "./process_stats.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CA = new URL("../fakes/tls/ca.pem", import.meta.url).pathname;
@@ -69,9 +70,7 @@ export async function spawnServer(
     MAIN,
   ];
   // `exec` keeps the pid the server's own, so /proc figures and signals reach it.
-  const pinned = options.cpuList === undefined
-    ? [Deno.execPath(), ...denoArgs]
-    : ["taskset", "--cpu-list", options.cpuList, Deno.execPath(), ...denoArgs];
+  const pinned = onCpus(options.cpuList, [Deno.execPath(), ...denoArgs]);
   const [command, args] = options.maxOpenFiles === undefined
     ? [pinned[0], pinned.slice(1)]
     : ["bash", [

@@ -60,12 +60,29 @@ export function cpuNumbers(list: string): number[] {
   });
 }
 
+/** The CPUs a bench gives a server and its load generator, as `taskset` CPU lists. */
+export interface CpuSplit {
+  /** The first CPU this process may use. */
+  server: string;
+  /** The other ones. */
+  load: string;
+  /** All of them, to restore this process's affinity with. */
+  all: string;
+}
+
 /**
  * Splits this process's allowed CPUs into one for a server and the rest for its load generator,
  * when there are two or more and `taskset` is there to pin them; undefined otherwise.
  */
-export async function serverAndLoadCpus(): Promise<{ server: string; load: string } | undefined> {
-  const cpus = cpuNumbers(allowedCpuList());
+export async function serverAndLoadCpus(): Promise<CpuSplit | undefined> {
+  const all = allowedCpuList();
+  const cpus = cpuNumbers(all);
   if (cpus.length < 2 || !await tasksetAvailable()) return undefined;
-  return { server: String(cpus[0]), load: cpus.slice(1).join(",") };
+  return { server: String(cpus[0]), load: cpus.slice(1).join(","), all };
+}
+
+/** `argv` run on `cpus` only (through `taskset`), or as it is when `cpus` is undefined. */
+export function onCpus(cpus: string | undefined, argv: string[]): [string, ...string[]] {
+  const pinned = cpus === undefined ? argv : ["taskset", "--cpu-list", cpus, ...argv];
+  return pinned as [string, ...string[]];
 }
