@@ -28,7 +28,13 @@
 import { parseArgs } from "node:util";
 import { deadline, delay } from "../src/async/deadline.ts";
 import { startWebSocketSink } from "../tests/fakes/websocket_sink.ts";
-import { cpuSeconds, pinThreads, serverAndLoadCpus } from "../tests/helpers/process_stats.ts";
+import {
+  cpuSeconds,
+  onCpus,
+  pinThreads,
+  serverAndLoadCpus,
+} from "../tests/helpers/process_stats.ts";
+import { mediaFrameFromBytes } from "../src/telnyx/media_stream.ts";
 
 const FRAME_MS = 20;
 const OUTBOUND_MS = 40;
@@ -49,7 +55,12 @@ function telnyxFrame(sequence: number): string {
   return JSON.stringify({
     event: "media",
     sequence_number: String(sequence),
-    media: { track: "inbound", chunk: String(sequence), timestamp: String(sequence * 20), payload },
+    media: {
+      track: "inbound",
+      chunk: String(sequence),
+      timestamp: String(sequence * FRAME_MS),
+      payload,
+    },
     stream_id: "32f5a1d0-8b1e-4c1b-9b0e-2d5f0a1c9e77",
   });
 }
@@ -65,10 +76,8 @@ function serve(mode: Mode, sinkUrl: string): void {
   let accepted = 0;
   let received = 0;
   let ticks = 0;
-  const playbackMessage = JSON.stringify({
-    event: "media",
-    media: { payload: new Uint8Array(320).fill(0xff).toBase64() },
-  });
+  // The very message the playback sends: 40 ms of PCMU.
+  const playbackMessage = mediaFrameFromBytes(new Uint8Array(320).fill(0xff));
   const sttChunk = new Uint8Array(320).fill(0xff);
   const longSttChunk = new Uint8Array(640).fill(0xff);
   const send = (link: WebSocket | undefined, chunk: Uint8Array) => {
@@ -133,8 +142,10 @@ async function measure(options: MeasureOptions): Promise<WireCost> {
   const sinkUrl = `${plainSink ? "ws" : "wss"}://localhost:${sink.port}`;
   const script = new URL(import.meta.url).pathname;
   const ca = new URL("../tests/fakes/tls/ca.pem", import.meta.url).pathname;
-  const deno = [Deno.execPath(), "run", "-A", "--cert", ca, script, "--serve", mode, sinkUrl];
-  const [command, ...args] = serverCpus ? ["taskset", "--cpu-list", serverCpus, ...deno] : deno;
+  const [command, ...args] = onCpus(serverCpus, [
+    Deno.execPath(),
+    ...["run", "-A", "--cert", ca, script, "--serve", mode, sinkUrl],
+  ]);
   const child = new Deno.Command(command, { args, stdout: "piped", stderr: "inherit" }).spawn();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter())
     .getReader();
