@@ -25,6 +25,7 @@
 import { parseArgs } from "node:util";
 import { deadline, delay } from "../src/async/deadline.ts";
 import { percentile } from "../src/session/call_metrics.ts";
+import { inboundMediaFrame } from "../tests/fakes/telnyx_media.ts";
 import { cpuSeconds } from "../tests/helpers/process_stats.ts";
 
 const FRAME_MS = 20;
@@ -191,18 +192,12 @@ async function serve(variant: string, upstreamKind: string, splice: Splice): Pro
 
 /** A Telnyx media frame of the usual size, stamped with its send time. */
 function mediaFrame(sequence: number, sentAt: number): string {
-  return JSON.stringify({
-    event: "media",
-    sequence_number: String(sequence),
-    media: {
-      track: "inbound",
-      chunk: String(sequence),
-      timestamp: String(sequence * FRAME_MS),
-      payload: "/".repeat(216), // base64 of 160 PCMU bytes
-    },
-    stream_id: "32de0dea-53cb-4b21-89a4-9e1819c043bc",
-    sent_at: sentAt,
-  });
+  return inboundMediaFrame({
+    sequence,
+    chunk: sequence,
+    payload: "/".repeat(216), // base64 of 160 PCMU bytes
+    streamId: "32de0dea-53cb-4b21-89a4-9e1819c043bc",
+  }, { sent_at: sentAt });
 }
 
 interface Result {

@@ -27,6 +27,7 @@
  */
 import { parseArgs } from "node:util";
 import { deadline, delay } from "../src/async/deadline.ts";
+import { inboundMediaFrame } from "../tests/fakes/telnyx_media.ts";
 import { startWebSocketSink } from "../tests/fakes/websocket_sink.ts";
 import {
   cpuSeconds,
@@ -52,17 +53,8 @@ function isMode(value: string): value is Mode {
 /** A Telnyx `media` frame in the shape Telnyx sends, 20 ms of PCMU silence. */
 function telnyxFrame(sequence: number): string {
   const payload = new Uint8Array(160).fill(0xff).toBase64();
-  return JSON.stringify({
-    event: "media",
-    sequence_number: String(sequence),
-    media: {
-      track: "inbound",
-      chunk: String(sequence),
-      timestamp: String(sequence * FRAME_MS),
-      payload,
-    },
-    stream_id: "32f5a1d0-8b1e-4c1b-9b0e-2d5f0a1c9e77",
-  });
+  const streamId = "32f5a1d0-8b1e-4c1b-9b0e-2d5f0a1c9e77";
+  return inboundMediaFrame({ sequence, chunk: sequence, payload, streamId });
 }
 
 /** The child server: what `--serve` runs. Prints its port, then serves until SIGTERM. */

@@ -35,6 +35,28 @@ const FRAME_MS = 20;
  */
 const frameClock = new PlaybackTicker({ intervalMs: 1 });
 
+/**
+ * An inbound `media` frame as Telnyx sends it, keys in the order of its documented frames:
+ * `chunk` counts the stream's media frames, `sequence` all of its frames. `extra` keys go last.
+ */
+export function inboundMediaFrame(
+  frame: { sequence: number; chunk: number; payload: string; streamId: string },
+  extra: Record<string, unknown> = {},
+): string {
+  return JSON.stringify({
+    event: "media",
+    sequence_number: String(frame.sequence),
+    media: {
+      track: "inbound",
+      chunk: String(frame.chunk),
+      timestamp: String(frame.chunk * FRAME_MS),
+      payload: frame.payload,
+    },
+    stream_id: frame.streamId,
+    ...extra,
+  });
+}
+
 /** One connected fake Telnyx media stream. */
 export class TelnyxMediaClient {
   /** Every frame the app sent, parsed (unparseable ones are kept in `invalidFrames`). */
@@ -137,17 +159,12 @@ export class TelnyxMediaClient {
 
   /** One inbound `media` frame of callee audio. */
   media(payload: Uint8Array): void {
-    this.#chunk++;
-    this.#send({
-      event: "media",
-      media: {
-        track: "inbound",
-        chunk: String(this.#chunk),
-        timestamp: String(this.#chunk * 20),
-        payload: payload.toBase64(),
-      },
-      stream_id: this.streamId,
-    });
+    this.socket.send(inboundMediaFrame({
+      sequence: ++this.#sequence,
+      chunk: ++this.#chunk,
+      payload: payload.toBase64(),
+      streamId: this.streamId,
+    }));
   }
 
   /**
