@@ -9,8 +9,8 @@
  *   `bench/calls.ts`) one 40 ms `media` message every 40 ms, from one shared timer, as the
  *   playback does;
  * - `stt`: also opens one `wss:` connection per call to a sink and sends it the callee's audio
- *   as the server sends it to Deepgram: 40 ms every 40 ms, 80 ms every 80 ms while the bot
- *   speaks.
+ *   as the server sends it to Deepgram: 40 ms every 40 ms while the callee talks (here, the calls
+ *   whose bot is silent), 200 ms every 200 ms while they are silent (the calls whose bot speaks).
  *
  * The callers and the sink run in this process. The server runs on the first CPU this process
  * may use and this process on the others, when there are two and `taskset` is there
@@ -39,6 +39,8 @@ import { mediaFrameFromBytes } from "../src/telnyx/media_stream.ts";
 
 const FRAME_MS = 20;
 const OUTBOUND_MS = 40;
+/** STT chunks of a silent callee go out every this many playback ticks (200 ms). */
+const SILENT_STT_TICKS = 5;
 /** Measuring starts this long after the callers start sending. */
 const WARM_UP_MS = 3000;
 /** Longest wait for the child server to say its port, or its count at the end. */
@@ -71,16 +73,16 @@ function serve(mode: Mode, sinkUrl: string): void {
   // The very message the playback sends: 40 ms of PCMU.
   const playbackMessage = mediaFrameFromBytes(new Uint8Array(320).fill(0xff));
   const sttChunk = new Uint8Array(320).fill(0xff);
-  const longSttChunk = new Uint8Array(640).fill(0xff);
+  const silentSttChunk = new Uint8Array(1600).fill(0xff);
   const send = (link: WebSocket | undefined, chunk: Uint8Array) => {
     if (link?.readyState === WebSocket.OPEN) link.send(chunk);
   };
   if (outbound) {
     setInterval(() => {
-      const long = ticks++ % 2 === 0;
+      const silentChunkDue = ticks++ % SILENT_STT_TICKS === 0;
       for (const [socket, link] of speaking) {
         socket.send(playbackMessage);
-        if (long) send(link, longSttChunk);
+        if (silentChunkDue) send(link, silentSttChunk);
       }
       for (const link of listening) send(link, sttChunk);
     }, OUTBOUND_MS);

@@ -49,12 +49,22 @@ export class TurnDetector {
   #speechEndedAt: number | undefined;
   /** Nova: the text the last `eager_turn` announced, until the turn ends or the callee goes on. */
   #eagerText: string | undefined;
+  /** STT heard words of a turn that has not ended. */
+  #wordsHeard = false;
 
   constructor(private readonly engine: SttEngine, private readonly now: () => number) {}
 
   /** True while the VAD hears the callee. */
   get calleeSpeaking(): boolean {
     return this.#vadSpeaking;
+  }
+
+  /**
+   * True from the VAD's speech onset or STT's first words of a turn until the turn ends (or STT
+   * closes the utterance without words): STT's verdict on the callee's audio is awaited.
+   */
+  get turnUnderway(): boolean {
+    return this.#vadSpeaking || this.#wordsHeard;
   }
 
   /** Feeds one VAD event. */
@@ -77,6 +87,7 @@ export class TurnDetector {
   /** Feeds one transcript event. */
   onTranscript(event: TranscriptEvent): TurnDecision[] {
     const now = this.now();
+    if (heardWords(event)) this.#wordsHeard = true;
     if (this.engine === "flux") {
       switch (event.type) {
         case "eager_end_of_turn":
@@ -84,6 +95,7 @@ export class TurnDetector {
         case "turn_resumed":
           return [{ type: "turn_resumed" }];
         case "end_of_turn": {
+          this.#wordsHeard = false;
           const text = event.text.trim();
           if (!text) return [];
           return [{ type: "turn_ended", text, speechEndedAt: this.#speechEndedAt, finalAt: now }];
@@ -99,11 +111,18 @@ export class TurnDetector {
         const text = event.text.trim();
         const resumed = text ? this.#resumed() : [];
         if (text) this.#hold(text);
-        if (event.speechFinal || event.fromFinalize) this.#sttDone = true;
+        if (event.speechFinal || event.fromFinalize) {
+          this.#sttDone = true;
+          // An utterance that ended with no words (a cough Deepgram guessed at) awaits nothing.
+          if (this.#pending.length === 0) this.#wordsHeard = false;
+        }
         return [...resumed, ...this.#maybeEnd()];
       }
       case "utterance_end":
-        if (this.#pending.length === 0) return [];
+        if (this.#pending.length === 0) {
+          this.#wordsHeard = false;
+          return [];
+        }
         this.#sttDone = true;
         return this.#maybeEnd();
       default:
@@ -137,6 +156,7 @@ export class TurnDetector {
     this.#pending = [];
     this.#pendingChars = 0;
     this.#sttDone = false;
+    this.#wordsHeard = false;
     return [decision];
   }
 
@@ -146,5 +166,19 @@ export class TurnDetector {
     while (this.#pendingChars > MAX_PENDING_TURN_CHARS && this.#pending.length > 1) {
       this.#pendingChars -= this.#pending.shift()!.length + 1;
     }
+  }
+}
+
+/** Whether `event` carries words of the callee's turn (or, Flux, says one began). */
+function heardWords(event: TranscriptEvent): boolean {
+  switch (event.type) {
+    case "interim":
+    case "final":
+    case "eager_end_of_turn":
+      return event.text.trim() !== "";
+    case "start_of_turn":
+      return true;
+    default:
+      return false;
   }
 }

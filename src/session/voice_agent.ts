@@ -64,7 +64,7 @@ export interface VoiceAgentDeps {
   voicemailWaitSeconds?: number;
 }
 
-/** Callee audio per STT write; Deepgram recommends 20–100 ms chunks. */
+/** Callee audio per STT write while the callee talks; Deepgram suggests 20–250 ms per write. */
 const STT_CHUNK_MS = 40;
 /**
  * The same while the bot speaks, when no end of the callee's turn is awaited (a barge-in is the
@@ -72,10 +72,16 @@ const STT_CHUNK_MS = 40;
  */
 const STT_CHUNK_WHILE_BOT_SPEAKS_MS = 80;
 /**
- * STT chunks are views into slabs of this many chunks: the transcriber keeps each chunk until
- * it is transcribed, and one allocation per second of audio is far cheaper than one per write.
+ * While the callee is silent and none of their turn awaits a transcript, nothing waits on
+ * Deepgram: fewer, larger writes, within its suggested range. The VAD's speech onset sends what
+ * is held at once.
  */
-const STT_CHUNKS_PER_SLAB = 12;
+const STT_CHUNK_WHILE_CALLEE_SILENT_MS = 200;
+/**
+ * STT chunks are views into slabs of this much audio: the transcriber keeps each chunk until it
+ * is transcribed, and one allocation per second of audio is far cheaper than one per write.
+ */
+const STT_SLAB_MS = 1000;
 
 /**
  * Added to the play time of what was sent when waiting for the final mark echo: covers the
@@ -178,6 +184,7 @@ export class VoiceAgent {
   readonly #decodePcm: PcmDecoder;
   readonly #sttChunkBytes: number;
   readonly #sttLongChunkBytes: number;
+  readonly #sttSilentChunkBytes: number;
   /** The chunk being filled is `#sttSlab[#sttSlabUsed, #sttSlabUsed + #sttFill)`. */
   #sttSlab: Uint8Array;
   #sttSlabUsed = 0;
@@ -218,7 +225,8 @@ export class VoiceAgent {
     this.#decodePcm = pcmDecoderFor(session.inputFormat);
     this.#sttChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_MS);
     this.#sttLongChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_WHILE_BOT_SPEAKS_MS);
-    this.#sttSlab = new Uint8Array(this.#sttLongChunkBytes * STT_CHUNKS_PER_SLAB);
+    this.#sttSilentChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_WHILE_CALLEE_SILENT_MS);
+    this.#sttSlab = new Uint8Array(bytesFor(session.inputFormat, STT_SLAB_MS));
     this.#playback = new Playback({
       output: session.output,
       now: () => this.#clock.now(),
@@ -295,9 +303,10 @@ export class VoiceAgent {
   }
 
   /**
-   * Forwards callee audio to STT in 40 ms chunks (80 ms while the bot speaks): every chunk is a
-   * socket write, the largest single cost per call in profiles. The local VAD,
-   * which drives barge-in and turn ends, still sees every 20 ms frame at once.
+   * Forwards callee audio to STT in 40 ms chunks while the callee talks (80 ms while the bot
+   * speaks too), 200 ms while the callee is silent and no transcript of theirs is awaited: every
+   * chunk is a socket write, the largest single cost per call in profiles. The local VAD, which
+   * drives barge-in and turn ends, still sees every 20 ms frame at once.
    *
    * Except while the callee pauses mid-speech (and through the VAD's hang-over): Deepgram's end
    * of utterance (or of turn) is decided on the silence it has received, so a frame held back
@@ -306,14 +315,21 @@ export class VoiceAgent {
   #sendToStt(payload: Uint8Array): void {
     const stt = this.#stt;
     if (!stt) return;
-    const chunkBytes = this.#isBotActive() ? this.#sttLongChunkBytes : this.#sttChunkBytes;
-    if (this.#sttFill + payload.length > chunkBytes) this.#flushStt();
+    // `vad.speaking` already includes this frame; the turn detector hears of an onset after.
+    const chunkBytes = !this.#deps.vad.speaking && !this.#turns.turnUnderway
+      ? this.#sttSilentChunkBytes
+      : this.#isBotActive()
+      ? this.#sttLongChunkBytes
+      : this.#sttChunkBytes;
+    const filled = this.#sttFill + payload.length;
+    // A chunk size that grew mid-chunk may not fit the slab's rest: send what is held.
+    if (filled > chunkBytes || this.#sttSlabUsed + filled > this.#sttSlab.length) this.#flushStt();
     if (payload.length >= chunkBytes) {
       // The payload is only lent to us (the transport reuses it) and the transcriber keeps it.
       stt.sendAudio(payload.slice());
       return;
     }
-    if (this.#sttFill === 0 && this.#sttSlabUsed + this.#sttLongChunkBytes > this.#sttSlab.length) {
+    if (this.#sttFill === 0 && this.#sttSlabUsed + chunkBytes > this.#sttSlab.length) {
       // Chunks already sent keep the old slab alive until they are transcribed.
       this.#sttSlab = new Uint8Array(this.#sttSlab.length);
       this.#sttSlabUsed = 0;

@@ -160,3 +160,42 @@ Deno.test("Nova: an eager end of turn is announced once and taken back by new wo
     assert.equal(decision.type === "turn_ended" && decision.text, "I think so.");
   });
 });
+
+Deno.test("a turn is underway from the callee's first sound or word until it ends", async (t) => {
+  await t.step("Nova: from the VAD's onset, through its silence, until the final ends it", () => {
+    const d = new TurnDetector("nova", clock().now);
+    assert.equal(d.turnUnderway, false);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    assert.equal(d.turnUnderway, true);
+    d.onTranscript({ type: "interim", text: "Hello" });
+    d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 });
+    assert.equal(d.turnUnderway, true, "the final transcript is still awaited");
+    d.onTranscript({ type: "final", text: "Hello there.", speechFinal: true, fromFinalize: false });
+    assert.equal(d.turnUnderway, false);
+  });
+  await t.step("Nova: words the VAD did not hear open it too", () => {
+    const d = new TurnDetector("nova", clock().now);
+    d.onTranscript({ type: "interim", text: "yes" });
+    assert.equal(d.turnUnderway, true);
+    d.onTranscript({ type: "interim", text: " " });
+    assert.equal(d.turnUnderway, true, "a blank guess changes nothing");
+  });
+  await t.step("Nova: an utterance that ends with no words closes it", () => {
+    const d = new TurnDetector("nova", clock().now);
+    d.onTranscript({ type: "interim", text: "uh" });
+    d.onTranscript({ type: "final", text: "", speechFinal: true, fromFinalize: false });
+    assert.equal(d.turnUnderway, false);
+    d.onTranscript({ type: "interim", text: "hm" });
+    d.onTranscript({ type: "utterance_end" });
+    assert.equal(d.turnUnderway, false);
+  });
+  await t.step("Flux: from StartOfTurn until EndOfTurn, an eager end included", () => {
+    const d = new TurnDetector("flux", clock().now);
+    d.onTranscript({ type: "start_of_turn" });
+    assert.equal(d.turnUnderway, true);
+    d.onTranscript({ type: "eager_end_of_turn", text: "Yes." });
+    assert.equal(d.turnUnderway, true);
+    d.onTranscript({ type: "end_of_turn", text: "Yes." });
+    assert.equal(d.turnUnderway, false);
+  });
+});

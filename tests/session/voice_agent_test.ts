@@ -245,9 +245,10 @@ Deno.test("speech from before the agent started is heard first, not as talking o
   await call.hangUp();
 });
 
-Deno.test("STT gets 40 ms chunks, and every frame at once while the callee pauses", async () => {
+Deno.test("STT gets 40 ms chunks while the callee talks, and every frame at once while they pause", async () => {
   const call = startAgentCall({ firstSpeaker: "callee" });
   call.agent.start();
+  call.vad.speaking = true;
   const frame = new Uint8Array(160).fill(0xff);
   call.session.deliver({ type: "media", payload: frame });
   assert.equal(call.stt.audioBytes, 0, "the frame waits for its chunk");
@@ -260,10 +261,11 @@ Deno.test("STT gets 40 ms chunks, and every frame at once while the callee pause
   await call.hangUp();
 });
 
-Deno.test("STT gets 80 ms chunks while the bot speaks", async () => {
+Deno.test("STT gets 80 ms chunks while the callee talks over the bot", async () => {
   const call = startAgentCall({ firstSpeaker: "bot" });
   call.agent.start();
   await call.run(100); // the greeting is playing
+  call.vad.speaking = true;
   const sent = call.stt.audioBytes;
   const frame = new Uint8Array(160).fill(0xff);
   for (let i = 0; i < 4; i++) call.session.deliver({ type: "media", payload: frame });
@@ -272,15 +274,56 @@ Deno.test("STT gets 80 ms chunks while the bot speaks", async () => {
   await call.hangUp();
 });
 
+Deno.test("STT gets 200 ms chunks while the callee is silent and no turn of theirs is underway", async () => {
+  const call = startAgentCall({ firstSpeaker: "bot" });
+  call.agent.start();
+  await call.run(100); // the greeting is playing; the callee listens
+  const sent = call.stt.audioBytes;
+  const frame = new Uint8Array(160).fill(0xff);
+  for (let i = 0; i < 9; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, sent, "held for its chunk");
+  call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes - sent, 1600);
+  assert.equal(call.stt.lastChunkBytes, 1600);
+  await call.hangUp();
+});
+
+Deno.test("the callee's speech onset sends the silence held for STT at once", async () => {
+  const call = startAgentCall({ firstSpeaker: "bot" });
+  call.agent.start();
+  await call.run(100);
+  const sent = call.stt.audioBytes;
+  const frame = new Uint8Array(160).fill(0xff);
+  for (let i = 0; i < 5; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, sent);
+  await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
+  assert.equal(call.stt.audioBytes - sent, 800, "the held frames, without waiting for more");
+  call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes - sent, 800 + 320, "then chunks as while the callee talks");
+  await call.hangUp();
+});
+
+Deno.test("a turn underway keeps STT chunks short after the callee's voice stops", async () => {
+  const call = startAgentCall({ firstSpeaker: "callee" });
+  call.agent.start();
+  call.stt.emit({ type: "interim", text: "I wonder" });
+  await call.run(0);
+  const frame = new Uint8Array(160).fill(0xff);
+  call.session.deliver({ type: "media", payload: frame });
+  call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.lastChunkBytes, 320, "the final transcript is awaited");
+  await call.hangUp();
+});
+
 Deno.test("on an A-law transport the agent decodes, transcribes and pads as A-law", async () => {
   const call = startAgentCall({ firstSpeaker: "bot", audioFormat: ALAW_8K });
   call.agent.start();
   const silence = new Uint8Array(160).fill(A_LAW_SILENCE);
-  for (let i = 0; i < 4; i++) call.session.deliver({ type: "media", payload: silence });
+  for (let i = 0; i < 10; i++) call.session.deliver({ type: "media", payload: silence });
   await settle();
   const decoded = decodeALaw(Uint8Array.of(A_LAW_SILENCE))[0];
   assert.ok(call.vad.lastFrame?.every((sample) => sample === decoded), "VAD hears A-law samples");
-  assert.equal(call.stt.lastChunkBytes, 640, "STT gets 80 ms of A-law per write");
+  assert.equal(call.stt.lastChunkBytes, 1600, "STT gets 200 ms of A-law silence per write");
 
   call.speaker.bytesPerChar = 41; // the greeting's audio ends mid-frame
   await call.run(playMs(DEFAULT_GREETING) * 2);
