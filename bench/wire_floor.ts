@@ -63,8 +63,11 @@ function telnyxFrame(sequence: number): string {
 function serve(mode: Mode, sinkUrl: string): void {
   const outbound = MODES.indexOf(mode) >= MODES.indexOf("outbound");
   const stt = MODES.indexOf(mode) >= MODES.indexOf("stt");
-  /** Calls whose bot speaks, each with its link to the sink when there is one. */
-  const speaking = new Map<WebSocket, WebSocket | undefined>();
+  /**
+   * Calls whose bot speaks, each with its link to the sink when there is one and the tick (of
+   * every {@link SILENT_STT_TICKS}) its silent callee's chunk goes on, spread as calls spread.
+   */
+  const speaking = new Map<WebSocket, { link: WebSocket | undefined; phase: number }>();
   /** Links of the calls whose bot is silent. */
   const listening: WebSocket[] = [];
   let accepted = 0;
@@ -79,10 +82,10 @@ function serve(mode: Mode, sinkUrl: string): void {
   };
   if (outbound) {
     setInterval(() => {
-      const silentChunkDue = ticks++ % SILENT_STT_TICKS === 0;
-      for (const [socket, link] of speaking) {
+      const phase = ticks++ % SILENT_STT_TICKS;
+      for (const [socket, call] of speaking) {
         socket.send(playbackMessage);
-        if (silentChunkDue) send(link, silentSttChunk);
+        if (call.phase === phase) send(call.link, silentSttChunk);
       }
       for (const link of listening) send(link, sttChunk);
     }, OUTBOUND_MS);
@@ -92,7 +95,7 @@ function serve(mode: Mode, sinkUrl: string): void {
     const speaks = outbound && accepted++ % 2 === 0;
     socket.onopen = () => {
       const link = stt ? new WebSocket(sinkUrl) : undefined;
-      if (speaks) speaking.set(socket, link);
+      if (speaks) speaking.set(socket, { link, phase: speaking.size % SILENT_STT_TICKS });
       else if (link) listening.push(link);
     };
     socket.onmessage = () => received++;
@@ -103,7 +106,7 @@ function serve(mode: Mode, sinkUrl: string): void {
   // The bench stops the server with SIGTERM: how many frames it read shows it kept up, and how
   // many links are open that the audio to the sink was sent.
   Deno.addSignalListener("SIGTERM", () => {
-    const links = [...speaking.values(), ...listening];
+    const links = [...[...speaking.values()].map((call) => call.link), ...listening];
     const openLinks = links.filter((link) => link?.readyState === WebSocket.OPEN).length;
     console.log(JSON.stringify({ received, openLinks }));
     Deno.exit(0);

@@ -40,6 +40,13 @@ export type TurnDecision =
  */
 export const MAX_PENDING_TURN_CHARS = 2000;
 
+/**
+ * How long after the callee's voice stopped a turn with no words yet still awaits STT: Deepgram's
+ * first transcript of a short word comes with its endpointing, UtteranceEnd a second after the
+ * last word. A cough that never becomes words stops counting as a turn after this.
+ */
+export const WORDLESS_TURN_MS = 2000;
+
 /** Tracks one call's turns. */
 export class TurnDetector {
   #pending: string[] = [];
@@ -51,6 +58,8 @@ export class TurnDetector {
   #eagerText: string | undefined;
   /** STT heard words of a turn that has not ended. */
   #wordsHeard = false;
+  /** When the VAD last heard the callee's voice stop, until STT ends that turn. */
+  #voiceEndedAt: number | undefined;
 
   constructor(private readonly engine: SttEngine, private readonly now: () => number) {}
 
@@ -61,10 +70,12 @@ export class TurnDetector {
 
   /**
    * True from the VAD's speech onset or STT's first words of a turn until the turn ends (or STT
-   * closes the utterance without words): STT's verdict on the callee's audio is awaited.
+   * closes the utterance without words, or {@link WORDLESS_TURN_MS} after a voice that never
+   * became words): STT's verdict on the callee's audio is awaited.
    */
   get turnUnderway(): boolean {
-    return this.#vadSpeaking || this.#wordsHeard;
+    if (this.#vadSpeaking || this.#wordsHeard) return true;
+    return this.#voiceEndedAt !== undefined && this.now() - this.#voiceEndedAt < WORDLESS_TURN_MS;
   }
 
   /** Feeds one VAD event. */
@@ -81,6 +92,7 @@ export class TurnDetector {
     this.#vadSpeaking = false;
     // The VAD decides `endMs` after the voice stopped; the callee stopped talking back then.
     this.#speechEndedAt = this.now() - Math.max(0, event.atMs - event.offsetMs);
+    this.#voiceEndedAt = this.#speechEndedAt;
     return this.#maybeEnd();
   }
 
@@ -95,7 +107,7 @@ export class TurnDetector {
         case "turn_resumed":
           return [{ type: "turn_resumed" }];
         case "end_of_turn": {
-          this.#wordsHeard = false;
+          this.#turnOver();
           const text = event.text.trim();
           if (!text) return [];
           return [{ type: "turn_ended", text, speechEndedAt: this.#speechEndedAt, finalAt: now }];
@@ -114,13 +126,13 @@ export class TurnDetector {
         if (event.speechFinal || event.fromFinalize) {
           this.#sttDone = true;
           // An utterance that ended with no words (a cough Deepgram guessed at) awaits nothing.
-          if (this.#pending.length === 0) this.#wordsHeard = false;
+          if (this.#pending.length === 0) this.#turnOver();
         }
         return [...resumed, ...this.#maybeEnd()];
       }
       case "utterance_end":
         if (this.#pending.length === 0) {
-          this.#wordsHeard = false;
+          this.#turnOver();
           return [];
         }
         this.#sttDone = true;
@@ -156,8 +168,14 @@ export class TurnDetector {
     this.#pending = [];
     this.#pendingChars = 0;
     this.#sttDone = false;
-    this.#wordsHeard = false;
+    this.#turnOver();
     return [decision];
+  }
+
+  /** Nothing of the callee's is awaited any more. */
+  #turnOver(): void {
+    this.#wordsHeard = false;
+    this.#voiceEndedAt = undefined;
   }
 
   #hold(text: string): void {

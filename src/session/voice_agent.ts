@@ -64,17 +64,14 @@ export interface VoiceAgentDeps {
   voicemailWaitSeconds?: number;
 }
 
-/** Callee audio per STT write while the callee talks; Deepgram suggests 20–250 ms per write. */
+/**
+ * Callee audio per STT write while the callee talks or their turn awaits a transcript; Deepgram
+ * suggests 20–250 ms per write.
+ */
 const STT_CHUNK_MS = 40;
 /**
- * The same while the bot speaks, when no end of the callee's turn is awaited (a barge-in is the
- * VAD's to hear): what Deepgram suggests for streaming (Flux's quickstart: 80 ms).
- */
-const STT_CHUNK_WHILE_BOT_SPEAKS_MS = 80;
-/**
- * While the callee is silent and none of their turn awaits a transcript, nothing waits on
- * Deepgram: fewer, larger writes, within its suggested range. The VAD's speech onset sends what
- * is held at once.
+ * The same while the callee is silent and no turn of theirs awaits a transcript: nothing waits
+ * on Deepgram then, so fewer, larger writes. The VAD's speech onset sends what is held at once.
  */
 const STT_CHUNK_WHILE_CALLEE_SILENT_MS = 200;
 /**
@@ -183,7 +180,6 @@ export class VoiceAgent {
   /** Callee audio (the transport's input format) to linear samples for the VAD. */
   readonly #decodePcm: PcmDecoder;
   readonly #sttChunkBytes: number;
-  readonly #sttLongChunkBytes: number;
   readonly #sttSilentChunkBytes: number;
   /** The chunk being filled is `#sttSlab[#sttSlabUsed, #sttSlabUsed + #sttFill)`. */
   #sttSlab: Uint8Array;
@@ -224,7 +220,6 @@ export class VoiceAgent {
     }
     this.#decodePcm = pcmDecoderFor(session.inputFormat);
     this.#sttChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_MS);
-    this.#sttLongChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_WHILE_BOT_SPEAKS_MS);
     this.#sttSilentChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_WHILE_CALLEE_SILENT_MS);
     this.#sttSlab = new Uint8Array(bytesFor(session.inputFormat, STT_SLAB_MS));
     this.#playback = new Playback({
@@ -303,10 +298,10 @@ export class VoiceAgent {
   }
 
   /**
-   * Forwards callee audio to STT in 40 ms chunks while the callee talks (80 ms while the bot
-   * speaks too), 200 ms while the callee is silent and no transcript of theirs is awaited: every
-   * chunk is a socket write, the largest single cost per call in profiles. The local VAD, which
-   * drives barge-in and turn ends, still sees every 20 ms frame at once.
+   * Forwards callee audio to STT in 40 ms chunks while the callee talks or their turn awaits a
+   * transcript, 200 ms while they are silent and it does not: every chunk is a socket write, the
+   * largest single cost per call in profiles. The local VAD, which drives barge-in and turn ends,
+   * still sees every 20 ms frame at once.
    *
    * Except while the callee pauses mid-speech (and through the VAD's hang-over): Deepgram's end
    * of utterance (or of turn) is decided on the silence it has received, so a frame held back
@@ -316,11 +311,9 @@ export class VoiceAgent {
     const stt = this.#stt;
     if (!stt) return;
     // `vad.speaking` already includes this frame; the turn detector hears of an onset after.
-    const chunkBytes = !this.#deps.vad.speaking && !this.#turns.turnUnderway
-      ? this.#sttSilentChunkBytes
-      : this.#isBotActive()
-      ? this.#sttLongChunkBytes
-      : this.#sttChunkBytes;
+    const chunkBytes = this.#deps.vad.speaking || this.#turns.turnUnderway
+      ? this.#sttChunkBytes
+      : this.#sttSilentChunkBytes;
     const filled = this.#sttFill + payload.length;
     // A chunk size that grew mid-chunk may not fit the slab's rest: send what is held.
     if (filled > chunkBytes || this.#sttSlabUsed + filled > this.#sttSlab.length) this.#flushStt();
@@ -1118,6 +1111,8 @@ export class VoiceAgent {
     this.metrics.underruns = this.#playback.stats.underruns;
     this.#playback.close();
     this.#deps.vad.close();
+    // The callee's last words may still be held for their chunk.
+    this.#flushStt();
     const closing = Promise.allSettled([this.#stt?.close(), this.#deps.speaker.close()]);
     const closed = await this.#clock.deadline(closing, VENDOR_CLOSE_MS, {
       what: "STT and TTS close",

@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { MAX_PENDING_TURN_CHARS, TurnDetector } from "../../src/session/turn_detector.ts";
+import {
+  MAX_PENDING_TURN_CHARS,
+  TurnDetector,
+  WORDLESS_TURN_MS,
+} from "../../src/session/turn_detector.ts";
 
 function clock() {
   const c = { t: 1000, now: () => c.t };
@@ -173,6 +177,16 @@ Deno.test("a turn is underway from the callee's first sound or word until it end
     d.onTranscript({ type: "final", text: "Hello there.", speechFinal: true, fromFinalize: false });
     assert.equal(d.turnUnderway, false);
   });
+  await t.step("Nova: a voice with no words yet keeps it open for a bound after it stops", () => {
+    const c = clock();
+    const d = new TurnDetector("nova", c.now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    c.t = 1500;
+    d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 }); // the voice stopped at 1100
+    assert.equal(d.turnUnderway, true, "its first transcript may still come");
+    c.t = 1100 + WORDLESS_TURN_MS;
+    assert.equal(d.turnUnderway, false, "a cough that never became words");
+  });
   await t.step("Nova: words the VAD did not hear open it too", () => {
     const d = new TurnDetector("nova", clock().now);
     d.onTranscript({ type: "interim", text: "yes" });
@@ -195,7 +209,15 @@ Deno.test("a turn is underway from the callee's first sound or word until it end
     assert.equal(d.turnUnderway, true);
     d.onTranscript({ type: "eager_end_of_turn", text: "Yes." });
     assert.equal(d.turnUnderway, true);
+    d.onTranscript({ type: "turn_resumed" });
+    assert.equal(d.turnUnderway, true, "the callee went on");
     d.onTranscript({ type: "end_of_turn", text: "Yes." });
+    assert.equal(d.turnUnderway, false);
+  });
+  await t.step("Flux: an end of turn with no words closes it too", () => {
+    const d = new TurnDetector("flux", clock().now);
+    d.onTranscript({ type: "start_of_turn" });
+    d.onTranscript({ type: "end_of_turn", text: "" });
     assert.equal(d.turnUnderway, false);
   });
 });

@@ -11,6 +11,7 @@ import {
   PLAYOUT_MARGIN_MS,
   SPECULATIVE_CONFIRM_MS,
 } from "../../src/session/voice_agent.ts";
+import { WORDLESS_TURN_MS } from "../../src/session/turn_detector.ts";
 import { greeted, playMs, startAgentCall } from "../helpers/agent_harness.ts";
 import { settle } from "../helpers/manual_clock.ts";
 import { ALAW_8K } from "../../src/transport/call_transport.ts";
@@ -261,19 +262,6 @@ Deno.test("STT gets 40 ms chunks while the callee talks, and every frame at once
   await call.hangUp();
 });
 
-Deno.test("STT gets 80 ms chunks while the callee talks over the bot", async () => {
-  const call = startAgentCall({ firstSpeaker: "bot" });
-  call.agent.start();
-  await call.run(100); // the greeting is playing
-  call.vad.speaking = true;
-  const sent = call.stt.audioBytes;
-  const frame = new Uint8Array(160).fill(0xff);
-  for (let i = 0; i < 4; i++) call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.audioBytes - sent, 640);
-  assert.equal(call.stt.lastChunkBytes, 640);
-  await call.hangUp();
-});
-
 Deno.test("STT gets 200 ms chunks while the callee is silent and no turn of theirs is underway", async () => {
   const call = startAgentCall({ firstSpeaker: "bot" });
   call.agent.start();
@@ -303,7 +291,37 @@ Deno.test("the callee's speech onset sends the silence held for STT at once", as
   await call.hangUp();
 });
 
-Deno.test("a turn underway keeps STT chunks short after the callee's voice stops", async () => {
+Deno.test("STT chunks stay short after the callee's voice stops, until the turn ends", async () => {
+  const call = startAgentCall({ firstSpeaker: "callee" });
+  call.agent.start();
+  await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
+  await call.hear({ type: "speech_end", atMs: 900, offsetMs: 500 });
+  const ended = call.stt.audioBytes;
+  const frame = new Uint8Array(160).fill(0xff);
+  call.session.deliver({ type: "media", payload: frame });
+  call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes - ended, 320, "the final transcript is awaited");
+  await call.say("Hello?");
+  const sent = call.stt.audioBytes;
+  for (let i = 0; i < 9; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, sent, "the turn is over: held for a 200 ms chunk");
+  await call.hangUp();
+});
+
+Deno.test("a voice that never becomes words stops keeping STT chunks short after a bound", async () => {
+  const call = startAgentCall({ firstSpeaker: "callee" });
+  call.agent.start();
+  await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
+  await call.hear({ type: "speech_end", atMs: 900, offsetMs: 500 });
+  await call.run(WORDLESS_TURN_MS);
+  const sent = call.stt.audioBytes;
+  const frame = new Uint8Array(160).fill(0xff);
+  for (let i = 0; i < 9; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, sent, "held for a 200 ms chunk");
+  await call.hangUp();
+});
+
+Deno.test("words STT heard keep its chunks short though the VAD heard nothing", async () => {
   const call = startAgentCall({ firstSpeaker: "callee" });
   call.agent.start();
   call.stt.emit({ type: "interim", text: "I wonder" });
@@ -311,8 +329,34 @@ Deno.test("a turn underway keeps STT chunks short after the callee's voice stops
   const frame = new Uint8Array(160).fill(0xff);
   call.session.deliver({ type: "media", payload: frame });
   call.session.deliver({ type: "media", payload: frame });
-  assert.equal(call.stt.lastChunkBytes, 320, "the final transcript is awaited");
+  assert.equal(call.stt.lastChunkBytes, 320);
   await call.hangUp();
+});
+
+Deno.test("Flux: a held speculative answer keeps STT chunks short until the end of turn", async () => {
+  const call = startAgentCall({ sttEngine: "flux", replies: ["Nice to meet you."] });
+  call.agent.start();
+  call.stt.emit({ type: "end_of_turn", text: "Hello?" });
+  await call.run(playMs(DEFAULT_GREETING) + 200);
+  call.stt.emit({ type: "eager_end_of_turn", text: "Yes it is" });
+  await call.run(20);
+  assert.equal(call.speaker.open, 1, "the speculative answer is held");
+  const sent = call.stt.audioBytes;
+  const frame = new Uint8Array(160).fill(0xff);
+  call.session.deliver({ type: "media", payload: frame });
+  call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes - sent, 320, "Flux's end of turn is awaited");
+  await call.hangUp();
+});
+
+Deno.test("audio held for STT is sent when the call ends", async () => {
+  const call = startAgentCall({ firstSpeaker: "callee" });
+  call.agent.start();
+  const frame = new Uint8Array(160).fill(0xff);
+  for (let i = 0; i < 3; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, 0);
+  await call.hangUp();
+  assert.equal(call.stt.audioBytes, 480);
 });
 
 Deno.test("on an A-law transport the agent decodes, transcribes and pads as A-law", async () => {
