@@ -103,6 +103,11 @@ export interface LiveTranscriber extends AsyncIterable<TranscriptEvent> {
    * `ForceEndTurn` needs server-side enablement and otherwise closes the connection.
    */
   finalize(): void;
+  /**
+   * The callee has been silent and nothing of theirs awaits a transcript: audio sent more than
+   * `keepMs` ago holds no words, so a reconnect need not replay it.
+   */
+  forgetSilence(keepMs: number): void;
   /** `CloseStream`, wait for the server's flush and close, release everything. Idempotent. */
   close(): Promise<void>;
   /** Usage: seconds of audio sent to Deepgram (what it bills), including replays. */
@@ -286,6 +291,11 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
     this.logBytes += audio.length;
     if (this.state === "open" && this.link) this.transmit(this.link, audio);
     this.enforceBufferBound();
+  }
+
+  forgetSilence(keepMs: number): void {
+    const keep = Math.round((keepMs / 1000) * this.bytesPerSecond);
+    this.trimLog(this.logStart + this.logBytes - keep);
   }
 
   finalize(): void {
@@ -560,7 +570,10 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
     }
   }
 
-  /** Forgets audio up to call byte `end`: Deepgram has finalised it, no need to replay it. */
+  /**
+   * Forgets audio up to call byte `end`: no need to replay it (Deepgram finalised it, or it is
+   * the callee's silence).
+   */
   private trimLog(end: number): void {
     while (this.audioLog.length > 0 && this.logStart < end) {
       const first = this.audioLog[0];

@@ -75,6 +75,12 @@ const STT_CHUNK_MS = 40;
  */
 const STT_CHUNK_WHILE_CALLEE_SILENT_MS = 200;
 /**
+ * Audio the transcriber keeps for a reconnect while the callee is silent and no turn is
+ * underway: enough for the start of words the VAD has not yet called speech. Otherwise it keeps
+ * everything since Deepgram's last final, up to its bound, which silence would fill.
+ */
+export const SILENCE_KEPT_FOR_REPLAY_MS = 2000;
+/**
  * STT chunks are views into slabs of this much audio: the transcriber keeps each chunk until it
  * is transcribed, and one allocation per second of audio is far cheaper than one per write.
  */
@@ -301,7 +307,8 @@ export class VoiceAgent {
    * Forwards callee audio to STT in 40 ms chunks while the callee talks or their turn awaits a
    * transcript, 200 ms while they are silent and it does not: every chunk is a socket write, the
    * largest single cost per call in profiles. The local VAD, which drives barge-in and turn ends,
-   * still sees every 20 ms frame at once.
+   * still sees every 20 ms frame at once. While the callee is silent the transcriber also lets
+   * go of what it kept for a reconnect, but for the last {@link SILENCE_KEPT_FOR_REPLAY_MS}.
    *
    * Except while the callee pauses mid-speech (and through the VAD's hang-over): Deepgram's end
    * of utterance (or of turn) is decided on the silence it has received, so a frame held back
@@ -311,9 +318,8 @@ export class VoiceAgent {
     const stt = this.#stt;
     if (!stt) return;
     // `vad.speaking` already includes this frame; the turn detector hears of an onset after.
-    const chunkBytes = this.#deps.vad.speaking || this.#turns.turnUnderway
-      ? this.#sttChunkBytes
-      : this.#sttSilentChunkBytes;
+    const silent = !this.#deps.vad.speaking && !this.#turns.turnUnderway;
+    const chunkBytes = silent ? this.#sttSilentChunkBytes : this.#sttChunkBytes;
     const filled = this.#sttFill + payload.length;
     // A chunk size that grew mid-chunk may not fit the slab's rest: send what is held.
     if (filled > chunkBytes || this.#sttSlabUsed + filled > this.#sttSlab.length) this.#flushStt();
@@ -329,7 +335,10 @@ export class VoiceAgent {
     }
     this.#sttSlab.set(payload, this.#sttSlabUsed + this.#sttFill);
     this.#sttFill += payload.length;
-    if (this.#sttFill >= chunkBytes || this.#deps.vad.pausing) this.#flushStt();
+    if (this.#sttFill >= chunkBytes || this.#deps.vad.pausing) {
+      this.#flushStt();
+      if (silent) stt.forgetSilence(SILENCE_KEPT_FOR_REPLAY_MS);
+    }
   }
 
   #flushStt(): void {

@@ -103,6 +103,7 @@ function observed(
   return {
     sendAudio: (audio) => stt.sendAudio(audio),
     finalize: () => stt.finalize(),
+    forgetSilence: (keepMs) => stt.forgetSilence(keepMs),
     close: () => stt.close(),
     get audioSeconds() {
       return stt.audioSeconds;

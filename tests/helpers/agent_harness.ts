@@ -108,6 +108,8 @@ export class FakeTranscriber implements LiveTranscriber {
   audioBytes = 0;
   /** Size of the last `sendAudio` write. */
   lastChunkBytes = 0;
+  /** `keepMs` of every `forgetSilence` call. */
+  silenceForgotten: number[] = [];
   closed = false;
 
   get audioSeconds(): number {
@@ -124,6 +126,10 @@ export class FakeTranscriber implements LiveTranscriber {
   }
 
   finalize(): void {}
+
+  forgetSilence(keepMs: number): void {
+    this.silenceForgotten.push(keepMs);
+  }
 
   close(): Promise<void> {
     this.closed = true;

@@ -354,6 +354,22 @@ Deno.test("nova: by default a gap keeps the last DEFAULT_MAX_BUFFER_SECONDS of a
   assert.deepEqual(conn(h.fake, 1).audio, gap.subarray(-bound));
 });
 
+Deno.test("silence forgotten is not replayed: a reconnect sends only what was kept", async () => {
+  await using h = await harnessInGap();
+  const gap = audio(32_000, 6);
+  feed(h.stt, gap);
+  h.stt.forgetSilence(1000);
+  h.fake.refuseConnections(0);
+  const events = await readUntil(h.events, (e) => e.type === "reconnected");
+  assert.deepEqual(events.at(-1), {
+    type: "reconnected",
+    attempt: h.fake.rejectedUpgrades + 1,
+    bufferedBytes: 8000,
+  });
+  await h.fake.waitFor(() => h.fake.connections[1]?.bytesReceived === 8000);
+  assert.deepEqual(conn(h.fake, 1).audio, gap.subarray(-8000));
+});
+
 Deno.test("nova: close() flushes speech in progress before the stream ends", async () => {
   await using h = harness({
     script: [{ text: "wait a moment please", startByte: 0, endByte: 8000 }],

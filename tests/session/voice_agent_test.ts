@@ -9,6 +9,7 @@ import {
   CANNED,
   GOODBYE_LIMIT_MS,
   PLAYOUT_MARGIN_MS,
+  SILENCE_KEPT_FOR_REPLAY_MS,
   SPECULATIVE_CONFIRM_MS,
 } from "../../src/session/voice_agent.ts";
 import { WORDLESS_TURN_MS } from "../../src/session/turn_detector.ts";
@@ -273,6 +274,27 @@ Deno.test("STT gets 200 ms chunks while the callee is silent and no turn of thei
   call.session.deliver({ type: "media", payload: frame });
   assert.equal(call.stt.audioBytes - sent, 1600);
   assert.equal(call.stt.lastChunkBytes, 1600);
+  await call.hangUp();
+});
+
+Deno.test("while the callee is silent, STT keeps only the last seconds for a reconnect", async () => {
+  const call = startAgentCall({ firstSpeaker: "bot" });
+  call.agent.start();
+  await call.run(100);
+  const frame = new Uint8Array(160).fill(0xff);
+  for (let i = 0; i < 10; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.deepEqual(call.stt.silenceForgotten, [SILENCE_KEPT_FOR_REPLAY_MS]);
+  await call.hangUp();
+});
+
+Deno.test("while the callee talks, STT keeps everything since its last final", async () => {
+  const call = startAgentCall({ firstSpeaker: "callee" });
+  call.agent.start();
+  call.vad.speaking = true;
+  const frame = new Uint8Array(160).fill(0xff);
+  for (let i = 0; i < 10; i++) call.session.deliver({ type: "media", payload: frame });
+  assert.equal(call.stt.audioBytes, 1600);
+  assert.deepEqual(call.stt.silenceForgotten, []);
   await call.hangUp();
 });
 
