@@ -7,7 +7,8 @@
  * timestamps, audio sent meanwhile lost), so it is disabled with `reconnectAttempts: 0`. Instead
  * every byte not yet covered by a final transcript is kept (bounded) and replayed on the next
  * connection, so an utterance cut by a drop is transcribed whole and audio in flight at the
- * moment of the drop is not lost.
+ * moment of the drop is not lost. The voice agent may let go of the callee's silence sooner
+ * ({@link LiveTranscriber.forgetSilence}); audio never sent is always kept.
  *
  * @module
  */
@@ -105,7 +106,8 @@ export interface LiveTranscriber extends AsyncIterable<TranscriptEvent> {
   finalize(): void;
   /**
    * The callee has been silent and nothing of theirs awaits a transcript: audio sent more than
-   * `keepMs` ago holds no words, so a reconnect need not replay it.
+   * `keepMs` ago holds no words, so a reconnect need not replay it. Ignored while disconnected:
+   * audio not yet sent is kept whatever the caller thinks it holds.
    */
   forgetSilence(keepMs: number): void;
   /** `CloseStream`, wait for the server's flush and close, release everything. Idempotent. */
@@ -142,7 +144,8 @@ const REFUSAL_STATUS_WAIT_MS = 2_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 /**
  * Default bound of the replay log, in seconds of call audio. Finals trim the log as they come
- * (every Nova `is_final` result, speech or not; Flux at every end of turn), so it only fills
+ * (every Nova `is_final` result, speech or not; Flux at every end of turn), and so does the
+ * callee's silence when the voice agent says so (`forgetSilence`), so it only fills
  * during a long unfinalised turn or a long outage, and then in every call at once. Interim
  * results never trim it: their audio is transcribed again by the final that follows. Beyond
  * this bound a replay would restore speech the caller has given up on: the agent has been
@@ -199,6 +202,8 @@ interface Link {
   readonly originByte: number;
   /** We asked for this connection to end; its close is not a drop. */
   closing: boolean;
+  /** A send failed: audio in the log may not have reached Deepgram on this connection. */
+  sendFailed?: boolean;
   /** Resolves when the SDK reported close or error. */
   readonly ended: Promise<void>;
   /** Resolves when the underlying socket is really closed (for clean shutdown). */
@@ -239,7 +244,10 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   private dialing?: WireSocket;
   /** Receives the native socket the SDK's transport factory creates for the next attempt. */
   private nextNativeSocket?: PromiseWithResolvers<NativeDeepgramSocket>;
-  /** Audio not yet covered by a final transcript (plus anything unsent), oldest first. */
+  /**
+   * Audio not yet covered by a final transcript nor forgotten as silence (plus anything unsent),
+   * oldest first.
+   */
   private readonly audioLog: Uint8Array[] = [];
   private logBytes = 0;
   /** Call-audio byte offset of the first byte in `audioLog`. */
@@ -294,6 +302,9 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
   }
 
   forgetSilence(keepMs: number): void {
+    // While disconnected, the log holds audio Deepgram never heard: words the VAD missed or
+    // whose transcript the outage held back may be in it.
+    if (this.state !== "open" || this.link?.sendFailed) return;
     const keep = Math.round((keepMs / 1000) * this.bytesPerSecond);
     this.trimLog(this.logStart + this.logBytes - keep);
   }
@@ -547,6 +558,7 @@ class DeepgramLiveTranscriber implements LiveTranscriber {
       link.wire.sendMedia(bytes);
     } catch {
       // Socket no longer open: its close event triggers reconnection; the bytes stay in the log.
+      link.sendFailed = true;
       return false;
     }
     this.sentBytes += bytes.length;

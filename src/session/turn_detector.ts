@@ -41,9 +41,10 @@ export type TurnDecision =
 export const MAX_PENDING_TURN_CHARS = 2000;
 
 /**
- * How long after the callee's voice stopped a turn with no words yet still awaits STT: Deepgram's
- * first transcript of a short word comes with its endpointing, UtteranceEnd a second after the
- * last word. A cough that never becomes words stops counting as a turn after this.
+ * How long after the callee's voice stopped (by the VAD's reckoning, some hundreds of ms before
+ * it says so) a turn with no words yet still awaits STT: Deepgram's first transcript of a short
+ * word comes with its endpointing, UtteranceEnd a second after the last word. A cough that never
+ * becomes words stops counting as a turn after this. A reconnected STT starts the wait again.
  */
 export const WORDLESS_TURN_MS = 2000;
 
@@ -58,6 +59,8 @@ export class TurnDetector {
   #eagerText: string | undefined;
   /** STT heard words of a turn that has not ended. */
   #wordsHeard = false;
+  /** Nova: an interim with words came after the last final; their final is still due. */
+  #interimAfterFinal = false;
   /** When the VAD last heard the callee's voice stop, until STT ends that turn. */
   #voiceEndedAt: number | undefined;
 
@@ -100,6 +103,8 @@ export class TurnDetector {
   onTranscript(event: TranscriptEvent): TurnDecision[] {
     const now = this.now();
     if (heardWords(event)) this.#wordsHeard = true;
+    // Audio the outage held back is transcribed now: a wordless turn's wait starts again.
+    if (event.type === "reconnected" && this.#voiceEndedAt !== undefined) this.#voiceEndedAt = now;
     if (this.engine === "flux") {
       switch (event.type) {
         case "eager_end_of_turn":
@@ -118,8 +123,11 @@ export class TurnDetector {
     }
     switch (event.type) {
       case "interim":
-        return event.text.trim() ? this.#resumed() : [];
+        if (!event.text.trim()) return [];
+        this.#interimAfterFinal = true;
+        return this.#resumed();
       case "final": {
+        this.#interimAfterFinal = false;
         const text = event.text.trim();
         const resumed = text ? this.#resumed() : [];
         if (text) this.#hold(text);
@@ -131,6 +139,7 @@ export class TurnDetector {
         return [...resumed, ...this.#maybeEnd()];
       }
       case "utterance_end":
+        this.#interimAfterFinal = false;
         if (this.#pending.length === 0) {
           this.#turnOver();
           return [];
@@ -172,9 +181,9 @@ export class TurnDetector {
     return [decision];
   }
 
-  /** Nothing of the callee's is awaited any more. */
+  /** The turn is over: nothing of the callee's is awaited, unless words came after it. */
   #turnOver(): void {
-    this.#wordsHeard = false;
+    this.#wordsHeard = this.#interimAfterFinal;
     this.#voiceEndedAt = undefined;
   }
 

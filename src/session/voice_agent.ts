@@ -70,8 +70,9 @@ export interface VoiceAgentDeps {
  */
 const STT_CHUNK_MS = 40;
 /**
- * The same while the callee is silent and no turn of theirs awaits a transcript: nothing waits
- * on Deepgram then, so fewer, larger writes. The VAD's speech onset sends what is held at once.
+ * Callee audio per STT write while the callee is silent and no turn of theirs awaits a
+ * transcript: nothing waits on Deepgram then, so fewer, larger writes. The VAD's speech onset
+ * sends what is held at once.
  */
 const STT_CHUNK_WHILE_CALLEE_SILENT_MS = 200;
 /**

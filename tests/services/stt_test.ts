@@ -355,19 +355,34 @@ Deno.test("nova: by default a gap keeps the last DEFAULT_MAX_BUFFER_SECONDS of a
 });
 
 Deno.test("silence forgotten is not replayed: a reconnect sends only what was kept", async () => {
+  await using h = harness({ drops: [{ connection: 0, afterBytes: 40_000 }] });
+  const silence = audio(32_000, 6);
+  feed(h.stt, silence);
+  await h.fake.waitFor(() => h.fake.connections[0]?.bytesReceived === 32_000);
+  h.stt.forgetSilence(1000);
+  const after = audio(8000, 9);
+  feed(h.stt, after); // the connection drops once this has arrived
+  const events = await readUntil(h.events, (e) => e.type === "reconnected");
+  assert.deepEqual(events.at(-1), { type: "reconnected", attempt: 1, bufferedBytes: 16_000 });
+  await h.fake.waitFor(() => h.fake.connections[1]?.bytesReceived === 16_000);
+  assert.deepEqual(conn(h.fake, 1).audio, new Uint8Array([...silence.subarray(-8000), ...after]));
+});
+
+Deno.test("audio not yet sent is never forgotten as silence", async () => {
   await using h = await harnessInGap();
   const gap = audio(32_000, 6);
   feed(h.stt, gap);
   h.stt.forgetSilence(1000);
   h.fake.refuseConnections(0);
   const events = await readUntil(h.events, (e) => e.type === "reconnected");
+  const kept = 1600 + gap.length; // the dropped connection's audio too: no final covered it
   assert.deepEqual(events.at(-1), {
     type: "reconnected",
     attempt: h.fake.rejectedUpgrades + 1,
-    bufferedBytes: 8000,
+    bufferedBytes: kept,
   });
-  await h.fake.waitFor(() => h.fake.connections[1]?.bytesReceived === 8000);
-  assert.deepEqual(conn(h.fake, 1).audio, gap.subarray(-8000));
+  await h.fake.waitFor(() => h.fake.connections[1]?.bytesReceived === kept);
+  assert.deepEqual(conn(h.fake, 1).audio.subarray(1600), gap);
 });
 
 Deno.test("nova: close() flushes speech in progress before the stream ends", async () => {

@@ -187,6 +187,30 @@ Deno.test("a turn is underway from the callee's first sound or word until it end
     c.t = 1100 + WORDLESS_TURN_MS;
     assert.equal(d.turnUnderway, false, "a cough that never became words");
   });
+  await t.step("Nova: a reconnected STT starts a wordless turn's wait again", () => {
+    const c = clock();
+    const d = new TurnDetector("nova", c.now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    c.t = 1500;
+    d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 }); // the voice stopped at 1100
+    c.t = 1100 + WORDLESS_TURN_MS;
+    assert.equal(d.turnUnderway, false);
+    d.onTranscript({ type: "reconnected", attempt: 1, bufferedBytes: 16_000 });
+    assert.equal(d.turnUnderway, true, "the audio the outage held back is being transcribed");
+    c.t += WORDLESS_TURN_MS;
+    assert.equal(d.turnUnderway, false);
+  });
+  await t.step("Nova: words after the final that ended a turn keep it open", () => {
+    const d = new TurnDetector("nova", clock().now);
+    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+    d.onTranscript({ type: "final", text: "Yes.", speechFinal: true, fromFinalize: false });
+    d.onTranscript({ type: "interim", text: "and" });
+    const [decision] = d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 });
+    assert.equal(decision.type, "turn_ended");
+    assert.equal(d.turnUnderway, true, 'the final of "and" is still due');
+    d.onTranscript({ type: "final", text: "and you?", speechFinal: true, fromFinalize: false });
+    assert.equal(d.turnUnderway, false);
+  });
   await t.step("Nova: words the VAD did not hear open it too", () => {
     const d = new TurnDetector("nova", clock().now);
     d.onTranscript({ type: "interim", text: "yes" });
