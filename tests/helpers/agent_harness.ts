@@ -303,6 +303,10 @@ export function startAgentCall(options: AgentCallOptions = {}) {
       stt.emit({ type: "final", text, speechFinal: true, fromFinalize: false });
       await settle();
     },
+    /** Delivers `count` frames of callee audio (20 ms of silence each), with no VAD events. */
+    frames(count: number): void {
+      for (let i = 0; i < count; i++) session.deliver({ type: "media", payload: SILENT_FRAME });
+    },
     /** Delivers VAD events with one frame of callee audio. */
     async hear(...events: VadEvent[]): Promise<void> {
       vad.queue(...events);

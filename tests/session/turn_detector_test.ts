@@ -165,6 +165,16 @@ Deno.test("Nova: an eager end of turn is announced once and taken back by new wo
   });
 });
 
+/** Nova, after a voice the VAD heard from 0 to 1100 (clock time) and STT put no words to. */
+function wordlessVoice() {
+  const c = clock();
+  const d = new TurnDetector("nova", c.now);
+  d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
+  c.t = 1500;
+  d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 }); // the voice stopped at 1100
+  return { c, d };
+}
+
 Deno.test("a turn is underway from the callee's first sound or word until it ends", async (t) => {
   await t.step("Nova: from the VAD's onset, through its silence, until the final ends it", () => {
     const d = new TurnDetector("nova", clock().now);
@@ -178,21 +188,13 @@ Deno.test("a turn is underway from the callee's first sound or word until it end
     assert.equal(d.turnUnderway, false);
   });
   await t.step("Nova: a voice with no words yet keeps it open for a bound after it stops", () => {
-    const c = clock();
-    const d = new TurnDetector("nova", c.now);
-    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
-    c.t = 1500;
-    d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 }); // the voice stopped at 1100
+    const { c, d } = wordlessVoice();
     assert.equal(d.turnUnderway, true, "its first transcript may still come");
     c.t = 1100 + WORDLESS_TURN_MS;
     assert.equal(d.turnUnderway, false, "a cough that never became words");
   });
   await t.step("Nova: a reconnected STT starts a wordless turn's wait again", () => {
-    const c = clock();
-    const d = new TurnDetector("nova", c.now);
-    d.onVad({ type: "speech_start", atMs: 120, onsetMs: 0 });
-    c.t = 1500;
-    d.onVad({ type: "speech_end", atMs: 900, offsetMs: 500 }); // the voice stopped at 1100
+    const { c, d } = wordlessVoice();
     c.t = 1100 + WORDLESS_TURN_MS;
     assert.equal(d.turnUnderway, false);
     d.onTranscript({ type: "reconnected", attempt: 1, bufferedBytes: 16_000 });

@@ -251,13 +251,12 @@ Deno.test("STT gets 40 ms chunks while the callee talks, and every frame at once
   const call = startAgentCall({ firstSpeaker: "callee" });
   call.agent.start();
   call.vad.speaking = true;
-  const frame = new Uint8Array(160).fill(0xff);
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(1);
   assert.equal(call.stt.audioBytes, 0, "the frame waits for its chunk");
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(1);
   assert.equal(call.stt.lastChunkBytes, 320);
   call.vad.pausing = true;
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(1);
   assert.equal(call.stt.audioBytes, 480, "sent without waiting");
   assert.equal(call.stt.lastChunkBytes, 160);
   await call.hangUp();
@@ -268,10 +267,9 @@ Deno.test("STT gets 200 ms chunks while the callee is silent and no turn of thei
   call.agent.start();
   await call.run(100); // the greeting is playing; the callee listens
   const sent = call.stt.audioBytes;
-  const frame = new Uint8Array(160).fill(0xff);
-  for (let i = 0; i < 9; i++) call.session.deliver({ type: "media", payload: frame });
+  call.frames(9);
   assert.equal(call.stt.audioBytes, sent, "held for its chunk");
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(1);
   assert.equal(call.stt.audioBytes - sent, 1600);
   assert.equal(call.stt.lastChunkBytes, 1600);
   await call.hangUp();
@@ -281,8 +279,7 @@ Deno.test("while the callee is silent, STT keeps only the last seconds for a rec
   const call = startAgentCall({ firstSpeaker: "bot" });
   call.agent.start();
   await call.run(100);
-  const frame = new Uint8Array(160).fill(0xff);
-  for (let i = 0; i < 10; i++) call.session.deliver({ type: "media", payload: frame });
+  call.frames(10);
   assert.deepEqual(call.stt.silenceForgotten, [SILENCE_KEPT_FOR_REPLAY_MS]);
   await call.hangUp();
 });
@@ -291,8 +288,7 @@ Deno.test("while the callee talks, STT keeps everything since its last final", a
   const call = startAgentCall({ firstSpeaker: "callee" });
   call.agent.start();
   call.vad.speaking = true;
-  const frame = new Uint8Array(160).fill(0xff);
-  for (let i = 0; i < 10; i++) call.session.deliver({ type: "media", payload: frame });
+  call.frames(10);
   assert.equal(call.stt.audioBytes, 1600);
   assert.deepEqual(call.stt.silenceForgotten, []);
   await call.hangUp();
@@ -303,12 +299,11 @@ Deno.test("the callee's speech onset sends the silence held for STT at once", as
   call.agent.start();
   await call.run(100);
   const sent = call.stt.audioBytes;
-  const frame = new Uint8Array(160).fill(0xff);
-  for (let i = 0; i < 5; i++) call.session.deliver({ type: "media", payload: frame });
+  call.frames(5);
   assert.equal(call.stt.audioBytes, sent);
   await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
   assert.equal(call.stt.audioBytes - sent, 800, "the held frames, without waiting for more");
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(1);
   assert.equal(call.stt.audioBytes - sent, 800 + 320, "then chunks as while the callee talks");
   await call.hangUp();
 });
@@ -319,13 +314,11 @@ Deno.test("STT chunks stay short after the callee's voice stops, until the turn 
   await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
   await call.hear({ type: "speech_end", atMs: 900, offsetMs: 500 });
   const ended = call.stt.audioBytes;
-  const frame = new Uint8Array(160).fill(0xff);
-  call.session.deliver({ type: "media", payload: frame });
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(2);
   assert.equal(call.stt.audioBytes - ended, 320, "the final transcript is awaited");
   await call.say("Hello?");
   const sent = call.stt.audioBytes;
-  for (let i = 0; i < 9; i++) call.session.deliver({ type: "media", payload: frame });
+  call.frames(9);
   assert.equal(call.stt.audioBytes, sent, "the turn is over: held for a 200 ms chunk");
   await call.hangUp();
 });
@@ -335,15 +328,13 @@ Deno.test("a voice that never becomes words stops keeping STT chunks short after
   call.agent.start();
   await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
   await call.hear({ type: "speech_end", atMs: 900, offsetMs: 500 }); // the voice stopped 400 ms ago
-  const frame = new Uint8Array(160).fill(0xff);
   await call.run(WORDLESS_TURN_MS - 400 - 20);
   let sent = call.stt.audioBytes;
-  call.session.deliver({ type: "media", payload: frame });
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(2);
   assert.equal(call.stt.audioBytes - sent, 320, "its first transcript may still come");
   await call.run(40);
   sent = call.stt.audioBytes;
-  for (let i = 0; i < 9; i++) call.session.deliver({ type: "media", payload: frame });
+  call.frames(9);
   assert.equal(call.stt.audioBytes, sent, "held for a 200 ms chunk");
   await call.hangUp();
 });
@@ -353,9 +344,7 @@ Deno.test("words STT heard keep its chunks short though the VAD heard nothing", 
   call.agent.start();
   call.stt.emit({ type: "interim", text: "I wonder" });
   await call.run(0);
-  const frame = new Uint8Array(160).fill(0xff);
-  call.session.deliver({ type: "media", payload: frame });
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(2);
   assert.equal(call.stt.lastChunkBytes, 320);
   await call.hangUp();
 });
@@ -369,9 +358,7 @@ Deno.test("Flux: a held speculative answer keeps STT chunks short until the end 
   await call.run(20);
   assert.equal(call.speaker.open, 1, "the speculative answer is held");
   const sent = call.stt.audioBytes;
-  const frame = new Uint8Array(160).fill(0xff);
-  call.session.deliver({ type: "media", payload: frame });
-  call.session.deliver({ type: "media", payload: frame });
+  call.frames(2);
   assert.equal(call.stt.audioBytes - sent, 320, "Flux's end of turn is awaited");
   await call.hangUp();
 });
@@ -379,8 +366,7 @@ Deno.test("Flux: a held speculative answer keeps STT chunks short until the end 
 Deno.test("audio held for STT is sent when the call ends", async () => {
   const call = startAgentCall({ firstSpeaker: "callee" });
   call.agent.start();
-  const frame = new Uint8Array(160).fill(0xff);
-  for (let i = 0; i < 3; i++) call.session.deliver({ type: "media", payload: frame });
+  call.frames(3);
   assert.equal(call.stt.audioBytes, 0);
   await call.hangUp();
   assert.equal(call.stt.audioBytes, 480);
