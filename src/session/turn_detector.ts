@@ -57,10 +57,11 @@ export class TurnDetector {
   #speechEndedAt: number | undefined;
   /** Nova: the text the last `eager_turn` announced, until the turn ends or the callee goes on. */
   #eagerText: string | undefined;
-  /** STT heard words of a turn that has not ended. */
-  #wordsHeard = false;
-  /** Nova: an interim with words came after the last final; their final is still due. */
-  #interimAfterFinal = false;
+  /**
+   * STT heard words that nothing has settled yet: Nova's interims until their final, Flux's turn
+   * until its end. (Nova's finals of an unended turn are in `#pending`.)
+   */
+  #unsettledWords = false;
   /** When the VAD last heard the callee's voice stop, until STT ends that turn. */
   #voiceEndedAt: number | undefined;
 
@@ -77,7 +78,7 @@ export class TurnDetector {
    * became words): STT's verdict on the callee's audio is awaited.
    */
   get turnUnderway(): boolean {
-    if (this.#vadSpeaking || this.#wordsHeard) return true;
+    if (this.#vadSpeaking || this.#unsettledWords || this.#pending.length > 0) return true;
     return this.#voiceEndedAt !== undefined && this.now() - this.#voiceEndedAt < WORDLESS_TURN_MS;
   }
 
@@ -102,7 +103,7 @@ export class TurnDetector {
   /** Feeds one transcript event. */
   onTranscript(event: TranscriptEvent): TurnDecision[] {
     const now = this.now();
-    if (heardWords(event)) this.#wordsHeard = true;
+    if (bringsWords(event)) this.#unsettledWords = true;
     // Audio the outage held back is transcribed now: a wordless turn's wait starts again.
     if (event.type === "reconnected" && this.#voiceEndedAt !== undefined) this.#voiceEndedAt = now;
     if (this.engine === "flux") {
@@ -112,7 +113,8 @@ export class TurnDetector {
         case "turn_resumed":
           return [{ type: "turn_resumed" }];
         case "end_of_turn": {
-          this.#turnOver();
+          this.#unsettledWords = false;
+          this.#voiceEndedAt = undefined;
           const text = event.text.trim();
           if (!text) return [];
           return [{ type: "turn_ended", text, speechEndedAt: this.#speechEndedAt, finalAt: now }];
@@ -123,25 +125,23 @@ export class TurnDetector {
     }
     switch (event.type) {
       case "interim":
-        if (!event.text.trim()) return [];
-        this.#interimAfterFinal = true;
-        return this.#resumed();
+        return event.text.trim() ? this.#resumed() : [];
       case "final": {
-        this.#interimAfterFinal = false;
+        this.#unsettledWords = false;
         const text = event.text.trim();
         const resumed = text ? this.#resumed() : [];
         if (text) this.#hold(text);
         if (event.speechFinal || event.fromFinalize) {
           this.#sttDone = true;
           // An utterance that ended with no words (a cough Deepgram guessed at) awaits nothing.
-          if (this.#pending.length === 0) this.#turnOver();
+          if (this.#pending.length === 0) this.#voiceEndedAt = undefined;
         }
         return [...resumed, ...this.#maybeEnd()];
       }
       case "utterance_end":
-        this.#interimAfterFinal = false;
+        this.#unsettledWords = false;
         if (this.#pending.length === 0) {
-          this.#turnOver();
+          this.#voiceEndedAt = undefined;
           return [];
         }
         this.#sttDone = true;
@@ -177,14 +177,9 @@ export class TurnDetector {
     this.#pending = [];
     this.#pendingChars = 0;
     this.#sttDone = false;
-    this.#turnOver();
-    return [decision];
-  }
-
-  /** The turn is over: nothing of the callee's is awaited, unless words came after it. */
-  #turnOver(): void {
-    this.#wordsHeard = this.#interimAfterFinal;
+    // Words after the final that ended it (`#unsettledWords`) are the next turn's.
     this.#voiceEndedAt = undefined;
+    return [decision];
   }
 
   #hold(text: string): void {
@@ -196,11 +191,10 @@ export class TurnDetector {
   }
 }
 
-/** Whether `event` carries words of the callee's turn (or, Flux, says one began). */
-function heardWords(event: TranscriptEvent): boolean {
+/** Whether `event` brings words a later event settles (or, Flux, says a turn began). */
+function bringsWords(event: TranscriptEvent): boolean {
   switch (event.type) {
     case "interim":
-    case "final":
     case "eager_end_of_turn":
       return event.text.trim() !== "";
     case "start_of_turn":
