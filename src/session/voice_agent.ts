@@ -321,15 +321,16 @@ export class VoiceAgent {
     // `vad.speaking` already includes this frame; the turn detector hears of an onset after.
     const silent = !this.#deps.vad.speaking && !this.#turns.turnUnderway;
     const chunkBytes = silent ? this.#sttSilentChunkBytes : this.#sttChunkBytes;
-    const filled = this.#sttFill + payload.length;
-    // A chunk size that grew mid-chunk may not fit the slab's rest: send what is held.
-    if (filled > chunkBytes || this.#sttSlabUsed + filled > this.#sttSlab.length) this.#flushStt();
+    if (this.#sttFill + payload.length > chunkBytes) this.#flushStt();
     if (payload.length >= chunkBytes) {
       // The payload is only lent to us (the transport reuses it) and the transcriber keeps it.
       stt.sendAudio(payload.slice());
       return;
     }
-    if (this.#sttFill === 0 && this.#sttSlabUsed + chunkBytes > this.#sttSlab.length) {
+    // Room for the largest chunk, since a chunk begun while the callee talks may end silent.
+    if (
+      this.#sttFill === 0 && this.#sttSlabUsed + this.#sttSilentChunkBytes > this.#sttSlab.length
+    ) {
       // Chunks already sent keep the old slab alive until they are transcribed.
       this.#sttSlab = new Uint8Array(this.#sttSlab.length);
       this.#sttSlabUsed = 0;

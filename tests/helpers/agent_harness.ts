@@ -108,6 +108,8 @@ export class FakeTranscriber implements LiveTranscriber {
   audioBytes = 0;
   /** Size of the last `sendAudio` write. */
   lastChunkBytes = 0;
+  /** Every chunk written, as the transcriber keeps it (by reference). */
+  readonly chunks: Uint8Array[] = [];
   /** `keepMs` of every `forgetSilence` call. */
   silenceForgotten: number[] = [];
   closed = false;
@@ -123,6 +125,7 @@ export class FakeTranscriber implements LiveTranscriber {
   sendAudio(audio: Uint8Array): void {
     this.audioBytes += audio.length;
     this.lastChunkBytes = audio.length;
+    this.chunks.push(audio);
   }
 
   finalize(): void {}

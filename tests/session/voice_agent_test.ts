@@ -275,6 +275,20 @@ Deno.test("STT gets 200 ms chunks while the callee is silent and no turn of thei
   await call.hangUp();
 });
 
+Deno.test("chunks STT was given keep their audio while later ones fill new slabs", async () => {
+  const call = startAgentCall({ firstSpeaker: "callee" });
+  call.agent.start();
+  const frames = Array.from({ length: 120 }, (_, i) => new Uint8Array(160).fill(i));
+  for (const [i, payload] of frames.entries()) {
+    // 40 ms chunks until one is left open near the slab's end (1 s), then it grows silent.
+    call.vad.speaking = i < 49;
+    call.session.deliver({ type: "media", payload });
+  }
+  await call.hangUp();
+  const sent = new Uint8Array(call.stt.chunks.flatMap((chunk) => [...chunk]));
+  assert.deepEqual(sent, new Uint8Array(frames.flatMap((frame) => [...frame])));
+});
+
 Deno.test("while the callee is silent, STT keeps only the last seconds for a reconnect", async () => {
   const call = startAgentCall({ firstSpeaker: "bot" });
   call.agent.start();
