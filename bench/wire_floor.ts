@@ -29,6 +29,7 @@ import { parseArgs } from "node:util";
 import { deadline, delay } from "../src/async/deadline.ts";
 import { inboundMediaFrame } from "../tests/fakes/telnyx_media.ts";
 import { startWebSocketSink } from "../tests/fakes/websocket_sink.ts";
+import { outputLines } from "../tests/helpers/output_lines.ts";
 import {
   cpuSeconds,
   onCpus,
@@ -144,8 +145,7 @@ async function measure(options: MeasureOptions): Promise<WireCost> {
     ...["run", "-A", "--cert", ca, script, "--serve", mode, sinkUrl],
   ]);
   const child = new Deno.Command(command, { args, stdout: "piped", stderr: "inherit" }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter())
-    .getReader();
+  const lines = outputLines(child.stdout).getReader();
   /** The child's next line as JSON; throws if it ends or says nothing in time. */
   const nextLine = async (what: string) => {
     const { value } = await deadline(lines.read(), CHILD_LINE_MS, { what });
@@ -208,19 +208,6 @@ async function measure(options: MeasureOptions): Promise<WireCost> {
     await lines.cancel();
     sink.close();
   }
-}
-
-/** Splits a text stream into lines. */
-function lineSplitter(): TransformStream<string, string> {
-  let buffer = "";
-  return new TransformStream({
-    transform(chunk, controller) {
-      buffer += chunk;
-      const parts = buffer.split("\n");
-      buffer = parts.pop()!;
-      for (const line of parts) controller.enqueue(line);
-    },
-  });
 }
 
 if (import.meta.main) {

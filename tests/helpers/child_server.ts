@@ -13,6 +13,7 @@ import {
 import { type FakeOpenAi, type FakeOpenAiOptions, startFakeOpenAi } from "../fakes/openai.ts";
 import { FakeTelnyxApi } from "../fakes/telnyx_api.ts";
 import { TEST_ACCOUNT, TEST_API_KEY, TEST_FROM } from "./harness.ts";
+import { outputLines } from "./output_lines.ts";
 import { onCpus } from "./process_stats.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -97,24 +98,17 @@ export async function spawnServer(
   const lines: Record<string, unknown>[] = [];
   const listening = Promise.withResolvers<string>();
   const read = async (stream: ReadableStream<Uint8Array>, strict: boolean) => {
-    let buffer = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      let nl;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const text = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        let line: Record<string, unknown>;
-        try {
-          line = JSON.parse(text);
-        } catch (error) {
-          // stdout carries only log lines; stderr also carries Deno's own messages.
-          if (strict) throw error;
-          line = { stderr: text };
-        }
-        lines.push(line);
-        if (line.msg === "listening") listening.resolve(line.url as string);
+    for await (const text of outputLines(stream)) {
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text);
+      } catch (error) {
+        // stdout carries only log lines; stderr also carries Deno's own messages.
+        if (strict) throw error;
+        line = { stderr: text };
       }
+      lines.push(line);
+      if (line.msg === "listening") listening.resolve(line.url as string);
     }
   };
   const done = Promise.all([read(process.stdout, true), read(process.stderr, false)]).then(

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { outputLines } from "../helpers/output_lines.ts";
 
 /** One request as the receiver saw it. */
 export interface ReceivedInProcess {
@@ -39,16 +40,7 @@ export async function startWebhookReceiverProcess(): Promise<ReceiverProcess> {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  let rest = "";
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
-    new TransformStream<string, string>({
-      transform(chunk, out) {
-        const parts = (rest + chunk).split("\n");
-        rest = parts.pop()!;
-        for (const line of parts) out.enqueue(line);
-      },
-    }),
-  ).getReader();
+  const lines = outputLines(child.stdout).getReader();
   const first = await lines.read();
   if (first.done) throw new Error("the webhook receiver process exited before listening");
   const received: ReceivedInProcess[] = [];
