@@ -21,8 +21,8 @@
  * `deno run -A --cert tests/fakes/tls/ca.pem bench/calls.ts [--calls 300] [--seconds 30] [--skip-load]`.
  *
  * The voice-to-voice server runs on the first CPU this process may use and this process on the
- * others when `taskset` and a second CPU allow (`--pin-server` names the server's CPUs instead, and then this process is
- * left where it runs).
+ * others when `taskset` and a second CPU allow (`--pin-server` names the server's CPUs instead,
+ * and then this process is left where it runs).
  *
  * Load options: `--records memory|file` (the server's call records in KV `:memory:`, the
  * default, or in a fresh KV file under /tmp), `--webhooks` (every call's events signed and
@@ -36,7 +36,8 @@
  * server (WORKERS=1) pinned to the first CPU it may use and this process (fakes and callers) to
  * the others, at each of `--steps 100,150,200,250,300` calls, reporting the highest with no
  * underrun; with `--scaling`, then one server process per core over every CPU, sharing them
- * with this process, at the same counts. It prints both sides' CPU, CPU per call-minute and memory per call.
+ * with this process, at the same counts. It prints both sides' CPU, CPU per call-minute and
+ * memory per call.
  * Figures depend on the machine; they are reported, never asserted.
  *
  * @module
