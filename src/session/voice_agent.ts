@@ -28,7 +28,8 @@ import { type InterruptResult, Playback, type PlaybackTicker } from "./playback.
 import { AsyncQueue } from "../async/async_queue.ts";
 import { DeadlineError } from "../async/deadline.ts";
 import { type TurnDecision, TurnDetector } from "./turn_detector.ts";
-import { bytesFor, type PcmDecoder, pcmDecoderFor } from "../transport/call_transport.ts";
+import { type PcmDecoder, pcmDecoderFor } from "../transport/call_transport.ts";
+import { type CalleeState, SttFeed } from "./stt_feed.ts";
 import type { AnsweredBy, CallEvent, EndReason } from "../records/call_events.ts";
 
 /** Text-to-speech as the agent uses it (implemented by `CartesiaSpeaker`). */
@@ -63,29 +64,6 @@ export interface VoiceAgentDeps {
   /** Longest wait for a machine's greeting to end before the message is left anyway; default 30. */
   voicemailWaitSeconds?: number;
 }
-
-/**
- * Callee audio per STT write while the callee talks or their turn awaits a transcript; Deepgram
- * suggests 20–250 ms per write.
- */
-const STT_CHUNK_MS = 40;
-/**
- * Callee audio per STT write while the callee is silent and no turn of theirs awaits a
- * transcript: nothing waits on Deepgram then, so fewer, larger writes. The VAD's speech onset
- * sends what is held at once.
- */
-const STT_CHUNK_WHILE_CALLEE_SILENT_MS = 200;
-/**
- * Audio the transcriber keeps for a reconnect while the callee is silent and no turn is
- * underway: enough for the start of words the VAD has not yet called speech. Otherwise it keeps
- * everything since Deepgram's last final, up to its bound, which silence would fill.
- */
-export const SILENCE_KEPT_FOR_REPLAY_MS = 2000;
-/**
- * STT chunks are views into slabs of this much audio: the transcriber keeps each chunk until it
- * is transcribed, and one allocation per second of audio is far cheaper than one per write.
- */
-const STT_SLAB_MS = 1000;
 
 /**
  * Added to the play time of what was sent when waiting for the final mark echo: covers the
@@ -186,12 +164,7 @@ export class VoiceAgent {
   #pcm = new Int16Array(160);
   /** Callee audio (the transport's input format) to linear samples for the VAD. */
   readonly #decodePcm: PcmDecoder;
-  readonly #sttChunkBytes: number;
-  readonly #sttSilentChunkBytes: number;
-  /** The chunk being filled is `#sttSlab[#sttSlabUsed, #sttSlabUsed + #sttFill)`. */
-  #sttSlab: Uint8Array;
-  #sttSlabUsed = 0;
-  #sttFill = 0;
+  #sttFeed: SttFeed | undefined;
   #utterance: Utterance | undefined;
   #utteranceCount = 0;
   #greetingPlayed = false;
@@ -226,9 +199,6 @@ export class VoiceAgent {
       });
     }
     this.#decodePcm = pcmDecoderFor(session.inputFormat);
-    this.#sttChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_MS);
-    this.#sttSilentChunkBytes = bytesFor(session.inputFormat, STT_CHUNK_WHILE_CALLEE_SILENT_MS);
-    this.#sttSlab = new Uint8Array(bytesFor(session.inputFormat, STT_SLAB_MS));
     this.#playback = new Playback({
       output: session.output,
       now: () => this.#clock.now(),
@@ -278,6 +248,7 @@ export class VoiceAgent {
       controller: greetingController,
     };
     this.#stt = this.#deps.openTranscriber(signal);
+    this.#sttFeed = new SttFeed(this.#stt, this.#session.inputFormat);
     // What the callee said while this agent was starting is heard now, before the bot speaks:
     // played later, it would sound like the callee talking over the greeting.
     for (const payload of this.#session.takeAudioBeforeAgent()) this.#onAudio(payload);
@@ -296,7 +267,7 @@ export class VoiceAgent {
     const pcm = this.#decodePcm(payload, this.#pcm);
     const events = this.#deps.vad.push(pcm);
     // After the VAD, so that whether the callee is pausing includes this frame.
-    this.#sendToStt(payload);
+    this.#sttFeed?.push(payload, this.#calleeState());
     for (const event of events) {
       this.#decide(this.#turns.onVad(event));
       // A cough that stopped the bot but produced no words must not leave the call silent.
@@ -305,52 +276,14 @@ export class VoiceAgent {
   }
 
   /**
-   * Forwards callee audio to STT in 40 ms chunks while the callee talks or their turn awaits a
-   * transcript, 200 ms while they are silent and it does not: every chunk is a socket write, the
-   * largest single cost per call in profiles. The local VAD, which drives barge-in and turn ends,
-   * still sees every 20 ms frame at once. While the callee is silent the transcriber also lets
-   * go of what it kept for a reconnect, but for the last {@link SILENCE_KEPT_FOR_REPLAY_MS}.
-   *
-   * Except while the callee pauses mid-speech (and through the VAD's hang-over): Deepgram's end
-   * of utterance (or of turn) is decided on the silence it has received, so a frame held back
-   * for its chunk would delay the answer by a frame. There every frame goes out at once.
+   * What the callee is doing, for the STT feed: a turn still awaiting its transcript counts as
+   * talking, so its audio keeps going out in short chunks. `vad` already includes this frame; the
+   * turn detector hears of an onset after.
    */
-  #sendToStt(payload: Uint8Array): void {
-    const stt = this.#stt;
-    if (!stt) return;
-    // `vad.speaking` already includes this frame; the turn detector hears of an onset after.
-    const silent = !this.#deps.vad.speaking && !this.#turns.turnUnderway;
-    const chunkBytes = silent ? this.#sttSilentChunkBytes : this.#sttChunkBytes;
-    if (this.#sttFill + payload.length > chunkBytes) this.#flushStt();
-    if (payload.length >= chunkBytes) {
-      // The payload is only lent to us (the transport reuses it) and the transcriber keeps it.
-      stt.sendAudio(payload.slice());
-      return;
-    }
-    // Room for the largest chunk, since a chunk begun while the callee talks may end silent.
-    if (
-      this.#sttFill === 0 && this.#sttSlabUsed + this.#sttSilentChunkBytes > this.#sttSlab.length
-    ) {
-      // Chunks already sent keep the old slab alive until they are transcribed.
-      this.#sttSlab = new Uint8Array(this.#sttSlab.length);
-      this.#sttSlabUsed = 0;
-    }
-    this.#sttSlab.set(payload, this.#sttSlabUsed + this.#sttFill);
-    this.#sttFill += payload.length;
-    if (this.#sttFill >= chunkBytes || this.#deps.vad.pausing) {
-      this.#flushStt();
-      if (silent) stt.forgetSilence(SILENCE_KEPT_FOR_REPLAY_MS);
-    }
-  }
-
-  #flushStt(): void {
-    if (this.#sttFill === 0) return;
-    // The transcriber keeps sent chunks for replay after a reconnect: each is its own region
-    // of the slab, never written again.
-    const start = this.#sttSlabUsed;
-    this.#sttSlabUsed += this.#sttFill;
-    this.#sttFill = 0;
-    this.#stt?.sendAudio(this.#sttSlab.subarray(start, this.#sttSlabUsed));
+  #calleeState(): CalleeState {
+    const vad = this.#deps.vad;
+    if (vad.pausing) return "pausing";
+    return vad.speaking || this.#turns.turnUnderway ? "talking" : "silent";
   }
 
   /** A key press stops the bot at once; the keys become input when the callee is done typing. */
@@ -1123,7 +1056,7 @@ export class VoiceAgent {
     this.#playback.close();
     this.#deps.vad.close();
     // The callee's last words may still be held for their chunk.
-    this.#flushStt();
+    this.#sttFeed?.flush();
     const closing = Promise.allSettled([this.#stt?.close(), this.#deps.speaker.close()]);
     const closed = await this.#clock.deadline(closing, VENDOR_CLOSE_MS, {
       what: "STT and TTS close",

@@ -9,10 +9,10 @@ import {
   CANNED,
   GOODBYE_LIMIT_MS,
   PLAYOUT_MARGIN_MS,
-  SILENCE_KEPT_FOR_REPLAY_MS,
   SPECULATIVE_CONFIRM_MS,
 } from "../../src/session/voice_agent.ts";
 import { WORDLESS_TURN_MS } from "../../src/session/turn_detector.ts";
+import { SILENCE_KEPT_FOR_REPLAY_MS } from "../../src/session/stt_feed.ts";
 import { greeted, playMs, startAgentCall } from "../helpers/agent_harness.ts";
 import { settle } from "../helpers/manual_clock.ts";
 import { ALAW_8K } from "../../src/transport/call_transport.ts";
@@ -273,20 +273,6 @@ Deno.test("STT gets 200 ms chunks while the callee is silent and no turn of thei
   assert.equal(call.stt.audioBytes - sent, 1600);
   assert.equal(call.stt.lastChunkBytes, 1600);
   await call.hangUp();
-});
-
-Deno.test("chunks STT was given keep their audio while later ones fill new slabs", async () => {
-  const call = startAgentCall({ firstSpeaker: "callee" });
-  call.agent.start();
-  const frames = Array.from({ length: 120 }, (_, i) => new Uint8Array(160).fill(i));
-  for (const [i, payload] of frames.entries()) {
-    // 40 ms chunks until one is left open near the slab's end (1 s), then it grows silent.
-    call.vad.speaking = i < 49;
-    call.session.deliver({ type: "media", payload });
-  }
-  await call.hangUp();
-  const sent = new Uint8Array(call.stt.chunks.flatMap((chunk) => [...chunk]));
-  assert.deepEqual(sent, new Uint8Array(frames.flatMap((frame) => [...frame])));
 });
 
 Deno.test("while the callee is silent, STT keeps only the last seconds for a reconnect", async () => {
