@@ -11,6 +11,7 @@ import { ClusterMember, parentGone } from "./src/cluster/control.ts";
 import { serverProcessArgs, startSupervisor } from "./src/cluster/supervisor.ts";
 import { currentPlatform, denoCommand, workerPlan } from "./src/cluster/worker_count.ts";
 import { ConfigError, loadConfig } from "./src/config.ts";
+import { exitAfterStopping } from "./src/http/graceful_exit.ts";
 import { installProcessGuard } from "./src/http/process_guard.ts";
 import { loggerFor, startServer } from "./src/server.ts";
 
@@ -52,16 +53,24 @@ if (import.meta.main) {
       logger.error("the server processes did not start", { error });
       Deno.exit(1);
     }
-    const stop = () => {
-      supervisor.stop().then(() => Deno.exit(0));
-    };
+    const stop = exitAfterStopping(() => supervisor.stop());
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   } else {
-    const server = await startServer(config, { logger, cluster });
-    const stop = () => {
-      server.shutdown().then(() => Deno.exit(0));
-    };
+    let server;
+    try {
+      server = await startServer(config, { logger, cluster });
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        logger.error(
+          `port ${config.PORT} is already in use: stop what listens there (another copy of this ` +
+            "server?) or set PORT to a free port",
+          { port: config.PORT },
+        );
+      } else logger.error("the server did not start", { error });
+      Deno.exit(1);
+    }
+    const stop = exitAfterStopping(() => server.shutdown());
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
     // A server process whose supervisor is gone (even killed outright) drains and exits rather
