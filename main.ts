@@ -29,6 +29,22 @@ if (import.meta.main) {
   const logger = cluster ? loggerFor(config).child({ worker: cluster.worker }) : loggerFor(config);
   // Installed before anything runs: one call's bug must not end the others.
   installProcessGuard(logger);
+  const startFailed = (error: unknown, msg: string): never => {
+    if (error instanceof Deno.errors.AddrInUse) {
+      logger.error(
+        `port ${config.PORT} is already in use: stop what listens there (another copy of this ` +
+          "server?) or set PORT to a free port",
+        { port: config.PORT },
+      );
+    } else logger.error(msg, { error, stack: error instanceof Error ? error.stack : undefined });
+    Deno.exit(1);
+  };
+  const drainFailed = (error: unknown) => {
+    logger.error("shutdown failed; exiting without finishing it", {
+      error,
+      stack: error instanceof Error ? error.stack : undefined,
+    });
+  };
   if (plan.limitedBecause) {
     logger.warn(`WORKERS=${config.WORKERS}: running one process: ${plan.limitedBecause}`);
   }
@@ -40,37 +56,20 @@ if (import.meta.main) {
           "denokv URL",
       );
     }
-    let supervisor;
-    try {
-      supervisor = await startSupervisor({
-        count: plan.count,
-        config,
-        logger,
-        command: denoCommand()!,
-        args: serverProcessArgs(Deno.mainModule, config.KV_PATH),
-      });
-    } catch (error) {
-      logger.error("the server processes did not start", { error });
-      Deno.exit(1);
-    }
-    const stop = exitAfterStopping(() => supervisor.stop());
+    const supervisor = await startSupervisor({
+      count: plan.count,
+      config,
+      logger,
+      command: denoCommand()!,
+      args: serverProcessArgs(Deno.mainModule, config.KV_PATH),
+    }).catch((error) => startFailed(error, "the server processes did not start"));
+    const stop = exitAfterStopping(() => supervisor.stop(), drainFailed);
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   } else {
-    let server;
-    try {
-      server = await startServer(config, { logger, cluster });
-    } catch (error) {
-      if (error instanceof Deno.errors.AddrInUse) {
-        logger.error(
-          `port ${config.PORT} is already in use: stop what listens there (another copy of this ` +
-            "server?) or set PORT to a free port",
-          { port: config.PORT },
-        );
-      } else logger.error("the server did not start", { error });
-      Deno.exit(1);
-    }
-    const stop = exitAfterStopping(() => server.shutdown());
+    const server = await startServer(config, { logger, cluster })
+      .catch((error) => startFailed(error, "the server did not start"));
+    const stop = exitAfterStopping(() => server.shutdown(), drainFailed);
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
     // A server process whose supervisor is gone (even killed outright) drains and exits rather

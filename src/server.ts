@@ -113,7 +113,6 @@ export async function startServer(
       signal: outcomesStop.signal,
     })
     : undefined;
-  const webhookWorker = webhooks?.run(outcomesStop.signal);
 
   const secret = config.BODY_SIGNING_SECRET ?? config.TELNYX_API_KEY;
   const signer = secret
@@ -173,16 +172,27 @@ export async function startServer(
     logger.warn("API_TOKEN is not set: anyone who can reach /start can place calls");
   }
 
-  const server = await serveResiliently({
-    port: config.PORT,
-    hostname: config.HOST,
-    handler: limitRequests((request, info) => app.fetch(request, info), config, logger),
-    logger,
-    descriptorReserve: config.DESCRIPTOR_RESERVE,
-    // Closing a failed listener's connections also closes its media sockets: only with no call.
-    canRetire: () => registry.active === 0,
-    reusePort: options.cluster !== undefined,
-  });
+  let server;
+  try {
+    server = await serveResiliently({
+      port: config.PORT,
+      hostname: config.HOST,
+      handler: limitRequests((request, info) => app.fetch(request, info), config, logger),
+      logger,
+      descriptorReserve: config.DESCRIPTOR_RESERVE,
+      // Closing a failed listener's connections also closes its media sockets: only with no call.
+      canRetire: () => registry.active === 0,
+      reusePort: options.cluster !== undefined,
+    });
+  } catch (error) {
+    // Not serving (the port is taken, say, by another copy sharing this KV): release the store.
+    outcomesStop.abort();
+    closeKv?.();
+    throw error;
+  }
+  // Only a server that listens delivers webhooks: a copy that failed to start would claim due
+  // deliveries and die holding their leases.
+  const webhookWorker = webhooks?.run(outcomesStop.signal);
   const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host === "0.0.0.0" ? "localhost" : host}:${addr.port}`;

@@ -80,7 +80,7 @@ interface Slot {
 /** Starts `count` server processes and resolves once every one listens. */
 export async function startSupervisor(options: SupervisorOptions): Promise<Supervisor> {
   const { count, config, logger } = options;
-  const port = config.PORT === 0 ? freePort(config.HOST) : config.PORT;
+  const port = config.PORT === 0 ? freePort(config.HOST) : checkedFree(config.HOST, config.PORT);
   const host = config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;
   const url = `http://${host === "0.0.0.0" ? "localhost" : host}:${port}`;
   const token = crypto.randomUUID() + crypto.randomUUID();
@@ -250,6 +250,16 @@ function signal(child: Deno.ChildProcess, name: Deno.Signal): void {
 }
 
 /** A port free right now: every server process must bind the same one, so 0 cannot be passed on. */
+/**
+ * `port`, once a plain bind shows nothing listens there: the server processes bind with
+ * `reusePort`, which another copy of this server would share with them, splitting its traffic.
+ * Throws `Deno.errors.AddrInUse` otherwise.
+ */
+function checkedFree(hostname: string, port: number): number {
+  Deno.listen({ hostname, port }).close();
+  return port;
+}
+
 function freePort(hostname: string): number {
   const probe = Deno.listen({ hostname, port: 0 });
   const { port } = probe.addr;

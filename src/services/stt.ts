@@ -7,7 +7,7 @@
  * timestamps, audio sent meanwhile lost), so it is disabled with `reconnectAttempts: 0`. Instead
  * every byte not yet covered by a final transcript is kept (bounded) and replayed on the next
  * connection, so an utterance cut by a drop is transcribed whole and audio in flight at the
- * moment of the drop is not lost. The voice agent may let go of the callee's silence sooner
+ * moment of the drop is not lost. The STT feed may let go of the callee's silence sooner
  * ({@link LiveTranscriber.forgetSilence}); audio never sent is always kept.
  *
  * @module
@@ -145,7 +145,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 /**
  * Default bound of the replay log, in seconds of call audio. Finals trim the log as they come
  * (every Nova `is_final` result, speech or not; Flux at every end of turn), and so does the
- * callee's silence when the voice agent says so (`forgetSilence`), so it only fills
+ * callee's silence when the STT feed says so (`forgetSilence`), so it only fills
  * during a long unfinalised turn or a long outage, and then in every call at once. Interim
  * results never trim it: their audio is transcribed again by the final that follows. Beyond
  * this bound a replay would restore speech the caller has given up on: the agent has been

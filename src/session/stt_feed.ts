@@ -45,7 +45,7 @@ export type CalleeState = "talking" | "pausing" | "silent";
  * callee talks, {@link STT_CHUNK_WHILE_CALLEE_SILENT_MS} while they are silent. While they pause
  * every frame goes out at once: Deepgram's end of utterance (or of turn) is decided on the
  * silence it has received, so a frame held back for its chunk would delay the answer by a frame.
- * A frame that stops the silence sends what was held with it. While the callee is silent the
+ * When the silence ends, what was held before goes out at once. While the callee is silent the
  * transcriber also lets go of what it kept for a reconnect, but for the last
  * {@link SILENCE_KEPT_FOR_REPLAY_MS}.
  */
@@ -89,7 +89,7 @@ export class SttFeed {
     }
   }
 
-  /** Sends what is held now (a speech onset, the end of the call). */
+  /** Sends what is held now: at the end of the call, the callee's last words. */
   flush(): void {
     if (this.#fill === 0) return;
     // The transcriber keeps sent chunks for replay after a reconnect: each is its own region of

@@ -149,11 +149,20 @@ export class FakeTranscriber implements LiveTranscriber {
 export class FakeVad implements VoiceActivityDetector {
   #next: VadEvent[] = [];
   speaking = false;
-  pausing = false;
+  #pausing = false;
   audioMs = 0;
   /** A copy of the samples of the last frame pushed. */
   lastFrame: Int16Array | undefined;
   closed = false;
+
+  /** Pausing is part of speaking, as in the real VAD. */
+  get pausing(): boolean {
+    return this.speaking && this.#pausing;
+  }
+
+  set pausing(pausing: boolean) {
+    this.#pausing = pausing;
+  }
 
   queue(...events: VadEvent[]): void {
     this.#next.push(...events);

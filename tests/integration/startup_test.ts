@@ -1,41 +1,81 @@
-/** `main.ts` as users start it: what it says when it cannot listen. */
+/** Starting `main.ts` where it cannot listen: what it says, and that it stops. */
 import assert from "node:assert/strict";
 import { deadline } from "../../src/async/deadline.ts";
+import { spawnServer } from "../helpers/child_server.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 /** Hang guard for the child's start and exit; not a timing assertion. */
 const EXIT_WITHIN_MS = 30_000;
 
-Deno.test("a port already in use: the server names it and exits 1", async () => {
-  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+/** Runs `main.ts` on `port` until it exits; its exit code and its JSON log lines. */
+async function runMain(port: number, env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      `--allow-run=${Deno.execPath()}`,
+      MAIN,
+    ],
+    env: {
+      ENV: "local",
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      LOG_FORMAT: "json",
+      KV_PATH: ":memory:",
+      ...env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = await deadline(child.output(), EXIT_WITHIN_MS, { what: "the child's exit" })
+    .catch((error) => {
+      child.kill("SIGKILL");
+      throw error;
+    });
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  const lines = text.split("\n").filter((line) => line.startsWith("{")).map((l) => JSON.parse(l));
+  return { code: output.code, lines };
+}
+
+/** Runs `test` with a port held by a server, as another program would hold it. */
+async function withPortTaken(test: (port: number) => Promise<void>) {
+  const held = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response("another program"),
+  );
   try {
-    const port = held.addr.port;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net", "--allow-env", "--allow-read", MAIN],
-      env: {
-        PORT: String(port),
-        HOST: "127.0.0.1",
-        LOG_FORMAT: "json",
-        KV_PATH: ":memory:",
-        WORKERS: "1",
-      },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const output = await deadline(child.output(), EXIT_WITHIN_MS, { what: "the child's exit" })
-      .catch((error) => {
-        child.kill("SIGKILL");
-        throw error;
-      });
-    assert.equal(output.code, 1);
-    const lines = new TextDecoder().decode(output.stderr).split("\n").filter((l) =>
-      l.startsWith("{")
-    )
-      .map((l) => JSON.parse(l));
-    const error = lines.find((l) => l.level === "error");
-    assert.match(String(error?.msg), new RegExp(`port ${port} is already in use`));
-    assert.equal(error?.port, port);
+    await test(held.addr.port);
   } finally {
-    held.close();
+    await held.shutdown();
   }
+}
+
+Deno.test("a port already in use: the server names it, once, and exits 1", async () => {
+  await withPortTaken(async (port) => {
+    const { code, lines } = await runMain(port, { WORKERS: "1" });
+    assert.equal(code, 1);
+    const errors = lines.filter((l) => l.level === "error");
+    assert.deepEqual(errors.map((l) => [l.msg, l.port]), [
+      [
+        `port ${port} is already in use: stop what listens there (another copy of this server?) ` +
+        "or set PORT to a free port",
+        port,
+      ],
+    ]);
+  });
+});
+
+Deno.test("a second copy with several processes does not share the first one's port", async () => {
+  // The first copy's processes bind with reusePort, which would let the second's bind beside them
+  // and split the traffic between two deployments.
+  await using first = await spawnServer({ WORKERS: "2" });
+  const port = Number(new URL(first.url).port);
+  const { code, lines } = await runMain(port, { WORKERS: "2" });
+  assert.equal(code, 1);
+  const errors = lines.filter((l) => l.level === "error");
+  assert.equal(errors.length, 1);
+  assert.match(String(errors[0].msg), new RegExp(`port ${port} is already in use`));
+  assert.ok(!lines.some((l) => l.msg === "server process started"), "no process was started");
 });

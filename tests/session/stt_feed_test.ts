@@ -20,6 +20,7 @@ Deno.test("a talking callee's frames go to STT two by two", () => {
   assert.equal(stt.audioBytes, 0, "the first frame waits for its chunk");
   feed.push(frame(), "talking");
   assert.deepEqual(stt.chunks.map((c) => c.length), [STT_CHUNK_MS * BYTES_PER_MS]);
+  assert.deepEqual(stt.silenceForgotten, [], "talking: the replay keeps everything");
 });
 
 Deno.test("a pausing callee's frames go to STT one by one", () => {
@@ -28,6 +29,7 @@ Deno.test("a pausing callee's frames go to STT one by one", () => {
   feed.push(frame(), "pausing");
   feed.push(frame(), "pausing");
   assert.deepEqual(stt.chunks.map((c) => c.length), [160, 160]);
+  assert.deepEqual(stt.silenceForgotten, [], "a pause inside speech is kept for a replay");
 });
 
 Deno.test("a silent callee's audio goes to STT in long chunks, and the replay lets go of it", () => {
@@ -52,13 +54,19 @@ Deno.test("the end of the silence sends what was held at once", () => {
   assert.deepEqual(stt.silenceForgotten, [], "talking: the replay keeps everything");
 });
 
-Deno.test("flush sends a partial chunk, and nothing when none is held", () => {
+Deno.test("flush sends a partial chunk", () => {
   const stt = new FakeTranscriber();
   const feed = new SttFeed(stt, MULAW_8K);
-  feed.flush();
   feed.push(frame(1), "talking");
   feed.flush();
   assert.deepEqual(stt.chunks, [frame(1)]);
+});
+
+Deno.test("flush sends nothing when nothing is held", () => {
+  const stt = new FakeTranscriber();
+  const feed = new SttFeed(stt, MULAW_8K);
+  feed.flush();
+  assert.deepEqual(stt.chunks, []);
 });
 
 Deno.test("a payload as long as a chunk goes alone, copied", () => {
@@ -70,11 +78,22 @@ Deno.test("a payload as long as a chunk goes alone, copied", () => {
   assert.deepEqual(stt.chunks, [new Uint8Array(STT_CHUNK_MS * BYTES_PER_MS).fill(7)]);
 });
 
+Deno.test("a payload longer than the largest chunk goes whole, wherever the slab is", () => {
+  const stt = new FakeTranscriber();
+  const feed = new SttFeed(stt, MULAW_8K);
+  // 800 ms into the slab, less room is left than this payload takes.
+  for (let i = 0; i < 40; i++) feed.push(frame(), "talking");
+  const long = new Uint8Array((STT_CHUNK_WHILE_CALLEE_SILENT_MS + 100) * BYTES_PER_MS).fill(9);
+  feed.push(long, "silent");
+  assert.deepEqual(stt.chunks.at(-1), long);
+});
+
 Deno.test("chunks STT was given keep their audio while later ones fill new slabs", () => {
   const stt = new FakeTranscriber();
   const feed = new SttFeed(stt, MULAW_8K);
   const frames = Array.from({ length: 120 }, (_, i) => frame(i));
-  // 40 ms chunks until one is left open near the slab's end (1 s), then it grows silent.
+  // 40 ms chunks, then a chunk begun while talking grows silent: were room kept only for a 40 ms
+  // chunk, it would run past the slab's end (1 s) into audio already given to STT.
   for (const [i, payload] of frames.entries()) feed.push(payload, i < 49 ? "talking" : "silent");
   feed.flush();
   const sent = new Uint8Array(stt.chunks.flatMap((chunk) => [...chunk]));
