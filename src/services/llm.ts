@@ -101,6 +101,50 @@ export function createChatStreamer(options: LlmOptions): ChatStreamer {
   return (req, signal) => streamCompletion(client, model, bounds, req, signal);
 }
 
+/** Options for {@link createLlmWarmer}. */
+export interface LlmWarmerOptions {
+  apiKey: string;
+  baseURL?: string;
+  model?: string;
+  /** A warm-up less than this long after the last one is skipped; default 20 s. */
+  minIntervalMs?: number;
+  /** Bound on the warm-up request; default 5 s. */
+  timeoutMs?: number;
+  /** Monotonic clock in ms, default `performance.now`. */
+  now?: () => number;
+}
+
+/** What {@link createLlmWarmer}'s warm-up did. */
+export type LlmWarmup = "warmed" | "skipped" | LlmError;
+
+/**
+ * Opens the HTTPS connection to OpenAI before an answer needs it. `fetch` pools connections per
+ * origin but lets an idle one go, so the first answer of a process, or the first after a quiet
+ * spell, would otherwise wait for DNS, TCP and TLS (several round trips) before its request is
+ * even sent. A call's first answer comes seconds after it starts (the greeting, the callee's
+ * reply), so the call's start looks up the model: no tokens spent, the connection left open,
+ * and a wrong key or model is seen before anyone waits for an answer. Never throws.
+ */
+export function createLlmWarmer(
+  options: LlmWarmerOptions,
+): (signal: AbortSignal) => Promise<LlmWarmup> {
+  const { apiKey, baseURL, now = () => performance.now() } = options;
+  const model = options.model ?? LlmOptionsSchema.shape.model.parse(undefined);
+  const minIntervalMs = options.minIntervalMs ?? 20_000;
+  const client = new OpenAI({ apiKey, baseURL, maxRetries: 0, timeout: options.timeoutMs ?? 5000 });
+  let lastAt = -Infinity;
+  return async (signal) => {
+    if (now() - lastAt < minIntervalMs) return "skipped";
+    lastAt = now();
+    try {
+      await client.models.retrieve(model, { signal });
+      return "warmed";
+    } catch (error) {
+      return toLlmError(error);
+    }
+  };
+}
+
 async function* streamCompletion(
   client: OpenAI,
   model: string,

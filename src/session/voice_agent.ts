@@ -43,6 +43,11 @@ export interface Speaker {
 /** Everything a voice agent needs; built once per call by the server. */
 export interface VoiceAgentDeps {
   llm: ChatStreamer;
+  /**
+   * Opens the connection to the LLM ahead of the first answer (see `createLlmWarmer`); started
+   * with the call, ended with it. Never rejects.
+   */
+  warmLlm?: (signal: AbortSignal) => Promise<void>;
   speaker: Speaker;
   openTranscriber: (signal: AbortSignal) => LiveTranscriber;
   vad: VoiceActivityDetector;
@@ -161,6 +166,7 @@ export class VoiceAgent {
   readonly #playback: Playback;
   readonly #dtmf: DtmfAggregator;
   #stt: LiveTranscriber | undefined;
+  #warmingLlm: Promise<void> | undefined;
   #pcm = new Int16Array(160);
   /** Callee audio (the transport's input format) to linear samples for the VAD. */
   readonly #decodePcm: PcmDecoder;
@@ -247,6 +253,7 @@ export class VoiceAgent {
       ),
       controller: greetingController,
     };
+    this.#warmingLlm = this.#deps.warmLlm?.(signal);
     this.#stt = this.#deps.openTranscriber(signal);
     this.#sttFeed = new SttFeed(this.#stt, this.#session.inputFormat);
     // What the callee said while this agent was starting is heard now, before the bot speaks:
@@ -1057,7 +1064,11 @@ export class VoiceAgent {
     this.#deps.vad.close();
     // The callee's last words may still be held for their chunk.
     this.#sttFeed?.flush();
-    const closing = Promise.allSettled([this.#stt?.close(), this.#deps.speaker.close()]);
+    const closing = Promise.allSettled([
+      this.#stt?.close(),
+      this.#deps.speaker.close(),
+      this.#warmingLlm,
+    ]);
     const closed = await this.#clock.deadline(closing, VENDOR_CLOSE_MS, {
       what: "STT and TTS close",
     }).then(() => true, () => false);

@@ -7,7 +7,7 @@
  */
 import { createVad } from "../audio/vad.ts";
 import type { Config } from "../config.ts";
-import { createChatStreamer } from "../services/llm.ts";
+import { createChatStreamer, createLlmWarmer, LlmError } from "../services/llm.ts";
 import {
   type LiveTranscriber,
   openLiveTranscriber,
@@ -46,12 +46,24 @@ export function voiceAgentStarter(
     model: config.OPENAI_MODEL,
     timeoutMs: config.LLM_TIMEOUT_MS,
   });
+  const warmLlm = createLlmWarmer({
+    apiKey: OPENAI_API_KEY,
+    baseURL: config.OPENAI_BASE_URL,
+    model: config.OPENAI_MODEL,
+  });
   return (session) => {
     const log = session.log;
     const start = async () => {
       const vad = await createVad();
       const agent = new VoiceAgent(session, {
         llm,
+        warmLlm: async (signal) => {
+          const warmup = await warmLlm(signal);
+          if (!(warmup instanceof LlmError) || signal.aborted) return;
+          // A key or model OpenAI refuses fails every answer: say so before the first one.
+          const refused = warmup.status === 401 || warmup.status === 403 || warmup.status === 404;
+          log[refused ? "warn" : "debug"]("OpenAI connection not warmed", { error: warmup });
+        },
         speaker: new CartesiaSpeaker({
           apiKey: CARTESIA_API_KEY,
           baseURL: config.CARTESIA_BASE_URL,

@@ -102,6 +102,15 @@ export interface RecordedRequest {
   headers: Headers;
   /** Resolves once the response is fully sent or the client has cancelled it. */
   outcome: Promise<ResponseOutcome>;
+  /** The client's port: requests on one connection share it. */
+  clientPort: number;
+}
+
+/** A `GET /v1/models/:model` the fake answered. */
+export interface ModelLookup {
+  model: string;
+  /** The client's port: requests on one connection share it. */
+  clientPort: number;
 }
 
 /** Options for {@link startFakeOpenAi}. */
@@ -122,8 +131,10 @@ export interface FakeOpenAi extends AsyncDisposable {
   /** `https://127.0.0.1:<port>/v1`, the value the SDK wants as `baseURL`. */
   baseURL: string;
   apiKey: string;
-  /** Every request received, in arrival order (including rejected ones). */
+  /** Every chat-completion request received, in arrival order (including rejected ones). */
   requests: RecordedRequest[];
+  /** Every `GET /v1/models/:model`, in arrival order. */
+  modelLookups: ModelLookup[];
   /** Resolves once at least `count` requests have arrived (their bodies read). */
   waitForRequests(count: number): Promise<void>;
   /** Appends replies; each chat-completion request takes the next one. */
@@ -139,6 +150,7 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
   const apiKey = options.apiKey ?? "sk-test-fake";
   const queue: OpenAiReply[] = [];
   const requests: RecordedRequest[] = [];
+  const modelLookups: ModelLookup[] = [];
   const waiters = new CountWaiters(() => requests.length);
   // Aborted by close() so hanging streams and delays stop and shutdown() can complete.
   const closing = new AbortController();
@@ -146,14 +158,22 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
   const server = Deno.serve(
     // TLS as api.openai.com: Deno's fetch then speaks HTTP/2 to it, as to an HTTP/2 front.
     { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...loopbackTls() },
-    async (request) => {
+    async (request, info) => {
+      // The client's port names the connection a request came on.
+      const clientPort = (info.remoteAddr as Deno.NetAddr).port;
       // Delays count from the request's arrival, as a real server's would.
       const arrivedAt = performance.now();
+      const modelPath = new URL(request.url).pathname.match(/^\/v1\/models\/([^/]+)$/);
+      if (request.method === "GET" && modelPath) {
+        const id = decodeURIComponent(modelPath[1]);
+        modelLookups.push({ model: id, clientPort });
+        return modelResponse(id, request.headers.get("authorization") === `Bearer ${apiKey}`);
+      }
       let settle: (outcome: ResponseOutcome) => void = () => {};
       const outcome = new Promise<ResponseOutcome>((resolve) => settle = resolve);
       const body = await request.json().catch(() => ({}));
       // A copy: over HTTP/2 the request's own headers are unreadable once it is answered.
-      requests.push({ body, headers: new Headers(request.headers), outcome });
+      requests.push({ body, headers: new Headers(request.headers), outcome, clientPort });
       waiters.notify();
 
       const url = new URL(request.url);
@@ -218,6 +238,7 @@ export function startFakeOpenAi(options: FakeOpenAiOptions = {}): FakeOpenAi {
     baseURL: `https://127.0.0.1:${server.addr.port}/v1`,
     apiKey,
     requests,
+    modelLookups,
     waitForRequests: (count) => waiters.waitFor(count),
     enqueue: (...replies) => void queue.push(...replies),
     close,
@@ -237,6 +258,18 @@ function withPace(reply: OpenAiReply, pace: FakeOpenAiOptions["pace"]): OpenAiRe
       Math.max(0, pace.firstTokenMs - pace.tokenIntervalMs),
     deltaDelayMs: reply.deltaDelayMs ?? pace.tokenIntervalMs,
   };
+}
+
+/** `GET /v1/models/:model` as OpenAI answers it: any model is known; a wrong key is a 401. */
+function modelResponse(id: string, authorized: boolean): Response {
+  if (!authorized) {
+    return errorResponse(401, {
+      message: "Incorrect API key provided.",
+      type: "invalid_request_error",
+      code: "invalid_api_key",
+    });
+  }
+  return Response.json({ id, object: "model", created: 1_700_000_000, owned_by: "system" });
 }
 
 /** JSON error body in OpenAI's shape. */

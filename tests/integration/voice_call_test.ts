@@ -416,3 +416,40 @@ Deno.test({
     assert.equal(v.h.telnyx.hangupRequests(callSid).length, 1);
   },
 });
+
+Deno.test({
+  name: "a call's start opens the OpenAI connection that its first answer is sent on",
+  async fn() {
+    const caller = CallerTimeline.answeredWithHello(1000)
+      .say("yes_zoe", "Yes, this is Zoë. What is this about?").pause(3000);
+    await using v = await startVoiceHarness({ caller });
+    const { client, session } = await v.call();
+    await waitFor(() => v.openai.requests.length > 0, "the first answer's request", 15_000);
+    assert.deepEqual(v.openai.modelLookups.map((l) => l.model), ["gpt-4.1-mini"]);
+    assert.equal(v.openai.requests[0].clientPort, v.openai.modelLookups[0].clientPort);
+    client.stop();
+    await session.ended;
+  },
+});
+
+Deno.test({
+  name: "an OpenAI key refused at the call's start is logged as a warning before any answer",
+  async fn() {
+    const caller = new CallerTimeline().pause(2000);
+    await using v = await startVoiceHarness({
+      caller,
+      env: { OPENAI_API_KEY: "sk-wrong-key-0000" },
+    });
+    const { client, session } = await v.call();
+    await waitFor(
+      () => v.h.logs.some((line) => line.includes("OpenAI connection not warmed")),
+      "the warning",
+      5000,
+    );
+    const warning = JSON.parse(v.h.logs.find((l) => l.includes("OpenAI connection not warmed"))!);
+    assert.equal(warning.level, "warn");
+    assert.match(JSON.stringify(warning.error), /401|Incorrect API key/);
+    client.stop();
+    await session.ended;
+  },
+});

@@ -6,6 +6,7 @@ import {
   type ChatMessage,
   type ChatTool,
   createChatStreamer,
+  createLlmWarmer,
   LlmError,
   type LlmEvent,
   type LlmOptions,
@@ -356,3 +357,43 @@ Deno.test("llm: a consumer slow to pull does not count against the timeout", asy
 function neverAborted(): AbortSignal {
   return new AbortController().signal;
 }
+
+Deno.test("the warm-up looks the model up, then lets the interval pass before the next", async () => {
+  await withFake(async (fake) => {
+    let now = 0;
+    const warm = createLlmWarmer({
+      apiKey: fake.apiKey,
+      baseURL: fake.baseURL,
+      model: "gpt-test",
+      minIntervalMs: 1000,
+      now: () => now,
+    });
+    const signal = new AbortController().signal;
+    assert.equal(await warm(signal), "warmed");
+    now = 999;
+    assert.equal(await warm(signal), "skipped");
+    now = 1000;
+    assert.equal(await warm(signal), "warmed");
+    assert.deepEqual(fake.modelLookups.map((l) => l.model), ["gpt-test", "gpt-test"]);
+    assert.equal(fake.requests.length, 0, "no completion, no tokens");
+  });
+});
+
+Deno.test("an answer after a warm-up is sent on the warmed connection", async () => {
+  await withFake(async (fake) => {
+    const warm = createLlmWarmer({ apiKey: fake.apiKey, baseURL: fake.baseURL });
+    assert.equal(await warm(new AbortController().signal), "warmed");
+    fake.enqueue({ kind: "text", text: "Hello." });
+    await collect(streamerFor(fake)({ messages: MESSAGES }, new AbortController().signal));
+    assert.equal(fake.requests[0].clientPort, fake.modelLookups[0].clientPort);
+  });
+});
+
+Deno.test("a warm-up OpenAI refuses is returned as an LlmError, not thrown", async () => {
+  await withFake(async (fake) => {
+    const warm = createLlmWarmer({ apiKey: "sk-wrong", baseURL: fake.baseURL });
+    const warmup = await warm(new AbortController().signal);
+    assert.ok(warmup instanceof LlmError);
+    assert.equal(warmup.status, 401);
+  });
+});
