@@ -60,9 +60,15 @@ export function voiceAgentStarter(
         warmLlm: async (signal) => {
           const warmup = await warmLlm(signal);
           if (!(warmup instanceof LlmError) || signal.aborted) return;
-          // A key or model OpenAI refuses fails every answer: say so before the first one.
-          const refused = warmup.status === 401 || warmup.status === 403 || warmup.status === 404;
-          log[refused ? "warn" : "debug"]("OpenAI connection not warmed", { error: warmup });
+          // A key or model OpenAI refuses fails every answer: say so before the first one. (A
+          // key without the permission to read models, 403, may still answer.)
+          if (warmup.status === 401 || warmup.status === 404) {
+            log.warn(
+              "OpenAI refused the model lookup at the call's start; answers will fail " +
+                "the same way: check OPENAI_API_KEY and OPENAI_MODEL",
+              { error: warmup },
+            );
+          } else log.debug("OpenAI model lookup at the call's start failed", { error: warmup });
         },
         speaker: new CartesiaSpeaker({
           apiKey: CARTESIA_API_KEY,

@@ -442,11 +442,13 @@ Deno.test({
     });
     const { client, session } = await v.call();
     await waitFor(
-      () => v.h.logs.some((line) => line.includes("OpenAI connection not warmed")),
+      () => v.h.logs.some((line) => line.includes("OpenAI refused the model lookup")),
       "the warning",
       5000,
     );
-    const warning = JSON.parse(v.h.logs.find((l) => l.includes("OpenAI connection not warmed"))!);
+    const warning = JSON.parse(
+      v.h.logs.find((l) => l.includes("OpenAI refused the model lookup"))!,
+    );
     assert.equal(warning.level, "warn");
     assert.match(JSON.stringify(warning.error), /401|Incorrect API key/);
     client.stop();
