@@ -135,12 +135,16 @@ export function createLlmWarmer(
   let lastAt = -Infinity;
   return async (signal) => {
     if (now() - lastAt < minIntervalMs) return "skipped";
+    // Set before the request, so that calls starting meanwhile do not each send one.
     lastAt = now();
     try {
       await client.models.retrieve(model, { signal });
       return "warmed";
     } catch (error) {
-      return toLlmError(error);
+      const failure = toLlmError(error);
+      // No answer, no connection left open: the next call's start tries again.
+      if (failure.status === undefined) lastAt = -Infinity;
+      return failure;
     }
   };
 }

@@ -253,7 +253,9 @@ export class VoiceAgent {
       ),
       controller: greetingController,
     };
-    this.#warmingLlm = this.#deps.warmLlm?.(signal);
+    this.#warmingLlm = this.#deps.warmLlm?.(signal).catch((error) => {
+      this.#log.debug("LLM warm-up failed", { error });
+    });
     this.#stt = this.#deps.openTranscriber(signal);
     this.#sttFeed = new SttFeed(this.#stt, this.#session.inputFormat);
     // What the callee said while this agent was starting is heard now, before the bot speaks:
@@ -1070,7 +1072,7 @@ export class VoiceAgent {
       this.#warmingLlm,
     ]);
     const closed = await this.#clock.deadline(closing, VENDOR_CLOSE_MS, {
-      what: "STT and TTS close",
+      what: "STT and TTS close, LLM warm-up",
     }).then(() => true, () => false);
     if (!closed) {
       this.#log.warn("vendor sockets did not close in time", { limit_ms: VENDOR_CLOSE_MS });

@@ -27,6 +27,19 @@ export interface AgentOverrides {
 }
 
 /**
+ * One warmer per OpenAI key, base URL and model in the process, so its interval holds across
+ * every starter (the server's, and one per playground session).
+ */
+const llmWarmers = new Map<string, ReturnType<typeof createLlmWarmer>>();
+
+function llmWarmerFor(apiKey: string, baseURL: string | undefined, model: string) {
+  const key = JSON.stringify([apiKey, baseURL, model]);
+  let warmer = llmWarmers.get(key);
+  if (!warmer) llmWarmers.set(key, warmer = createLlmWarmer({ apiKey, baseURL, model }));
+  return warmer;
+}
+
+/**
  * Starts a voice agent on each new call (local mode with the AI keys set). Any failure to start
  * ends that call, never the process.
  */
@@ -46,11 +59,7 @@ export function voiceAgentStarter(
     model: config.OPENAI_MODEL,
     timeoutMs: config.LLM_TIMEOUT_MS,
   });
-  const warmLlm = createLlmWarmer({
-    apiKey: OPENAI_API_KEY,
-    baseURL: config.OPENAI_BASE_URL,
-    model: config.OPENAI_MODEL,
-  });
+  const warmLlm = llmWarmerFor(OPENAI_API_KEY, config.OPENAI_BASE_URL, config.OPENAI_MODEL);
   return (session) => {
     const log = session.log;
     const start = async () => {
@@ -60,9 +69,10 @@ export function voiceAgentStarter(
         warmLlm: async (signal) => {
           const warmup = await warmLlm(signal);
           if (!(warmup instanceof LlmError) || signal.aborted) return;
-          // A key or model OpenAI refuses fails every answer: say so before the first one. (A
-          // key without the permission to read models, 403, may still answer.)
-          if (warmup.status === 401 || warmup.status === 404) {
+          // A key or model OpenAI refuses fails every answer: say so before the first one. Any
+          // other refusal may not (a key not allowed to read models, a compatible server
+          // without the lookup), so it is only a debug line.
+          if (warmup.code === "invalid_api_key" || warmup.code === "model_not_found") {
             log.warn(
               "OpenAI refused the model lookup at the call's start; answers will fail " +
                 "the same way: check OPENAI_API_KEY and OPENAI_MODEL",

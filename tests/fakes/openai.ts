@@ -131,7 +131,7 @@ export interface FakeOpenAi extends AsyncDisposable {
   /** `https://127.0.0.1:<port>/v1`, the value the SDK wants as `baseURL`. */
   baseURL: string;
   apiKey: string;
-  /** Every chat-completion request received, in arrival order (including rejected ones). */
+  /** Every request but model lookups, in arrival order (including rejected ones). */
   requests: RecordedRequest[];
   /** Every `GET /v1/models/:model`, in arrival order. */
   modelLookups: ModelLookup[];

@@ -446,6 +446,7 @@ Deno.test({
       "the warning",
       5000,
     );
+    assert.equal(v.openai.requests.length, 0, "no answer was asked for yet");
     const warning = JSON.parse(
       v.h.logs.find((l) => l.includes("OpenAI refused the model lookup"))!,
     );

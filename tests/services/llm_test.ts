@@ -397,3 +397,22 @@ Deno.test("a warm-up OpenAI refuses is returned as an LlmError, not thrown", asy
     assert.equal(warmup.status, 401);
   });
 });
+
+Deno.test("call starts at the same moment send one warm-up between them", async () => {
+  await withFake(async (fake) => {
+    const warm = createLlmWarmer({ apiKey: fake.apiKey, baseURL: fake.baseURL });
+    const signal = new AbortController().signal;
+    assert.deepEqual(await Promise.all([warm(signal), warm(signal)]), ["warmed", "skipped"]);
+    assert.equal(fake.modelLookups.length, 1);
+  });
+});
+
+Deno.test("a warm-up cut off before any answer leaves the next call's start to try again", async () => {
+  await withFake(async (fake) => {
+    const warm = createLlmWarmer({ apiKey: fake.apiKey, baseURL: fake.baseURL });
+    const aborted = new AbortController();
+    aborted.abort();
+    assert.ok(await warm(aborted.signal) instanceof LlmError);
+    assert.equal(await warm(new AbortController().signal), "warmed");
+  });
+});
