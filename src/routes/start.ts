@@ -195,13 +195,27 @@ export function startRoute(
         });
       } catch (error) {
         if (!(error instanceof TelnyxRequestError)) throw error;
-        log.warn("telnyx refused the call", { status: error.status, error: error.message });
+        log.warn(error.kind === "refused" ? "telnyx refused the call" : "telnyx not reached", {
+          status: error.status,
+          error: error.message,
+        });
         if (error.kind === "timeout") {
           throw new ApiError(
             504,
             "telnyx_timeout",
             `Telnyx did not answer within ${config.TELNYX_TIMEOUT_MS} ms (TELNYX_TIMEOUT_MS). ` +
               "The call may or may not have been placed; check the Telnyx portal before retrying.",
+          );
+        }
+        if (error.kind === "unreachable") {
+          throw new ApiError(
+            502,
+            "telnyx_unreachable",
+            `${
+              error.message.replace(/\.$/, "")
+            }. Check this server's network access to Telnyx (and ` +
+              "TELNYX_BASE_URL, if set). Should the connection have failed after the request " +
+              "went out, the call may have been placed: check the Telnyx portal before retrying.",
           );
         }
         throw new ApiError(502, "telnyx_error", error.message, { telnyx_status: error.status });

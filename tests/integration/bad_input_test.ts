@@ -143,7 +143,12 @@ Deno.test("/start reports Telnyx failures as 502/504 JSON", async (t) => {
   });
   await t.step("Telnyx unreachable → 502", async () => {
     await using h2 = await startHarness({ TELNYX_BASE_URL: "http://127.0.0.1:9/v2" });
-    await expectError(await h2.start(ok), 502, "telnyx_error", /reach Telnyx/);
+    await expectError(
+      await h2.start(ok),
+      502,
+      "telnyx_unreachable",
+      /reach Telnyx.*TELNYX_BASE_URL/,
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-/** Starting `main.ts` where it cannot listen: what it says, and that it stops. */
+/** Starting `main.ts` where it cannot listen, or cannot write its records: what it says. */
 import assert from "node:assert/strict";
 import { deadline } from "../../src/async/deadline.ts";
 import { spawnServer } from "../helpers/child_server.ts";
@@ -78,4 +78,13 @@ Deno.test("a second copy with several processes does not share the first one's p
   assert.equal(errors.length, 1);
   assert.match(String(errors[0].msg), new RegExp(`port ${port} is already in use`));
   assert.ok(!lines.some((l) => l.msg === "server process started"), "no process was started");
+});
+
+Deno.test("a KV_PATH the process may not write: records are off, and the log says where they may go", async () => {
+  // The child gets no --allow-write at all, as a KV_PATH outside ./data under `deno task start`.
+  await using server = await spawnServer({ KV_PATH: "/tmp/not-allowed/calls.sqlite3" });
+  const error = server.lines.find((l) => l.level === "error");
+  assert.match(String(error?.msg), /call records are off/);
+  assert.match(String(error?.msg), /KV_PATH=\/tmp\/not-allowed\/calls\.sqlite3 is outside/);
+  assert.match(String(error?.msg), /under \.\/data/);
 });
