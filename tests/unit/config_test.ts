@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { allMissing, type Config, ConfigError, loadConfig, missingFor } from "../../src/config.ts";
+import {
+  allMissing,
+  type Config,
+  ConfigError,
+  EnvSchema,
+  loadConfig,
+  missingFor,
+} from "../../src/config.ts";
 
 /** Runs `loadConfig` expecting a ConfigError and returns it, failing otherwise. */
 function configErrorFor(env: Record<string, string | undefined>): ConfigError {
@@ -282,4 +289,17 @@ Deno.test("an invalid AMD or voicemail wait stops start-up naming the variable",
     configErrorFor({ VOICEMAIL_WAIT_SECONDS: "0" }).message,
     /VOICEMAIL_WAIT_SECONDS="0": must be an integer between 1 and 300/,
   );
+});
+
+Deno.test("every variable of the schema is in env.example and the README's configuration table", () => {
+  const example = Deno.readTextFileSync(new URL("../../env.example", import.meta.url));
+  const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+  // A table row names one variable (`| \`PORT\` |`) or several (`| \`A\`, \`B\` |`).
+  const documented = new Set(
+    [...readme.matchAll(/^\| (`[A-Z][A-Z0-9_]*`(?:, `[A-Z][A-Z0-9_]*`)*) \|/gm)]
+      .flatMap((row) => row[1].split(", ").map((name) => name.slice(1, -1))),
+  );
+  const variables = Object.keys(EnvSchema.shape);
+  assert.deepEqual(variables.filter((name) => !new RegExp(`^#? ?${name}=`, "m").test(example)), []);
+  assert.deepEqual(variables.filter((name) => !documented.has(name)), []);
 });
