@@ -51,11 +51,48 @@ export interface SpawnServerOptions {
   cpuList?: string;
 }
 
+/** A server process as it starts: its log lines so far, and whether it came to listen. */
+export interface StartingServer {
+  process: Deno.ChildProcess;
+  /** Parsed JSON log lines so far, from stdout and stderr (other stderr text as `{ stderr }`). */
+  lines: Record<string, unknown>[];
+  /** Resolves when stdout and stderr end. */
+  done: Promise<void>;
+  /** The server's URL once it listens; rejects if it exits first. */
+  listening: Promise<string>;
+}
+
 /** Spawns the server with `env` (JSON logs, an ephemeral port) and waits until it listens. */
 export async function spawnServer(
   env: Record<string, string>,
   options: SpawnServerOptions = {},
 ): Promise<ChildServer> {
+  const { process, lines, done, listening } = startServerProcess(env, options);
+  const url = await listening;
+  return {
+    url,
+    pid: process.pid,
+    lines,
+    process,
+    done,
+    async [Symbol.asyncDispose]() {
+      try {
+        process.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await process.status;
+      await done;
+    },
+  };
+}
+
+/**
+ * Spawns the server with `env` as {@link spawnServer} does, without waiting for anything: for a
+ * test of a server that is meant not to start.
+ */
+export function startServerProcess(
+  env: Record<string, string>,
+  options: SpawnServerOptions = {},
+): StartingServer {
   const denoFlags = options.denoFlags ?? [];
   const denoArgs = [
     "run",
@@ -83,6 +120,7 @@ export async function spawnServer(
   const process = new Deno.Command(command, {
     args,
     env: {
+      ENV: "local",
       PORT: "0",
       HOST: "127.0.0.1",
       LOG_FORMAT: "json",
@@ -118,21 +156,9 @@ export async function spawnServer(
       throw error;
     },
   );
-  const url = await listening.promise;
-  return {
-    url,
-    pid: process.pid,
-    lines,
-    process,
-    done,
-    async [Symbol.asyncDispose]() {
-      try {
-        process.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await process.status;
-      await done;
-    },
-  };
+  // A caller that waits for the exit instead must not leave this rejection unhandled.
+  listening.promise.catch(() => {});
+  return { process, lines, done, listening: listening.promise };
 }
 
 /** Keys the vendor fakes of {@link spawnServerWithFakes} accept. */

@@ -1,42 +1,21 @@
 /** Starting `main.ts` where it cannot listen, or cannot write its records: what it says. */
 import assert from "node:assert/strict";
 import { deadline } from "../../src/async/deadline.ts";
-import { spawnServer } from "../helpers/child_server.ts";
+import { spawnServer, startServerProcess } from "../helpers/child_server.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 /** Hang guard for the child's start and exit; not a timing assertion. */
 const EXIT_WITHIN_MS = 30_000;
 
 /** Runs `main.ts` on `port` until it exits; its exit code and its JSON log lines. */
 async function runMain(port: number, env: Record<string, string>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      `--allow-run=${Deno.execPath()}`,
-      MAIN,
-    ],
-    env: {
-      ENV: "local",
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      LOG_FORMAT: "json",
-      KV_PATH: ":memory:",
-      ...env,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = await deadline(child.output(), EXIT_WITHIN_MS, { what: "the child's exit" })
+  const child = startServerProcess({ PORT: String(port), ...env });
+  const status = await deadline(child.process.status, EXIT_WITHIN_MS, { what: "the child's exit" })
     .catch((error) => {
-      child.kill("SIGKILL");
+      child.process.kill("SIGKILL");
       throw error;
     });
-  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-  const lines = text.split("\n").filter((line) => line.startsWith("{")).map((l) => JSON.parse(l));
-  return { code: output.code, lines };
+  await child.done;
+  return { code: status.code, lines: child.lines };
 }
 
 /** Runs `test` with a port held by a server, as another program would hold it. */
