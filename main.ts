@@ -29,6 +29,9 @@ if (import.meta.main) {
   const logger = cluster ? loggerFor(config).child({ worker: cluster.worker }) : loggerFor(config);
   // Installed before anything runs: one call's bug must not end the others.
   installProcessGuard(logger);
+  // The logger keeps an error's name and message; a failure of the process wants its stack too.
+  const logFailure = (msg: string, error: unknown) =>
+    logger.error(msg, { error, stack: error instanceof Error ? error.stack : undefined });
   const startFailed = (error: unknown, msg: string): never => {
     if (error instanceof Deno.errors.AddrInUse) {
       logger.error(
@@ -36,15 +39,11 @@ if (import.meta.main) {
           "server?) or set PORT to a free port",
         { port: config.PORT },
       );
-    } else logger.error(msg, { error, stack: error instanceof Error ? error.stack : undefined });
+    } else logFailure(msg, error);
     Deno.exit(1);
   };
-  const drainFailed = (error: unknown) => {
-    logger.error("shutdown failed; exiting without finishing it", {
-      error,
-      stack: error instanceof Error ? error.stack : undefined,
-    });
-  };
+  const drainFailed = (error: unknown) =>
+    logFailure("shutdown failed; exiting without finishing it", error);
   if (plan.limitedBecause) {
     logger.warn(`WORKERS=${config.WORKERS}: running one process: ${plan.limitedBecause}`);
   }

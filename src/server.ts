@@ -278,11 +278,10 @@ async function openRecords(
       closeKv = () => opened.close();
     } catch (error) {
       // `deno task start`/`dev` may write only under ./data: the usual cause of a refusal here.
-      const hint =
-        error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
-          ? `; KV_PATH=${config.KV_PATH} is outside what this process may write: put it under ` +
-            "./data (what `deno task start` and `dev` allow) or grant --allow-write for it"
-          : "; check KV_PATH";
+      const hint = error instanceof Deno.errors.NotCapable
+        ? `; KV_PATH=${config.KV_PATH} is outside what this process may write: put it under ` +
+          "./data (what `deno task start` and `dev` allow) or grant --allow-write for it"
+        : "; check KV_PATH";
       logger.error(`call records are off: the KV store did not open${hint}`, { error });
       return { records: undefined, kv: undefined, closeKv: undefined };
     }

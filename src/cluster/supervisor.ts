@@ -249,7 +249,6 @@ function signal(child: Deno.ChildProcess, name: Deno.Signal): void {
   } catch { /* already exited */ }
 }
 
-/** A port free right now: every server process must bind the same one, so 0 cannot be passed on. */
 /**
  * `port`, once a plain bind shows nothing listens there: the server processes bind with
  * `reusePort`, which another copy of this server would share with them, splitting its traffic.
@@ -260,6 +259,7 @@ function checkedFree(hostname: string, port: number): number {
   return port;
 }
 
+/** A port free right now: every server process must bind the same one, so 0 cannot be passed on. */
 function freePort(hostname: string): number {
   const probe = Deno.listen({ hostname, port: 0 });
   const { port } = probe.addr;

@@ -208,12 +208,11 @@ export function startRoute(
           );
         }
         if (error.kind === "unreachable") {
+          // What the connection failed with is in the log line above.
           throw new ApiError(
             502,
             "telnyx_unreachable",
-            `${
-              error.message.replace(/\.$/, "")
-            }. Check this server's network access to Telnyx (and ` +
+            "Could not reach Telnyx. Check this server's network access to Telnyx (and " +
               "TELNYX_BASE_URL, if set). Should the connection have failed after the request " +
               "went out, the call may have been placed: check the Telnyx portal before retrying.",
           );
