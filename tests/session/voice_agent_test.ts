@@ -247,10 +247,24 @@ Deno.test("speech from before the agent started is heard first, not as talking o
   await call.hangUp();
 });
 
-Deno.test("STT gets 40 ms chunks while the callee talks, and every frame at once while they pause", async () => {
+/** A started call whose callee is talking (the VAD hears them), as the STT tests want it. */
+function calleeTalking() {
   const call = startAgentCall({ firstSpeaker: "callee" });
   call.agent.start();
   call.vad.speaking = true;
+  return call;
+}
+
+/** A started call whose greeting plays while the callee listens in silence. */
+async function calleeListening() {
+  const call = startAgentCall({ firstSpeaker: "bot" });
+  call.agent.start();
+  await call.run(100);
+  return call;
+}
+
+Deno.test("STT gets 40 ms chunks while the callee talks, and every frame at once while they pause", async () => {
+  const call = calleeTalking();
   call.frames(1);
   assert.equal(call.stt.audioBytes, 0, "the frame waits for its chunk");
   call.frames(1);
@@ -263,9 +277,7 @@ Deno.test("STT gets 40 ms chunks while the callee talks, and every frame at once
 });
 
 Deno.test("STT gets 200 ms chunks while the callee is silent and no turn of theirs is underway", async () => {
-  const call = startAgentCall({ firstSpeaker: "bot" });
-  call.agent.start();
-  await call.run(100); // the greeting is playing; the callee listens
+  const call = await calleeListening();
   const sent = call.stt.audioBytes;
   call.frames(9);
   assert.equal(call.stt.audioBytes, sent, "held for its chunk");
@@ -276,18 +288,14 @@ Deno.test("STT gets 200 ms chunks while the callee is silent and no turn of thei
 });
 
 Deno.test("while the callee is silent, STT keeps only the last seconds for a reconnect", async () => {
-  const call = startAgentCall({ firstSpeaker: "bot" });
-  call.agent.start();
-  await call.run(100);
+  const call = await calleeListening();
   call.frames(10);
   assert.deepEqual(call.stt.silenceForgotten, [SILENCE_KEPT_FOR_REPLAY_MS]);
   await call.hangUp();
 });
 
 Deno.test("while the callee talks, STT keeps everything since its last final", async () => {
-  const call = startAgentCall({ firstSpeaker: "callee" });
-  call.agent.start();
-  call.vad.speaking = true;
+  const call = calleeTalking();
   call.frames(10);
   assert.equal(call.stt.audioBytes, 1600);
   assert.deepEqual(call.stt.silenceForgotten, []);
@@ -295,9 +303,7 @@ Deno.test("while the callee talks, STT keeps everything since its last final", a
 });
 
 Deno.test("the callee's speech onset sends the silence held for STT at once", async () => {
-  const call = startAgentCall({ firstSpeaker: "bot" });
-  call.agent.start();
-  await call.run(100);
+  const call = await calleeListening();
   const sent = call.stt.audioBytes;
   call.frames(5);
   assert.equal(call.stt.audioBytes, sent);
