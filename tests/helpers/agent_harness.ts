@@ -253,6 +253,7 @@ export function startAgentCall(options: AgentCallOptions = {}) {
 
   session.start();
   wire.onEcho = (name) => session.deliver({ type: "mark", name });
+  const engine = options.sttEngine ?? "nova";
   const agent = new VoiceAgent(session, {
     llm: llm.stream,
     speaker,
@@ -261,7 +262,7 @@ export function startAgentCall(options: AgentCallOptions = {}) {
       return stt;
     },
     vad,
-    sttEngine: options.sttEngine ?? "nova",
+    sttEngine: engine,
     firstSpeaker: options.firstSpeaker ?? "callee",
     maxCallSeconds: options.maxCallSeconds ?? 600,
     idleTimeoutSeconds: options.idleTimeoutSeconds ?? 60,
@@ -310,9 +311,13 @@ export function startAgentCall(options: AgentCallOptions = {}) {
         await settle();
       }
     },
-    /** A final transcript that ends the callee's turn (Nova, with the VAD silent). */
+    /** STT ends the callee's turn with `text` (Nova: a final, the VAD silent; Flux: end of turn). */
     async say(text: string): Promise<void> {
-      stt.emit({ type: "final", text, speechFinal: true, fromFinalize: false });
+      stt.emit(
+        engine === "flux"
+          ? { type: "end_of_turn", text }
+          : { type: "final", text, speechFinal: true, fromFinalize: false },
+      );
       await settle();
     },
     /** Delivers `count` frames of callee audio (20 ms of silence each), with no VAD events. */

@@ -4,7 +4,6 @@
  * only if the callee's words are still the whole turn.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_GREETING } from "../../src/session/conversation.ts";
 import { type AgentCall, greeted, playMs, startAgentCall } from "../helpers/agent_harness.ts";
 import { settle } from "../helpers/manual_clock.ts";
 
@@ -109,9 +108,7 @@ Deno.test("Nova: new words change the turn and make one fresh request", async ()
 
 Deno.test("Flux: an end of turn with other words than the eager one makes one fresh request", async () => {
   const call = startAgentCall({ sttEngine: "flux", replies: ["Which one?", "Premium."] });
-  call.agent.start();
-  call.stt.emit({ type: "end_of_turn", text: "Hello?" });
-  await call.run(playMs(DEFAULT_GREETING) + 200);
+  await greeted(call);
 
   call.stt.emit({ type: "eager_end_of_turn", text: "My account" });
   await call.run(40);

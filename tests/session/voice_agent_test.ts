@@ -89,9 +89,7 @@ Deno.test("MAX_CALL_SECONDS is a hard cap: a goodbye that never plays still ends
 
 Deno.test("Flux: a cancelled speculative answer lets go of its speech stream", async () => {
   const call = startAgentCall({ sttEngine: "flux", replies: ["Nice to meet you."] });
-  call.agent.start();
-  call.stt.emit({ type: "end_of_turn", text: "Hello?" });
-  await call.run(playMs(DEFAULT_GREETING) + 200);
+  await greeted(call);
 
   call.stt.emit({ type: "eager_end_of_turn", text: "Yes it is" });
   await call.run(20);
@@ -106,9 +104,7 @@ Deno.test("Flux: a cancelled speculative answer lets go of its speech stream", a
 
 Deno.test("Flux: a speculative answer never confirmed is dropped after a bound", async () => {
   const call = startAgentCall({ sttEngine: "flux" });
-  call.agent.start();
-  call.stt.emit({ type: "end_of_turn", text: "Hello?" });
-  await call.run(playMs(DEFAULT_GREETING) + 200);
+  await greeted(call);
   call.stt.emit({ type: "eager_end_of_turn", text: "Yes it is" });
   await call.run(SPECULATIVE_CONFIRM_MS + 40);
   assert.equal(call.speaker.open, 0);
@@ -118,9 +114,7 @@ Deno.test("Flux: a speculative answer never confirmed is dropped after a bound",
 
 Deno.test("Flux: a confirmed speculative answer carries its turn's voice-to-voice latency", async () => {
   const call = startAgentCall({ sttEngine: "flux", replies: ["Nice to meet you."] });
-  call.agent.start();
-  call.stt.emit({ type: "end_of_turn", text: "Hello?" });
-  await call.run(playMs(DEFAULT_GREETING) + 200);
+  await greeted(call);
 
   await call.hear({ type: "speech_start", atMs: 1000, onsetMs: 880 });
   await call.run(600);
@@ -263,6 +257,15 @@ async function calleeListening() {
   return call;
 }
 
+/** A started call whose callee spoke and stopped; the VAD said so 400 ms after their voice. */
+async function calleeJustStopped() {
+  const call = startAgentCall({ firstSpeaker: "callee" });
+  call.agent.start();
+  await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
+  await call.hear({ type: "speech_end", atMs: 900, offsetMs: 500 });
+  return call;
+}
+
 Deno.test("STT gets 40 ms chunks while the callee talks, and every frame at once while they pause", async () => {
   const call = calleeTalking();
   call.frames(1);
@@ -315,10 +318,7 @@ Deno.test("the callee's speech onset sends the silence held for STT at once", as
 });
 
 Deno.test("STT chunks stay short after the callee's voice stops, until the turn ends", async () => {
-  const call = startAgentCall({ firstSpeaker: "callee" });
-  call.agent.start();
-  await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
-  await call.hear({ type: "speech_end", atMs: 900, offsetMs: 500 });
+  const call = await calleeJustStopped();
   const ended = call.stt.audioBytes;
   call.frames(2);
   assert.equal(call.stt.audioBytes - ended, 320, "the final transcript is awaited");
@@ -330,10 +330,7 @@ Deno.test("STT chunks stay short after the callee's voice stops, until the turn 
 });
 
 Deno.test("a voice that never becomes words stops keeping STT chunks short after a bound", async () => {
-  const call = startAgentCall({ firstSpeaker: "callee" });
-  call.agent.start();
-  await call.hear({ type: "speech_start", atMs: 120, onsetMs: 0 });
-  await call.hear({ type: "speech_end", atMs: 900, offsetMs: 500 }); // the voice stopped 400 ms ago
+  const call = await calleeJustStopped();
   await call.run(WORDLESS_TURN_MS - 400 - 20);
   let sent = call.stt.audioBytes;
   call.frames(2);
@@ -357,9 +354,7 @@ Deno.test("words STT heard keep its chunks short though the VAD heard nothing", 
 
 Deno.test("Flux: a held speculative answer keeps STT chunks short until the end of turn", async () => {
   const call = startAgentCall({ sttEngine: "flux", replies: ["Nice to meet you."] });
-  call.agent.start();
-  call.stt.emit({ type: "end_of_turn", text: "Hello?" });
-  await call.run(playMs(DEFAULT_GREETING) + 200);
+  await greeted(call);
   call.stt.emit({ type: "eager_end_of_turn", text: "Yes it is" });
   await call.run(20);
   assert.equal(call.speaker.open, 1, "the speculative answer is held");
