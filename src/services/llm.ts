@@ -108,11 +108,12 @@ export interface LlmWarmerOptions {
   model?: string;
   /** A warm-up less than this long after the last one is skipped; default 20 s. */
   minIntervalMs?: number;
-  /** Bound on the warm-up request; default 5 s. */
-  timeoutMs?: number;
   /** Monotonic clock in ms, default `performance.now`. */
   now?: () => number;
 }
+
+/** Bound on a warm-up request: past it, the answer opens its own connection. */
+const WARM_UP_TIMEOUT_MS = 5000;
 
 /** What {@link createLlmWarmer}'s warm-up did. */
 export type LlmWarmup = "warmed" | "skipped" | LlmError;
@@ -131,7 +132,7 @@ export function createLlmWarmer(
   const { apiKey, baseURL, now = () => performance.now() } = options;
   const model = options.model ?? LlmOptionsSchema.shape.model.parse(undefined);
   const minIntervalMs = options.minIntervalMs ?? 20_000;
-  const client = new OpenAI({ apiKey, baseURL, maxRetries: 0, timeout: options.timeoutMs ?? 5000 });
+  const client = new OpenAI({ apiKey, baseURL, maxRetries: 0, timeout: WARM_UP_TIMEOUT_MS });
   let lastAt = -Infinity;
   return async (signal) => {
     if (now() - lastAt < minIntervalMs) return "skipped";
