@@ -150,7 +150,14 @@ export function startServerProcess(
     }
   };
   const done = Promise.all([read(process.stdout, true), read(process.stderr, false)]).then(
-    () => listening.reject(new Error("the server exited before listening")),
+    () =>
+      listening.reject(
+        new Error(
+          `the server exited before listening; its last lines: ${
+            lines.slice(-8).map((line) => JSON.stringify(line)).join("\n")
+          }`,
+        ),
+      ),
     (error) => {
       listening.reject(error);
       throw error;
