@@ -30,7 +30,10 @@
  * the `call.ended` events are counted and timed), and
  * `--pin-server 0` (the server's threads on these CPUs; run the bench itself under
  * `taskset -c 1` to keep the two apart), `--hangup-spread-seconds 10` (callers hang up one by
- * one over that long rather than all at once), `--workers 2` (the server's WORKERS).
+ * one over that long rather than all at once), `--workers 2` (the server's WORKERS),
+ * `--socket-queues` (every second, the data the server's sockets and this process's have received
+ * and not read yet: the side that falls behind leaves it there; off by default, as the sampling
+ * takes this process's CPU).
  *
  * `--capacity` (what `deno task bench` runs) replaces the single load run by a search: the
  * server (WORKERS=1) pinned to the first CPU it may use and this process (fakes and callers) to
@@ -57,6 +60,8 @@ import {
   pinThreads,
   residentBytes,
   serverAndLoadCpus,
+  socketInodes,
+  unreadSocketBytes,
 } from "../tests/helpers/process_stats.ts";
 import {
   REALISTIC_FLOOR_MS,
@@ -281,6 +286,50 @@ function watchEventLoopLag(): { stop(): { p99: number; max: number } } {
   };
 }
 
+/**
+ * Samples, every second until `stop()`, the data waiting unread in the kernel's receive
+ * queues of the server (`serverPids()`) and of this process (the fakes and callers): whichever
+ * side falls behind leaves it there.
+ */
+function watchUnreadSocketData(serverPids: () => number[]): {
+  stop(): Promise<{ server: UnreadSummary; load: UnreadSummary }>;
+} {
+  const server: number[] = [];
+  const own: number[] = [];
+  const stopping = new AbortController();
+  const sampling = (async () => {
+    let sides: Set<string>[] = [];
+    for (let sample = 0; !stopping.signal.aborted; sample++) {
+      // Listing every socket of both processes costs far more than reading the queues: the
+      // sockets change only as calls start and end, so they are listed again every 5 s.
+      if (sample % 5 === 0) {
+        sides = [await socketInodes(serverPids()), await socketInodes([Deno.pid])];
+      }
+      const [ofServer, ofLoad] = await unreadSocketBytes(sides);
+      server.push(ofServer);
+      own.push(ofLoad);
+      await delay(1000, stopping.signal).catch(() => {});
+    }
+  })();
+  const summary = (bytes: number[]): UnreadSummary => ({
+    p50KiB: (percentile(bytes, 50) ?? 0) / 1024,
+    maxKiB: (percentile(bytes, 100) ?? 0) / 1024,
+  });
+  return {
+    async stop() {
+      stopping.abort();
+      await sampling;
+      return { server: summary(server), load: summary(own) };
+    },
+  };
+}
+
+/** Unread socket data over a run's samples. */
+export interface UnreadSummary {
+  p50KiB: number;
+  maxKiB: number;
+}
+
 /** Extras for {@link load} (used by `bench/profile_server.ts`). */
 export interface LoadOptions {
   /** Extra `deno run` flags for the server process. */
@@ -301,6 +350,12 @@ export interface LoadOptions {
   pinServerCpus?: string;
   /** Callers hang up one by one over this long instead of all at once (default 0). */
   hangupSpreadMs?: number;
+  /**
+   * Samples the data waiting unread in the server's and this process's sockets every second
+   * (`--socket-queues`). Off by default: listing the sockets takes this process's CPU, and the
+   * counts of the capacity search should not pay for a diagnosis.
+   */
+  socketQueues?: boolean;
   /** The server's `WORKERS` (default 1: one process, no supervisor). */
   workers?: number;
   /**
@@ -318,7 +373,10 @@ export interface LoadResult {
   /** Calls whose summary was logged (the others did not end cleanly). */
   summaries: number;
   underruns: number;
-  /** Of `underruns`, those whose audio had not arrived from TTS yet (the rest: sends ran late). */
+  /**
+   * Of `underruns`, those whose audio had not reached the playback yet: late from the fakes, or
+   * unread in the server's sockets (the rest: sends ran late).
+   */
   underrunsAwaitingAudio: number;
   callsWithUnderrun: number;
   /** Server CPU seconds (every process of it) per call-minute. */
@@ -328,6 +386,13 @@ export interface LoadResult {
   /** The same for this process (fakes and callers). */
   benchCoresBusy: number;
   benchLagP99Ms: number;
+  /**
+   * Data the server's sockets had received and it had not read yet, over the loaded window
+   * (with `socketQueues`).
+   */
+  serverUnread?: UnreadSummary;
+  /** The same for this process: the fakes and callers. */
+  benchUnread?: UnreadSummary;
   /** Peak resident memory above idle, per call, every server process together. */
   kibPerCall: number;
 }
@@ -410,6 +475,7 @@ export async function load(
   // The fakes (LLM, TTS, STT) and the callers share this process's event loop: when it lags,
   // replies stream late and playback underruns that are the bench's, not the server's.
   const lag = watchEventLoopLag();
+  const unread = options.socketQueues ? watchUnreadSocketData(pids) : undefined;
   // Ramp up in small batches, as real traffic arrives.
   try {
     for (let i = 0; i < count; i += 10) {
@@ -425,6 +491,7 @@ export async function load(
   } catch (error) {
     // A run that could not place its calls leaves nothing behind for the next one.
     lag.stop();
+    await unread?.stop();
     for (const client of clients) client.stop();
     await rig[Symbol.asyncDispose]();
     await receiver?.close();
@@ -436,6 +503,7 @@ export async function load(
   await delay(Math.max(0, seconds * 1000 - rampMs));
   const peakRss = await serverRss();
   const benchLag = lag.stop();
+  const unreadData = await unread?.stop();
   const activeMs = performance.now() - startedAt;
   const cpuUsed = (await serverCpu()) - cpuBefore;
   const ownCpu = (await cpuSeconds(Deno.pid)) - ownCpuBefore;
@@ -518,6 +586,8 @@ export async function load(
       serverCoresBusy: cpuUsed / (activeMs / 1000),
       benchCoresBusy: ownCpu / (activeMs / 1000),
       benchLagP99Ms: benchLag.p99,
+      serverUnread: unreadData?.server,
+      benchUnread: unreadData?.load,
       kibPerCall: (peakRss - idleRss) / count / 1024,
     } satisfies LoadResult,
   );
@@ -542,6 +612,14 @@ export async function load(
     `| fakes + callers event-loop lag p99 / max | ${benchLag.p99.toFixed(0)} / ${
       benchLag.max.toFixed(0)
     } ms |`,
+    ...(unreadData
+      ? [
+        `| unread socket data p50 / max over the run, server | ${
+          unreadCell(unreadData.server)
+        } KiB |`,
+        `| unread socket data p50 / max, fakes + callers | ${unreadCell(unreadData.load)} KiB |`,
+      ]
+      : []),
     `| resident memory per call | ${((peakRss - idleRss) / count / 1024).toFixed(0)} KiB (idle ${
       (idleRss / 1048576).toFixed(0)
     } MiB, peak ${(peakRss / 1048576).toFixed(0)} MiB) |`,
@@ -558,6 +636,7 @@ interface CapacityPlan {
   benchCpus?: string;
   steps: number[];
   vendors: LoadOptions["vendors"];
+  socketQueues: boolean;
 }
 
 /** Over how long the callers of a capacity step hang up. */
@@ -586,6 +665,7 @@ async function capacitySearch(
         // Calls end one by one, as they do in production: the same instant for all would make
         // the last frames of every call wait behind the teardown of the others.
         hangupSpreadMs: CAPACITY_HANGUP_SPREAD_MS,
+        socketQueues: plan.socketQueues,
         result,
       });
     } catch (error) {
@@ -600,7 +680,11 @@ async function capacitySearch(
         r.serverCoresBusy.toFixed(2)
       } | ${r.cpuPerCallMinute.toFixed(3)} | ${r.kibPerCall.toFixed(0)} | ${
         r.benchCoresBusy.toFixed(2)
-      } | ${r.benchLagP99Ms.toFixed(0)} |`,
+      } | ${r.benchLagP99Ms.toFixed(0)} |${
+        r.serverUnread && r.benchUnread
+          ? ` ${unreadCell(r.serverUnread)}; ${unreadCell(r.benchUnread)} |`
+          : ""
+      }`,
     );
     // As it goes, so that a run cut short still shows its rows.
     console.error(rows.at(-1));
@@ -620,6 +704,7 @@ async function capacity(
   seconds: number,
   scaling: boolean,
   vendors: LoadOptions["vendors"],
+  socketQueues: boolean,
 ): Promise<string[]> {
   const cores = navigator.hardwareConcurrency;
   const notes: string[] = [];
@@ -633,9 +718,10 @@ async function capacity(
     );
   }
   const out = [
-    "| server | calls | underruns (calls with any; awaiting TTS audio) | ended cleanly | server cores busy | " +
-    "server CPU s per call-minute | KiB per call | fakes + callers cores busy | their lag p99 ms |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| server | calls | underruns (calls with any; audio not here yet) | ended cleanly | server cores busy | " +
+    "server CPU s per call-minute | KiB per call | fakes + callers cores busy | their lag p99 ms |" +
+    (socketQueues ? " unread socket data KiB p50 / max: server; fakes + callers |" : ""),
+    "|---|---|---|---|---|---|---|---|---|" + (socketQueues ? "---|" : ""),
   ];
   const summary: string[] = [];
   const one = await capacitySearch({
@@ -645,6 +731,7 @@ async function capacity(
     benchCpus: split?.load,
     steps,
     vendors,
+    socketQueues,
   }, seconds);
   out.push(...one.rows);
   summary.push(perCore("WORKERS=1", one.best, 1, steps));
@@ -658,6 +745,7 @@ async function capacity(
       benchCpus: split?.all,
       steps,
       vendors,
+      socketQueues,
     }, seconds);
     out.push(...many.rows);
     summary.push(perCore(`WORKERS=${cores}`, many.best, cores, steps));
@@ -668,6 +756,10 @@ async function capacity(
     );
   }
   return [...out, "", ...summary, ...notes];
+}
+
+function unreadCell(unread: UnreadSummary): string {
+  return `${unread.p50KiB.toFixed(0)} / ${unread.maxKiB.toFixed(0)}`;
 }
 
 function perCore(label: string, best: LoadResult | undefined, cores: number, steps: number[]) {
@@ -704,6 +796,7 @@ if (import.meta.main) {
       scaling: { type: "boolean", default: false },
       workers: { type: "string", default: "1" },
       "instant-vendors": { type: "boolean", default: false },
+      "socket-queues": { type: "boolean", default: false },
     },
   });
   const out: string[] = [];
@@ -742,6 +835,7 @@ if (import.meta.main) {
         Number(args.seconds),
         args.scaling,
         args["instant-vendors"] ? "instant" : "realistic",
+        args["socket-queues"],
       ),
     );
   } else if (!args["skip-load"]) {
@@ -757,6 +851,7 @@ if (import.meta.main) {
         hangupSpreadMs: Number(args["hangup-spread-seconds"]) * 1000,
         workers: Number(args.workers),
         vendors: args["instant-vendors"] ? "instant" : "realistic",
+        socketQueues: args["socket-queues"],
       }),
     );
   }

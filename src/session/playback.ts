@@ -95,8 +95,9 @@ export interface PlaybackStats {
   /** Gaps inside an utterance: Telnyx ran out of our audio before the utterance's next frame. */
   underruns: number;
   /**
-   * Those of {@link underruns} where the audio itself came late (TTS or LLM slower than real
-   * time). The others had their audio here in time and went out late: the event loop was busy.
+   * Those of {@link underruns} whose audio had not reached the playback when Telnyx ran dry:
+   * TTS or the LLM slower than real time, or the audio waiting unread in the TTS socket while
+   * the event loop was behind. The others had their audio here in time and went out late.
    */
   underrunsAwaitingAudio: number;
   /** Total length of those gaps. */

@@ -1089,7 +1089,8 @@ export class VoiceAgent {
     });
     this.#log.info("call summary", {
       ...this.metrics.summary(),
-      // Underruns whose audio came late (TTS/LLM); the rest were sends delayed by a busy loop.
+      // Underruns whose audio had not reached the playback yet (late from TTS or the LLM, or
+      // unread behind a busy event loop); the rest were sends delayed by a busy loop.
       underruns_awaiting_audio: this.#playback.stats.underrunsAwaitingAudio,
       transcript_turns: this.conversation.transcript().length,
     });

@@ -86,3 +86,54 @@ export function onCpus(cpus: string | undefined, argv: string[]): [string, ...st
   const pinned = cpus === undefined ? argv : ["taskset", "--cpu-list", cpus, ...argv];
   return pinned as [string, ...string[]];
 }
+
+/** The inodes of the sockets `pids` have open, from /proc/<pid>/fd (needs `--allow-all`). */
+export async function socketInodes(pids: number[]): Promise<Set<string>> {
+  const inodes = new Set<string>();
+  for (const pid of pids) {
+    try {
+      for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
+        const target = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "");
+        if (target.startsWith("socket:[")) inodes.add(target.slice(8, -1));
+      }
+    } catch (error) {
+      // A process that has exited has no sockets left; anything else (permissions) is a bug.
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return inodes;
+}
+
+/**
+ * For each set of socket inodes ({@link socketInodes}), the bytes that arrived on its TCP
+ * connections and have not been read yet: the kernel's receive queues, from /proc/net/tcp and
+ * /proc/net/tcp6. A process that keeps up reads its sockets as data comes, so this stays near
+ * zero; one whose event loop is behind leaves data waiting there.
+ */
+export async function unreadSocketBytes(sets: Set<string>[]): Promise<number[]> {
+  const unread = sets.map(() => 0);
+  for (const path of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const table = await Deno.readTextFile(path).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return ""; // no IPv6 in this kernel
+      throw error;
+    });
+    unreadInTcpTable(table, sets).forEach((bytes, index) => unread[index] += bytes);
+  }
+  return unread;
+}
+
+/** A row of /proc/net/tcp: `sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode`. */
+const TCP_TABLE_ROW = /^\s*\d+: \S+ \S+ (\S\S) [0-9A-F]+:([0-9A-F]+) \S+ \S+\s+\d+\s+\d+ (\d+)/gm;
+/** The `st` of a listening socket, whose rx_queue counts connections waiting to be accepted. */
+const LISTEN = "0A";
+
+/** {@link unreadSocketBytes} for the text of one /proc/net/tcp or /proc/net/tcp6. */
+export function unreadInTcpTable(table: string, sets: Set<string>[]): number[] {
+  const unread = sets.map(() => 0);
+  for (const [, state, rxQueue, inode] of table.matchAll(TCP_TABLE_ROW)) {
+    if (state === LISTEN) continue;
+    const index = sets.findIndex((set) => set.has(inode));
+    if (index >= 0) unread[index] += parseInt(rxQueue, 16);
+  }
+  return unread;
+}
