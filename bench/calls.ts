@@ -286,40 +286,51 @@ function watchEventLoopLag(): { stop(): { p99: number; max: number } } {
   };
 }
 
+/** While calls are starting, their sockets are listed at every sample; then every this many. */
+const SOCKET_RELIST_SAMPLES = 5;
+
 /**
  * Samples, every second until `stop()`, the data waiting unread in the kernel's receive
  * queues of the server (`serverPids()`) and of this process (the fakes and callers): whichever
- * side falls behind leaves it there.
+ * side falls behind leaves it there. A failed sample (e.g. /proc not readable) ends the sampling
+ * and is reported by `stop()`, never thrown, so the run and its clean-up go on.
  */
 function watchUnreadSocketData(serverPids: () => number[]): {
-  stop(): Promise<{ server: UnreadSummary; load: UnreadSummary }>;
+  /** The calls are all up: their sockets need listing less often. */
+  rampEnded(): void;
+  stop(): Promise<{ server: UnreadSummary; bench: UnreadSummary; error?: unknown }>;
 } {
   const server: number[] = [];
-  const own: number[] = [];
+  const bench: number[] = [];
   const stopping = new AbortController();
+  let ramping = true;
+  let error: unknown;
   const sampling = (async () => {
     let sides: Set<string>[] = [];
     for (let sample = 0; !stopping.signal.aborted; sample++) {
-      // Listing every socket of both processes costs far more than reading the queues: the
-      // sockets change only as calls start and end, so they are listed again every 5 s.
-      if (sample % 5 === 0) {
+      // Listing every socket of both processes costs far more than reading the queues: once the
+      // calls are up, their sockets change only as they end.
+      if (ramping || sample % SOCKET_RELIST_SAMPLES === 0) {
         sides = [await socketInodes(serverPids()), await socketInodes([Deno.pid])];
       }
-      const [ofServer, ofLoad] = await unreadSocketBytes(sides);
+      const [ofServer, ofBench] = await unreadSocketBytes(sides);
       server.push(ofServer);
-      own.push(ofLoad);
+      bench.push(ofBench);
       await delay(1000, stopping.signal).catch(() => {});
     }
-  })();
+  })().catch((failure) => error = failure);
   const summary = (bytes: number[]): UnreadSummary => ({
     p50KiB: (percentile(bytes, 50) ?? 0) / 1024,
     maxKiB: (percentile(bytes, 100) ?? 0) / 1024,
   });
   return {
+    rampEnded() {
+      ramping = false;
+    },
     async stop() {
       stopping.abort();
       await sampling;
-      return { server: summary(server), load: summary(own) };
+      return { server: summary(server), bench: summary(bench), error };
     },
   };
 }
@@ -476,6 +487,15 @@ export async function load(
   // replies stream late and playback underruns that are the bench's, not the server's.
   const lag = watchEventLoopLag();
   const unread = options.socketQueues ? watchUnreadSocketData(pids) : undefined;
+  /** A run that fails leaves nothing behind for the next one: no timer, call or process. */
+  const abandon = async () => {
+    lag.stop();
+    await unread?.stop();
+    for (const client of clients) client.stop();
+    await rig[Symbol.asyncDispose]();
+    await receiver?.close();
+    if (kvDir) await Deno.remove(kvDir, { recursive: true });
+  };
   // Ramp up in small batches, as real traffic arrives.
   try {
     for (let i = 0; i < count; i += 10) {
@@ -489,21 +509,24 @@ export async function load(
       await delay(options.rampBatchMs ?? 50);
     }
   } catch (error) {
-    // A run that could not place its calls leaves nothing behind for the next one.
-    lag.stop();
-    await unread?.stop();
-    for (const client of clients) client.stop();
-    await rig[Symbol.asyncDispose]();
-    await receiver?.close();
-    if (kvDir) await Deno.remove(kvDir, { recursive: true });
+    await abandon();
     throw error;
   }
   const rampMs = performance.now() - startedAt;
+  unread?.rampEnded();
   if (options.marks) options.marks.loadedAt = performance.now();
   await delay(Math.max(0, seconds * 1000 - rampMs));
-  const peakRss = await serverRss();
+  let peakRss: number;
+  try {
+    peakRss = await serverRss();
+  } catch (error) {
+    // E.g. the server exited under load: its /proc entry is gone.
+    await abandon();
+    throw error;
+  }
   const benchLag = lag.stop();
   const unreadData = await unread?.stop();
+  if (unreadData?.error) console.error("socket queue sampling stopped:", unreadData.error);
   const activeMs = performance.now() - startedAt;
   const cpuUsed = (await serverCpu()) - cpuBefore;
   const ownCpu = (await cpuSeconds(Deno.pid)) - ownCpuBefore;
@@ -587,7 +610,7 @@ export async function load(
       benchCoresBusy: ownCpu / (activeMs / 1000),
       benchLagP99Ms: benchLag.p99,
       serverUnread: unreadData?.server,
-      benchUnread: unreadData?.load,
+      benchUnread: unreadData?.bench,
       kibPerCall: (peakRss - idleRss) / count / 1024,
     } satisfies LoadResult,
   );
@@ -617,7 +640,7 @@ export async function load(
         `| unread socket data p50 / max over the run, server | ${
           unreadCell(unreadData.server)
         } KiB |`,
-        `| unread socket data p50 / max, fakes + callers | ${unreadCell(unreadData.load)} KiB |`,
+        `| unread socket data p50 / max, fakes + callers | ${unreadCell(unreadData.bench)} KiB |`,
       ]
       : []),
     `| resident memory per call | ${((peakRss - idleRss) / count / 1024).toFixed(0)} KiB (idle ${

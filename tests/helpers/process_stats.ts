@@ -93,7 +93,11 @@ export async function socketInodes(pids: number[]): Promise<Set<string>> {
   for (const pid of pids) {
     try {
       for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
-        const target = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "");
+        // An fd closed between listing and reading is simply gone.
+        const target = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch((error) => {
+          if (error instanceof Deno.errors.NotFound) return "";
+          throw error;
+        });
         if (target.startsWith("socket:[")) inodes.add(target.slice(8, -1));
       }
     } catch (error) {
@@ -108,7 +112,8 @@ export async function socketInodes(pids: number[]): Promise<Set<string>> {
  * For each set of socket inodes ({@link socketInodes}), the bytes that arrived on its TCP
  * connections and have not been read yet: the kernel's receive queues, from /proc/net/tcp and
  * /proc/net/tcp6. A process that keeps up reads its sockets as data comes, so this stays near
- * zero; one whose event loop is behind leaves data waiting there.
+ * zero; one whose event loop is behind leaves data waiting there. A lower bound: data the runtime
+ * has already pulled into its own buffers is not counted, nor is a connection reset meanwhile.
  */
 export async function unreadSocketBytes(sets: Set<string>[]): Promise<number[]> {
   const unread = sets.map(() => 0);

@@ -16,11 +16,20 @@ const TCP6_TABLE =
    0: 0000000000000000FFFF00000100007F:A8E3 0000000000000000FFFF00000100007F:D2F0 01 00000000:00000100 00:00000000 00000000     0        0 5003 1 0000000000000000 20 4 30 10 -1
 `;
 
-Deno.test("unread bytes are the receive queues of connections, per socket set", () => {
+Deno.test("unread bytes are the receive queue of a connection, not its send queue", () => {
+  assert.deepEqual(unreadInTcpTable(TCP_TABLE, [new Set(["5002"])]), [0]);
+  assert.deepEqual(unreadInTcpTable(TCP_TABLE, [new Set(["5001"])]), [0x1a2b]);
+});
+
+Deno.test("unread bytes add up over the connections of each socket set", () => {
   assert.deepEqual(unreadInTcpTable(TCP_TABLE, [new Set(["5001", "5002"]), new Set(["5004"])]), [
     0x1a2b,
     0x400,
   ]);
+});
+
+Deno.test("a connection the peer has closed still counts what is left unread", () => {
+  assert.deepEqual(unreadInTcpTable(TCP_TABLE, [new Set(["5004"])]), [0x400]);
 });
 
 Deno.test("a listener's queue of connections to accept is not unread data", () => {
