@@ -161,12 +161,6 @@ export const EnvSchema = z.object({
   SHUTDOWN_GRACE_SECONDS: integer(10, 0, 3600),
   /** Requests being handled at once, all clients together (then 503). */
   MAX_REQUESTS_IN_FLIGHT: integer(256, 1, 100_000),
-  /**
-   * Calls in progress (media stream connected) the whole server holds before `/start` refuses
-   * new ones with 503 `at_capacity`; 0: no limit. Past what its cores carry every call degrades,
-   * so a refused call is the better failure.
-   */
-  MAX_ACTIVE_CALLS: integer(0, 0, 1_000_000),
   /** Requests being handled at once from one client address (then 429). */
   MAX_REQUESTS_IN_FLIGHT_PER_CLIENT: integer(32, 1, 100_000),
   /** Time for a request body to arrive in full, from the moment its headers did (then 408). */

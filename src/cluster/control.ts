@@ -83,21 +83,6 @@ export const ClusterStateSchema = z.object({
 });
 export type ClusterState = z.infer<typeof ClusterStateSchema>;
 
-/** A process's report as the whole server sees it: how old it is. */
-export type AgedWorkerReport = WorkerReport & { reported_ms_ago: number };
-
-/**
- * Every live process's latest report, this process's own (fresh) in place of what the supervisor
- * last heard from it, in process order.
- */
-export function reportsOfAllProcesses(
-  own: WorkerReport,
-  cluster: ClusterState,
-): AgedWorkerReport[] {
-  const others = cluster.workers.filter((w) => w.worker !== own.worker);
-  return [{ ...own, reported_ms_ago: 0 }, ...others].sort((a, b) => a.worker - b.worker);
-}
-
 /** A Stream URL's signature, claimed for one socket across every process. */
 export const ClaimSchema = z.object({ sig: z.string().min(1).max(256), exp: z.string().max(32) });
 export const ClaimResultSchema = z.object({ result: z.enum(["fresh", "reused", "full"]) });

@@ -7,7 +7,7 @@
  */
 import { Hono } from "hono";
 import type { AppDeps } from "../app.ts";
-import { reportsOfAllProcesses, workerReport } from "../cluster/control.ts";
+import { workerReport } from "../cluster/control.ts";
 
 /** The `/health` route. */
 export function healthRoute(
@@ -40,7 +40,8 @@ export function healthRoute(
         ...base,
       });
     }
-    const all = reportsOfAllProcesses(own, cluster);
+    const others = cluster.workers.filter((w) => w.worker !== worker);
+    const all = [{ ...own, reported_ms_ago: 0 }, ...others];
     const sum = (key: "active_calls" | "pending_media_sockets") =>
       all.reduce((n, w) => n + w[key], 0);
     return c.json({
@@ -52,7 +53,7 @@ export function healthRoute(
         live: all.length,
         restarts: cluster.restarts,
         this: worker,
-        processes: all,
+        processes: all.sort((a, b) => a.worker - b.worker),
       },
       ...base,
     });

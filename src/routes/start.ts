@@ -2,7 +2,7 @@
  * `POST /start`: places an outbound call whose `/answer` URL carries the signed custom data.
  *
  * The checks run as middleware in order of cost, so a refused request never gets its body read:
- * draining, bearer token, configuration, the server's call limit, then the body size.
+ * draining, bearer token, configuration, then the body size.
  *
  * @module
  */
@@ -22,7 +22,6 @@ import { requireApiToken } from "../http/require_api_token.ts";
 import { encodeBodyParam } from "../telnyx/body_param.ts";
 import { TelnyxRequestError } from "../telnyx/calls.ts";
 import { CALLBACK_PATHS } from "./callbacks.ts";
-import { reportsOfAllProcesses, workerReport } from "../cluster/control.ts";
 import { targetPolicyFor, webhookUrlProblem } from "../webhooks/target_policy.ts";
 
 /** Longest `webhook_url`. */
@@ -82,27 +81,6 @@ const StartRequestSchema = z.object({
 
 type StartRequest = z.infer<typeof StartRequestSchema>;
 
-/** `Retry-After` of an `at_capacity` refusal: calls last minutes, so sooner rarely helps. */
-const AT_CAPACITY_RETRY_AFTER_SECONDS = 30;
-
-/**
- * Calls in progress on the whole server: this process's, and under a supervisor the other
- * processes' latest reports (about a second old). Without an answer from the supervisor, this
- * process's count is all there is to go by.
- */
-async function activeCallsOnServer(
-  deps: Pick<AppDeps, "registry" | "cluster" | "isDraining">,
-): Promise<number> {
-  if (!deps.cluster) return deps.registry.active;
-  const own = workerReport(deps.cluster.worker, deps.registry, deps.isDraining());
-  try {
-    const all = reportsOfAllProcesses(own, await deps.cluster.report(own));
-    return all.reduce((n, report) => n + report.active_calls, 0);
-  } catch {
-    return own.active_calls;
-  }
-}
-
 /**
  * Headroom over MAX_BODY_BYTES for the rest of the request (phone number, webhook_url, analysis,
  * whitespace).
@@ -111,10 +89,7 @@ const REQUEST_OVERHEAD_BYTES = 1024 + MAX_WEBHOOK_URL_LENGTH + MAX_ANALYSIS_BYTE
 
 /** The `/start` route. */
 export function startRoute(
-  deps: Pick<
-    AppDeps,
-    "config" | "logger" | "calls" | "signer" | "isDraining" | "events" | "registry" | "cluster"
-  >,
+  deps: Pick<AppDeps, "config" | "logger" | "calls" | "signer" | "isDraining" | "events">,
 ): Hono {
   const { config, logger } = deps;
   // The JSON of custom data is at most about as long as its base64, plus the phone number.
@@ -147,29 +122,6 @@ export function startRoute(
     await next();
   };
 
-  const refuseAtCapacity: MiddlewareHandler = async (_c, next) => {
-    const limit = config.MAX_ACTIVE_CALLS;
-    if (limit > 0) {
-      const active = await activeCallsOnServer(deps);
-      if (active >= limit) {
-        logger.warn("call refused: the server is at its call limit", {
-          active_calls: active,
-          limit,
-        });
-        throw new ApiError(
-          503,
-          "at_capacity",
-          `The server has ${active} calls in progress, its limit (MAX_ACTIVE_CALLS=${limit}). ` +
-            "Try again when some have ended, or raise MAX_ACTIVE_CALLS if the machine has room " +
-            "(see Latency and capacity in the README).",
-          { active_calls: active, limit },
-          { "Retry-After": String(AT_CAPACITY_RETRY_AFTER_SECONDS) },
-        );
-      }
-    }
-    await next();
-  };
-
   const limitBody = bodyLimit({
     maxSize: requestLimit,
     onError: () => {
@@ -188,7 +140,6 @@ export function startRoute(
     refuseWhileDraining,
     requireToken,
     requireConfigured,
-    refuseAtCapacity,
     limitBody,
     async (c) => {
       const calls = deps.calls!;

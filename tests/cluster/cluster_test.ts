@@ -218,41 +218,6 @@ Deno.test("/health on any server process counts the calls of all of them", async
   await Promise.all(calls.map((c) => deadline(c.client.closed, 10_000, { what: "call end" })));
 });
 
-Deno.test("MAX_ACTIVE_CALLS counts the calls of every server process", async () => {
-  await using rig = await twoProcesses({ MAX_ACTIVE_CALLS: "1" });
-  const call = await liveCall(rig);
-  // Once every process's /health counts the call, its report has reached the supervisor.
-  await waitFor(
-    async () => (await health(rig.server.url)).active_calls === 1,
-    "the call to be counted",
-    10_000,
-    POLL_MS,
-  );
-  const refusedBy = () =>
-    new Set(
-      rig.server.lines
-        .filter((l) => l.msg === "call refused: the server is at its call limit")
-        .map((l) => l.worker),
-    );
-  for (let attempt = 0; refusedBy().size < 2; attempt++) {
-    assert.ok(attempt < MAX_CALLS, `no refusal from both processes after ${MAX_CALLS} tries`);
-    // A new connection each time: the kernel picks a process per connection, not per request.
-    using client = Deno.createHttpClient({});
-    const res = await fetch(`${rig.server.url}/start`, {
-      client,
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ phone_number: "+15557654321" }),
-    });
-    assert.equal(res.status, 503, await res.clone().text());
-    assert.equal((await res.json()).error.code, "at_capacity");
-    await waitFor(() => refusedBy().size > 0, "the refusal's log line", 5_000, POLL_MS);
-  }
-  assert.equal(rig.telnyx.createRequests.length, 1);
-  call.client.stop();
-  await deadline(call.client.closed, 10_000, { what: "call end" });
-});
-
 Deno.test("SIGTERM to the supervisor drains the calls of every server process and exits 0", async () => {
   await using rig = await twoProcesses({ SHUTDOWN_GRACE_SECONDS: "1" });
   const { server, telnyx } = rig;
