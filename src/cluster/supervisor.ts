@@ -80,7 +80,9 @@ interface Slot {
 /** Starts `count` server processes and resolves once every one listens. */
 export async function startSupervisor(options: SupervisorOptions): Promise<Supervisor> {
   const { count, config, logger } = options;
-  const port = config.PORT === 0 ? freePort(config.HOST) : checkedFree(config.HOST, config.PORT);
+  if (config.PORT !== 0) checkIsFree(config.HOST, config.PORT);
+  const hold = holdPort(config.HOST, config.PORT);
+  const port = hold.addr.port;
   const host = config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;
   const url = `http://${host === "0.0.0.0" ? "localhost" : host}:${port}`;
   const token = crypto.randomUUID() + crypto.randomUUID();
@@ -237,6 +239,8 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Super
   } catch (error) {
     await stop();
     throw error;
+  } finally {
+    await hold.shutdown();
   }
   logger.info("listening", { url, workers: count, pids: slots.map((s) => s.child?.pid) });
   return { url, stop };
@@ -250,21 +254,29 @@ function signal(child: Deno.ChildProcess, name: Deno.Signal): void {
 }
 
 /**
- * `port`, once a plain bind shows nothing listens there: the server processes bind with
- * `reusePort`, which another copy of this server would share with them, splitting its traffic.
- * Throws `Deno.errors.AddrInUse` otherwise.
+ * Throws `Deno.errors.AddrInUse` unless a plain bind shows nothing listens on `port`: the server
+ * processes bind with `reusePort`, which another copy of this server would share with them,
+ * splitting its traffic.
  */
-function checkedFree(hostname: string, port: number): number {
+function checkIsFree(hostname: string, port: number): void {
   Deno.listen({ hostname, port }).close();
-  return port;
 }
 
-/** A port free right now: every server process must bind the same one, so 0 cannot be passed on. */
-function freePort(hostname: string): number {
-  const probe = Deno.listen({ hostname, port: 0 });
-  const { port } = probe.addr;
-  probe.close();
-  return port;
+/**
+ * Binds `port` (0: any free one, which every server process must then share) with `reusePort`,
+ * so the server processes can join it, until they listen. A port number merely found free can be
+ * taken meanwhile, by any outgoing connection as its local port, and the processes would then
+ * fail to bind. Whatever connects before they listen is told to try again.
+ */
+function holdPort(hostname: string, port: number): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve(
+    { hostname, port, reusePort: true, onListen: () => {} },
+    () =>
+      new Response("starting: try again in a moment\n", {
+        status: 503,
+        headers: { "retry-after": "1" },
+      }),
+  );
 }
 
 /**
