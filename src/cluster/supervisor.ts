@@ -47,6 +47,11 @@ const SHARED_ANSWERED_BY_CAPACITY = 1_000;
 
 /** Beyond the drain grace, the time a process has to finish its shutdown before it is killed. */
 const SHUTDOWN_MARGIN_MS = 30_000;
+/**
+ * Bound on letting go of the port held during start-up: the hold's server drains its requests
+ * first, and a client that never finishes its request must not stall start-up.
+ */
+const RELEASE_PORT_WITHIN_MS = 2_000;
 
 /** Options for {@link startSupervisor}. */
 export interface SupervisorOptions {
@@ -214,7 +219,6 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Super
     spawn(slot);
   };
 
-  for (const slot of slots) spawn(slot);
   let stopped: Promise<void> | undefined;
   const stop = () =>
     stopped ??= (async () => {
@@ -235,12 +239,18 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Super
     })();
 
   try {
+    for (const slot of slots) spawn(slot);
     await ready.promise;
   } catch (error) {
     await stop();
     throw error;
   } finally {
-    await hold.shutdown();
+    if (!(await settledWithin(hold.shutdown(), RELEASE_PORT_WITHIN_MS))) {
+      logger.warn("a request held open during start-up was left unanswered", {
+        port,
+        waited_ms: RELEASE_PORT_WITHIN_MS,
+      });
+    }
   }
   logger.info("listening", { url, workers: count, pids: slots.map((s) => s.child?.pid) });
   return { url, stop };
