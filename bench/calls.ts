@@ -741,7 +741,7 @@ async function capacity(
     );
   }
   const out = [
-    "| server | calls | underruns (calls with any; audio not here yet) | ended cleanly | server cores busy | " +
+    "| server | calls | underruns (calls with any; audio not yet at the playback) | ended cleanly | server cores busy | " +
     "server CPU s per call-minute | KiB per call | fakes + callers cores busy | their lag p99 ms |" +
     (socketQueues ? " unread socket data KiB p50 / max: server; fakes + callers |" : ""),
     "|---|---|---|---|---|---|---|---|---|" + (socketQueues ? "---|" : ""),
